@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// `ambit`: the operator CLI. One file per command group registers its subcommands here.
+import { Command } from 'commander';
+import { registerDemo } from './demo.js';
+
+const program = new Command();
+program
+  .name('ambit')
+  .description('Ambit: a sidecar-less (ambient) service mesh speaking Istio ambient contracts')
+  .showHelpAfterError();
+
+registerDemo(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  console.error(`ambit: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(2);
+});
