@@ -55,11 +55,8 @@ function fields(r: AccessLogRecord): Record<string, string | number> {
 }
 
 export class AccessLog {
-  private readonly log: Logger;
-
-  constructor(logger: Logger) {
-    this.log = logger.child({ scope: 'access' });
-  }
+  /** `log` should be a child bound to `{ scope: 'access' }` (ztunnel's `access` log target). */
+  constructor(private readonly log: Logger) {}
 
   opened(r: AccessLogRecord): void {
     this.log.debug(fields(r), 'connection opened');

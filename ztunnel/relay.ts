@@ -1,0 +1,60 @@
+// Copies bytes both ways between the downstream (app or tunnel stream) and the upstream, counting them
+// for telemetry. A FIN in one direction becomes end() on the other side (istio/ztunnel src/copy.rs:
+// half-close maps to END_STREAM on HBONE), and an error on either side destroys both: a reset stays a
+// reset. Resolves once both sides are closed, with the first error seen.
+import type { Duplex } from 'node:stream';
+
+export interface RelayCounters {
+  /** Client → server bytes (downstream → upstream). */
+  onRequestBytes(n: number): void;
+  /** Server → client bytes (upstream → downstream). */
+  onResponseBytes(n: number): void;
+}
+
+export interface RelayResult {
+  error?: Error;
+}
+
+export function relay(downstream: Duplex, upstream: Duplex, counters: RelayCounters): Promise<RelayResult> {
+  return new Promise((resolve) => {
+    let firstError: Error | undefined;
+    let closed = 0;
+    const onClose = (): void => {
+      closed++;
+      if (closed === 2) resolve(firstError ? { error: firstError } : {});
+    };
+    const fail =
+      (other: Duplex) =>
+      (err: Error): void => {
+        firstError ??= err;
+        other.destroy();
+      };
+    downstream.on('data', (b: Buffer) => counters.onRequestBytes(b.length));
+    upstream.on('data', (b: Buffer) => counters.onResponseBytes(b.length));
+    downstream.on('error', fail(upstream));
+    upstream.on('error', fail(downstream));
+    // A side that closes without a clean end (reset, destroy) takes the other down too; a clean end
+    // only half-closes, which pipe() does through end().
+    downstream.once('close', () => {
+      if (!downstream.readableEnded || !downstream.writableFinished) upstream.destroy();
+      onClose();
+    });
+    upstream.once('close', () => {
+      if (!upstream.readableEnded || !upstream.writableFinished) downstream.destroy();
+      onClose();
+    });
+    // Once both directions have ended, close both (a socket with allowHalfOpen stays open otherwise).
+    let ended = 0;
+    const onEnd = (): void => {
+      ended++;
+      if (ended === 2) {
+        downstream.end();
+        upstream.end();
+      }
+    };
+    downstream.once('end', onEnd);
+    upstream.once('end', onEnd);
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+  });
+}
