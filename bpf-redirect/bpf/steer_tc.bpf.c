@@ -1,0 +1,130 @@
+/* steer: tc clsact ingress on the host side of every pod veth and on the node uplink.
+ *
+ * Hands new TCP connections of enrolled pods to the node proxy's transparent listeners, the way
+ * Cilium's proxy redirect does (cilium/cilium bpf/lib/proxy.h assign_socket_tcp): find the listener by
+ * port with bpf_skc_lookup_tcp, bpf_sk_assign the SYN to it, and mark the packet so `ip rule fwmark`
+ * routes it to a `local 0.0.0.0/0` table (bpf_sk_assign requires a local route for the whole flow,
+ * kernel commit "bpf: Add socket assign support"). Because the listener is IP_TRANSPARENT, the
+ * accepted socket's local address IS the original destination and its peer the real client.
+ *   outbound: SYN from an enrolled pod               -> out_port   (ztunnel 15001)
+ *   inbound:  SYN to an enrolled pod, dport 15008     -> hbone_port (ztunnel 15008)
+ *             SYN to an enrolled pod, any other port  -> in_port    (ztunnel 15006)
+ * Later packets of a flow the proxy owns (an established/request socket exists in this netns) get the
+ * mark too. Packets of flows that started before enrollment are left alone (no socket, not a SYN), so
+ * enrolling never breaks a live connection; DRAIN stops new captures but keeps proxied flows flowing.
+ * No listener (proxy down): drop the SYN (fail closed) unless cfg.fail_open.
+ * Anti-spoofing: a packet whose IPv4 source is not the pod of the veth it arrived on, or that carries
+ * a local pod's address on another interface, is dropped and counted (STAT_SPOOFED). */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "maps.h"
+
+#define ETH_P_IP 0x0800
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+
+SEC("tc")
+int steer(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
+		return TC_ACT_OK;
+
+	__u32 ifindex = skb->ifindex;
+	struct iface_info *iface = bpf_map_lookup_elem(&ambit_ifaces, &ifindex);
+	if (iface && iface->kind == IFACE_POD && iface->pod_ip != ip->saddr) {
+		stat_inc(STAT_SPOOFED);
+		return TC_ACT_SHOT;
+	}
+	__u32 saddr = ip->saddr;
+	struct pod_info *src = bpf_map_lookup_elem(&ambit_pods, &saddr);
+	if (src && src->ifindex != ifindex) {
+		stat_inc(STAT_SPOOFED);
+		return TC_ACT_SHOT;
+	}
+
+	if (ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return TC_ACT_OK;
+	struct tcphdr *tcp = (void *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 1) > data_end)
+		return TC_ACT_OK;
+
+	int outbound = src && src->state != POD_NONE;
+	__u32 state = outbound ? src->state : POD_NONE;
+	if (!outbound) {
+		__u32 daddr = ip->daddr;
+		struct pod_info *dst = bpf_map_lookup_elem(&ambit_pods, &daddr);
+		if (!dst || dst->state == POD_NONE)
+			return TC_ACT_OK; /* neither end enrolled on this node */
+		state = dst->state;
+	}
+
+	__u32 zero = 0;
+	struct redir_cfg *cfg = bpf_map_lookup_elem(&ambit_cfg, &zero);
+	if (!cfg)
+		return TC_ACT_OK; /* agent has not configured us yet: it writes cfg before any pod */
+
+	/* A flow the proxy already owns: mark every packet so it is routed locally (pitfall 3). */
+	struct bpf_sock_tuple tuple = {};
+	tuple.ipv4.saddr = ip->saddr;
+	tuple.ipv4.daddr = ip->daddr;
+	tuple.ipv4.sport = tcp->source;
+	tuple.ipv4.dport = tcp->dest;
+	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		int owned = sk->state != BPF_TCP_LISTEN;
+		bpf_sk_release(sk);
+		if (owned) {
+			skb->mark |= cfg->mark;
+			stat_inc(STAT_PROXY_OWNED);
+			return TC_ACT_OK;
+		}
+	}
+
+	if (!tcp->syn || tcp->ack) {
+		stat_inc(STAT_PASS);
+		return TC_ACT_OK;
+	}
+	if (state != POD_CAPTURE) {
+		stat_inc(STAT_DRAIN_PASS);
+		return TC_ACT_OK;
+	}
+
+	__u16 port = outbound ? cfg->out_port
+		     : (tcp->dest == bpf_htons(cfg->hbone_port) ? cfg->hbone_port : cfg->in_port);
+	struct bpf_sock_tuple ltuple = {};
+	ltuple.ipv4.dport = bpf_htons(port);
+	struct bpf_sock *lsk = bpf_skc_lookup_tcp(skb, &ltuple, sizeof(ltuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (lsk && lsk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(lsk);
+		lsk = NULL;
+	}
+	if (!lsk) {
+		if (cfg->fail_open) {
+			stat_inc(STAT_FAIL_OPEN);
+			return TC_ACT_OK;
+		}
+		stat_inc(STAT_PROXY_MISSING);
+		return TC_ACT_SHOT;
+	}
+	long err = bpf_sk_assign(skb, lsk, 0);
+	bpf_sk_release(lsk);
+	if (err) {
+		stat_inc(STAT_ASSIGN_FAILED);
+		return TC_ACT_SHOT;
+	}
+	skb->mark |= cfg->mark;
+	stat_inc(outbound ? STAT_ASSIGNED_OUT : STAT_ASSIGNED_IN);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
