@@ -111,6 +111,8 @@ export interface Clause {
 /** Rule: clauses AND'ed. */
 export interface Rule {
   clauses: Clause[];
+  /** Index of the AuthorizationPolicy `spec.rules` entry this came from (dropped rules shift positions). */
+  sourceRule?: number;
 }
 
 export interface Authorization {
@@ -163,6 +165,8 @@ export interface Waypoint {
   trafficType: string;
   /** The Gateway's own address when known (`<name>.<ns>.svc.cluster.local`). */
   hostname: string;
+  /** IP addresses from the Gateway's spec.addresses / status.addresses (type IPAddress), if any. */
+  addresses?: string[];
 }
 
 export interface HttpRoute {
@@ -173,6 +177,12 @@ export interface HttpRoute {
   parentRefs: { group?: string; kind?: string; name: string; namespace?: string; port?: number }[];
   /** spec.rules as given (Gateway API shape); the waypoint compiles them. */
   rules: unknown[];
+}
+
+/** A namespace as the mesh sees it: its labels drive enrollment and waypoint binding. */
+export interface Namespace {
+  name: string;
+  labels: Record<string, string>;
 }
 
 /** PeerAuthentication mode after inheritance; the compiled form lives in Authorization. */
