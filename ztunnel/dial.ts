@@ -1,0 +1,55 @@
+// Plain TCP upstream dialing for the paths that end in a pod (inbound after HBONE, inbound plaintext,
+// outbound to non-mesh / same-node / passthrough destinations). The socket is bound to the original
+// client's IP with IP_TRANSPARENT so the application sees the real source pod as its peer
+// (istio/ztunnel ENABLE_ORIG_SRC; DESIGN.md §7 "Source IP"); replies come back to this node's socket
+// through the capture's `socket transparent` / fwmark local-route rules.
+import net from 'node:net';
+import { createTransparentSocket, nativeAvailable } from '../bpf-redirect/native/index.js';
+import { UpstreamConnectFailed, messageOf } from './errors.js';
+import type { Address } from './upstream.js';
+
+export interface DialOptions {
+  target: Address;
+  /** Bind to this (non-local) source IP first; undefined = the kernel's choice. */
+  sourceIp?: string;
+  timeoutMs: number;
+  /** SO_MARK-like intent is carried by the capture rules; ztunnel sockets are recognised by transparency. */
+}
+
+/** Connects, resolving with a connected socket or rejecting with UpstreamConnectFailed. */
+export function dial(opts: DialOptions): Promise<net.Socket> {
+  const target = `${opts.target.ip}:${opts.target.port}`;
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    try {
+      if (opts.sourceIp !== undefined) {
+        if (!nativeAvailable()) {
+          throw new Error('source IP preservation needs the native addon (npm run build:native)');
+        }
+        const fd = createTransparentSocket(opts.sourceIp, 0);
+        socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+      } else {
+        socket = new net.Socket({ allowHalfOpen: true });
+      }
+    } catch (err) {
+      reject(new UpstreamConnectFailed(target, messageOf(err)));
+      return;
+    }
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new UpstreamConnectFailed(target, `connection timed out after ${opts.timeoutMs} ms`));
+    }, opts.timeoutMs);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new UpstreamConnectFailed(target, messageOf(err)));
+    });
+    socket.connect({ port: opts.target.port, host: opts.target.ip }, () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      // istio/ztunnel sets TCP_NODELAY on every proxied socket.
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
