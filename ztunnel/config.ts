@@ -57,6 +57,11 @@ const Schema = z.object({
   poolUnusedReleaseTimeoutMs: z.number().int().positive().default(300_000),
   /** Log level: off|error|warn|info|debug|trace (changeable at runtime through admin /logging). */
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  /**
+   * Dial pods with the original client's IP as source (IP_TRANSPARENT), so apps, ipBlocks and telemetry
+   * see the real client (istio/ztunnel ENABLE_ORIG_SRC). Needs root and the capture's return-path rules.
+   */
+  preserveSourceIp: z.boolean().default(true),
   /** Packet mark on ztunnel's own sockets so capture rules skip them (istio/ztunnel PACKET_MARK 0x539). */
   packetMark: z.number().int().nonnegative().default(0x539),
 });
