@@ -87,7 +87,19 @@ function ipFromParsed(p: ipaddr.IPv4 | ipaddr.IPv6): Ip {
   return { v6: v };
 }
 
+const DOTTED_V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
 function parseConnIp(field: string, text: string): Ip {
+  // Fast path for the common case (dotted IPv4 from a socket): no allocation beyond the regex match.
+  const v4 = DOTTED_V4.exec(text);
+  if (v4) {
+    const a = Number(v4[1]);
+    const b = Number(v4[2]);
+    const c = Number(v4[3]);
+    const d = Number(v4[4]);
+    if (a > 255 || b > 255 || c > 255 || d > 255) throw new InvalidConnection(field, text);
+    return { v4: ((a << 24) | (b << 16) | (c << 8) | d) >>> 0 };
+  }
   if (!ipaddr.isValid(text)) throw new InvalidConnection(field, text);
   return ipFromParsed(ipaddr.parse(text));
 }
