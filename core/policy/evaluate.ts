@@ -32,9 +32,16 @@ export interface Connection {
 /** Extension point for the waypoint (L7): the request attributes its matchers will read. Unused at L4. */
 export interface RequestContext {
   method?: string;
+  /** Request path, query included as sent (matchers compare the path without the query, as Istio does). */
   path?: string;
+  /** `:authority` / Host. */
   host?: string;
+  /** Lower-case header names. */
   headers?: Record<string, string | string[] | undefined>;
+  /** Original client IP from X-Forwarded-For (`remoteIpBlocks`, `remote.ip`); defaults to the peer IP. */
+  remoteIp?: string;
+  /** TLS SNI seen by the proxy, if any (`connection.sni`). */
+  sni?: string;
 }
 
 export interface DryRunResult {
@@ -74,7 +81,7 @@ export class InvalidConnection extends Error {
 // --- IP handling ---------------------------------------------------------------------------------------------
 
 /** IPv4 as an unsigned 32-bit number, IPv6 as a bigint. */
-type Ip = { v4: number; v6?: undefined } | { v4?: undefined; v6: bigint };
+export type Ip = { v4: number; v6?: undefined } | { v4?: undefined; v6: bigint };
 
 function ipFromParsed(p: ipaddr.IPv4 | ipaddr.IPv6): Ip {
   // Node reports IPv4 peers on dual-stack sockets as ::ffff:a.b.c.d; policies are written in IPv4.
@@ -104,10 +111,10 @@ function parseConnIp(field: string, text: string): Ip {
   return ipFromParsed(ipaddr.parse(text));
 }
 
-type IpPredicate = (ip: Ip) => boolean;
+export type IpPredicate = (ip: Ip) => boolean;
 
 /** CIDR containment on the network part: a non-canonical `10.1.2.3/8` matches as 10.0.0.0/8 (ipnet contains). */
-function compileCidr(c: CidrMatch): IpPredicate {
+export function compileCidr(c: CidrMatch): IpPredicate {
   let parsed: ipaddr.IPv4 | ipaddr.IPv6;
   try {
     parsed = ipaddr.parse(c.address);
@@ -133,7 +140,7 @@ function compileCidr(c: CidrMatch): IpPredicate {
 // --- Compiled form ------------------------------------------------------------------------------------------
 
 /** The connection as the matchers read it, derived once per evaluation. */
-interface EvalContext {
+export interface EvalContext {
   /** Identity rendered without `spiffe://` (principal form); undefined when plaintext. */
   principal: string | undefined;
   /** Identity namespace; "" for plaintext (rbac.rs unwrap_or_default). */
@@ -143,26 +150,34 @@ interface EvalContext {
   destinationIp: Ip;
   destinationPort: number;
   request?: RequestContext;
+  /** Parsed `request.remoteIp` (or the source IP). */
+  remoteIp?: Ip;
 }
 
-type Predicate = (ctx: EvalContext) => boolean;
+export type Predicate = (ctx: EvalContext) => boolean;
 
-interface Family {
+export interface Family {
   positive: Predicate[];
   negative: Predicate[];
 }
 
-interface CompiledRule {
+export interface CompiledRule {
   clauses: (CompiledMatch | null)[][]; // null = empty Match (skipped)
   index: number;
 }
 
-type CompiledMatch = Family[];
+export type CompiledMatch = Family[];
 
-interface CompiledAuthorization {
+/** A policy ready to evaluate: L4 Authorizations and (waypoint) L7 policies compile to this one shape. */
+export interface CompiledPolicyMatcher {
+  /** `ns/name` */
   key: string;
+  action: Action;
+  dryRun: boolean;
   rules: CompiledRule[];
 }
+
+type CompiledAuthorization = CompiledPolicyMatcher;
 
 export function stringMatches(m: StringMatch, check: string): boolean {
   if ('presence' in m) return check.length > 0;
@@ -171,20 +186,20 @@ export function stringMatches(m: StringMatch, check: string): boolean {
   return check === m.exact;
 }
 
-function principalPredicate(m: StringMatch): Predicate {
+export function principalPredicate(m: StringMatch): Predicate {
   // rbac.rs matches_principal: the identity is rendered as spiffe://…, and the prefix stripped before the
   // comparison; with no identity there is nothing to strip and every matcher (even presence) is false.
   return (ctx) => ctx.principal !== undefined && stringMatches(m, ctx.principal);
 }
 
-function serviceAccountPredicate(m: ServiceAccountMatch): Predicate {
+export function serviceAccountPredicate(m: ServiceAccountMatch): Predicate {
   return (ctx) =>
     ctx.identity !== undefined &&
     ctx.identity.namespace === m.namespace &&
     ctx.identity.serviceAccount === m.serviceAccount;
 }
 
-function family<T>(pos: T[], neg: T[], make: (v: T) => Predicate): Family | null {
+export function family<T>(pos: T[], neg: T[], make: (v: T) => Predicate): Family | null {
   if (pos.length === 0 && neg.length === 0) return null;
   return { positive: pos.map(make), negative: neg.map(make) };
 }
@@ -217,6 +232,8 @@ function compiled(a: Authorization): CompiledAuthorization {
   if (!c) {
     c = {
       key: `${a.namespace}/${a.name}`,
+      action: a.action,
+      dryRun: a.dryRun,
       rules: a.rules.map((r, i) => ({
         index: r.sourceRule ?? i,
         clauses: r.clauses.map((cl) =>
@@ -241,7 +258,7 @@ function matchHolds(m: CompiledMatch, ctx: EvalContext): boolean {
 }
 
 /** rbac.rs Authorization::matches; returns the matching rule's index, or undefined. */
-function firstMatchingRule(a: CompiledAuthorization, ctx: EvalContext): number | undefined {
+export function firstMatchingRule(a: CompiledAuthorization, ctx: EvalContext): number | undefined {
   // Zero rules never match (the loop below does not run).
   for (const rule of a.rules) {
     let ruleMatch = true; // zero clauses: match
@@ -264,7 +281,7 @@ function firstMatchingRule(a: CompiledAuthorization, ctx: EvalContext): number |
   return undefined;
 }
 
-function contextOf(conn: Connection, request?: RequestContext): EvalContext {
+export function contextOf(conn: Connection, request?: RequestContext): EvalContext {
   const id = conn.sourceIdentity;
   return {
     principal: id ? `${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}` : undefined,
@@ -274,6 +291,7 @@ function contextOf(conn: Connection, request?: RequestContext): EvalContext {
     destinationIp: parseConnIp('destinationIp', conn.destinationIp),
     destinationPort: conn.destinationPort,
     ...(request ? { request } : {}),
+    ...(request?.remoteIp ? { remoteIp: parseConnIp('remoteIp', request.remoteIp) } : {}),
   };
 }
 
@@ -297,25 +315,31 @@ export function evaluate(
   policies: Authorization[],
   options: EvaluateOptions = {},
 ): PolicyDecision {
-  const ctx = contextOf(conn, options.request);
+  return decide(contextOf(conn, options.request), policies.map(compiled));
+}
+
+/**
+ * The decision order shared by ztunnel (L4) and the waypoint (L7): dry-run set aside and reported; any DENY
+ * matches → deny; no ALLOW → allow; any ALLOW matches → allow; else deny.
+ */
+export function decide(ctx: EvalContext, policies: readonly CompiledPolicyMatcher[]): PolicyDecision {
   const dryRun: DryRunResult[] = [];
-  const allow: CompiledAuthorization[] = [];
-  const deny: CompiledAuthorization[] = [];
-  for (const p of policies) {
-    const c = compiled(p);
-    if (p.dryRun) {
+  const allow: CompiledPolicyMatcher[] = [];
+  const deny: CompiledPolicyMatcher[] = [];
+  for (const c of policies) {
+    if (c.dryRun) {
       const rule = firstMatchingRule(c, ctx);
-      const verb = p.action === 'DENY' ? 'deny' : 'allow';
+      const verb = c.action === 'DENY' ? 'deny' : 'allow';
       dryRun.push({
         policy: c.key,
-        action: p.action,
+        action: c.action,
         matched: rule !== undefined,
         ...(rule !== undefined ? { rule } : {}),
         message: `dry-run: ${verb} policy ${rule !== undefined ? 'match' : 'no match'}`,
       });
       continue;
     }
-    (p.action === 'DENY' ? deny : allow).push(c);
+    (c.action === 'DENY' ? deny : allow).push(c);
   }
   for (const d of deny) {
     const rule = firstMatchingRule(d, ctx);
