@@ -13,6 +13,8 @@ import {
   randomBytes,
   sign,
 } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { type SpiffeId, formatSpiffeId, validateTrustDomain } from '../../core/identity/spiffe.js';
 import { type CertificateRequestOptions, createKeyAndCsr } from '../client/csr.js';
 import { type WorkloadCertificate, parseWorkloadCertificate } from '../client/workload-certificate.js';
@@ -214,16 +216,32 @@ export class Signer {
         `identity ${formatSpiffeId(opts.identity)} is in trust domain "${opts.identity.trustDomain}", this CA signs for "${this.trustDomain}"`,
       );
     }
-    const ttl = this.resolveTtl(opts.ttlSeconds);
+    const uri = tlv(0x86, Buffer.from(formatSpiffeId(opts.identity), 'ascii'));
+    return this.signLeaf(spkiDer, [uri], this.resolveTtl(opts.ttlSeconds));
+  }
+
+  /**
+   * A TLS serving certificate for the CA's own gRPC endpoint (istiod: DNS SAN
+   * istiod.istio-system.svc, which ztunnel verifies against the mesh root).
+   */
+  signServingSpki(
+    spkiDer: Buffer,
+    opts: { dnsNames: string[]; ipAddresses: string[]; ttlSeconds: number },
+  ): string[] {
+    const names = [
+      ...opts.dnsNames.map((d) => tlv(0x82, Buffer.from(d, 'ascii'))),
+      ...opts.ipAddresses.map((ip) => tlv(0x87, ipBytes(ip))),
+    ];
+    if (names.length === 0) throw new Error('serving certificate needs at least one DNS name or IP');
+    return this.signLeaf(spkiDer, names, opts.ttlSeconds);
+  }
+
+  private signLeaf(spkiDer: Buffer, generalNames: Buffer[], ttl: number): string[] {
     const now = Date.now();
     // istio ca.go: signing with an expired CA is refused; NotAfter is clamped to the CA's.
     if (this.caNotAfterMs <= now) throw new CaError('CA_EXPIRED', 'the CA signing certificate has expired');
     const notAfter = new Date(Math.min(now + ttl * 1000, this.caNotAfterMs));
-    const san = seq(
-      OID_SAN,
-      TRUE,
-      octetString(seq(tlv(0x86, Buffer.from(formatSpiffeId(opts.identity), 'ascii')))),
-    );
+    const san = seq(OID_SAN, TRUE, octetString(seq(...generalNames)));
     const tbs = seq(
       VERSION_3,
       positiveInteger(randomBytes(16)), // 128-bit random serial (istio generate_cert.go)
@@ -238,6 +256,15 @@ export class Signer {
     const cert = seq(tbs, this.alg.algorithmIdentifier, bitString(signature));
     return [derToPem(cert, 'CERTIFICATE'), ...this.chainTail()];
   }
+}
+
+function ipBytes(ip: string): Buffer {
+  if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
+  if (isIPv6(ip)) {
+    const parsed = ipaddr.parse(ip);
+    return Buffer.from(parsed.toByteArray());
+  }
+  throw new Error(`"${ip}" is not an IP address`);
 }
 
 function trustDomainOf(caCert: x509.X509Certificate, roots: string[]): string {
