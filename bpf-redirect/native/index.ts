@@ -5,7 +5,7 @@
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type * as net from 'node:net';
+import * as net from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -142,4 +142,23 @@ export function getOriginalDst(socket: net.Socket | number): { address: string; 
   const fd = typeof socket === 'number' ? socket : fdOf(socket);
   const native = addon();
   return call(`getOriginalDst(fd ${fd})`, () => native.getOriginalDst(fd));
+}
+
+/**
+ * A socket factory for HboneClientPool (core/hbone `createSocket`): with `sourceIp`, the connection
+ * leaves from that address (IP_TRANSPARENT set before bind, so the destination sees the source pod's
+ * IP, istio-ambient.md §1.3 "Note for an eBPF design"); with `netnsPath`, the socket lives in that
+ * network namespace. Neither → a plain `net.connect`.
+ */
+export function transparentSocketFactory(
+  opts: { netnsPath?: string } = {},
+): (o: { host: string; port: number; sourceIp?: string }) => net.Socket {
+  return ({ host, port, sourceIp }) => {
+    if (!sourceIp && !opts.netnsPath) return net.connect({ host, port });
+    const bindIp = sourceIp ?? (net.isIPv6(host) ? '::' : '0.0.0.0');
+    const fd = createTransparentSocket(bindIp, 0, opts.netnsPath);
+    const socket = new net.Socket({ fd, readable: true, writable: true });
+    socket.connect(port, host);
+    return socket;
+  };
 }
