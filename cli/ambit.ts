@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `ambit`: the operator CLI. One file per command group registers its subcommands here.
 import { Command } from 'commander';
+import { registerBpfAgent } from './bpf-agent.js';
 import { registerDemo } from './demo.js';
 
 const program = new Command();
@@ -10,6 +11,7 @@ program
   .showHelpAfterError();
 
 registerDemo(program);
+registerBpfAgent(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   console.error(`ambit: ${err instanceof Error ? err.message : String(err)}`);

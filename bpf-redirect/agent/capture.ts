@@ -1,0 +1,33 @@
+// What a capture backend (eBPF steering or the nftables TPROXY fallback) is asked to do. The agent
+// computes the desired per-pod state; a backend makes the kernel match it and reports counters.
+import type { PodState } from './maps.js';
+
+export type CaptureModeName = 'ebpf' | 'nftables';
+
+export interface DesiredPod {
+  ip: string;
+  state: PodState;
+  /** Host-side veth of the pod in the node netns. */
+  dev: string;
+  ifindex: number;
+}
+
+export interface Uplink {
+  dev: string;
+  ifindex: number;
+}
+
+export interface CaptureBackend {
+  readonly mode: CaptureModeName;
+  /** Load/recover kernel objects (idempotent; safe over what a previous agent left). */
+  setup(): Promise<void>;
+  /** Make the kernel match exactly these pods and uplinks. */
+  apply(pods: readonly DesiredPod[], uplinks: readonly Uplink[]): Promise<void>;
+  /** Pod states found in the kernel (recovery after a restart: DRAIN must stay DRAIN). */
+  kernelPods(): Promise<Map<string, PodState>>;
+  counters(): Promise<Record<string, number>>;
+  /** Devices carrying our hook, and qdiscs we created (persisted for the next agent). */
+  attachments(): { devices: string[]; createdQdiscs: string[] };
+  /** Remove every kernel object this agent owns. */
+  teardown(): Promise<void>;
+}

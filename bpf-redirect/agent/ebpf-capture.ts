@@ -1,0 +1,178 @@
+// eBPF capture (DESIGN.md §7 base design): the pinned `steer` program on tc ingress of every pod veth
+// and uplink, driven through the pinned maps. Restart-safe: maps are reused, the new program
+// generation replaces the old one with `tc filter replace`, and only our filter (pref/handle) and
+// qdiscs we created are ever removed.
+import type { Logger } from 'pino';
+import type { CaptureBackend, DesiredPod, Uplink } from './capture.js';
+import { parseJson, runCommand } from './command.js';
+import type { BpfAgentConfig } from './config.js';
+import { BpfAgentError } from './errors.js';
+import { loadSteer, pruneGenerations, removePins } from './loader.js';
+import { BpfMaps, IFACE_POD, IFACE_UPLINK, type PodState } from './maps.js';
+import {
+  deleteNftTable,
+  ensureMarkRouting,
+  notrackTableBody,
+  removeMarkRouting,
+  replaceNftTable,
+} from './routing.js';
+import { attachIngress, deleteClsactIfEmpty, detachIngress, ensureClsact, ourFilter } from './tc.js';
+
+export class EbpfCapture implements CaptureBackend {
+  readonly mode = 'ebpf' as const;
+  readonly maps: BpfMaps;
+  private progPin = '';
+  private generation = '';
+  private readonly attached = new Set<string>();
+  private readonly createdQdiscs: Set<string>;
+  /** Devices that carried our filter when we started (from `tc -j filter show`). */
+  private readonly recovered = new Set<string>();
+  private pods = new Map<string, { state: PodState; ifindex: number }>();
+  private ifaces = new Map<number, { podIp: string | undefined; kind: number }>();
+  private pruned = false;
+
+  constructor(
+    private readonly cfg: BpfAgentConfig,
+    private readonly log: Logger,
+    previousQdiscs: readonly string[] = [],
+  ) {
+    this.maps = new BpfMaps(`${cfg.pinDir}/maps`);
+    this.createdQdiscs = new Set(previousQdiscs);
+  }
+
+  private get routing() {
+    return { mark: this.cfg.mark, table: this.cfg.routeTable, pref: this.cfg.rulePref };
+  }
+
+  async setup(): Promise<void> {
+    const loaded = await loadSteer(this.cfg.pinDir, this.cfg.objDir);
+    this.progPin = loaded.progPin;
+    this.generation = loaded.generation;
+    this.log.info({ prog: loaded.progPin, reusedMaps: loaded.reusedMaps }, 'steer program loaded');
+    // cfg before any pod entry: steer passes everything while cfg is missing.
+    await this.maps.setConfig({
+      outboundPort: this.cfg.outboundPort,
+      inboundPort: this.cfg.inboundPort,
+      hbonePort: this.cfg.hbonePort,
+      mark: this.cfg.mark,
+      failOpen: this.cfg.failOpen,
+    });
+    await ensureMarkRouting(this.routing);
+    try {
+      await replaceNftTable('ip', `${this.cfg.nftPrefix}_raw`, notrackTableBody(this.cfg.mark));
+    } catch (err) {
+      // Without kube-proxy (no conntrack NAT) steering works without it; say so and continue.
+      this.log.warn(
+        { err: (err as Error).message },
+        'raw notrack table not installed: ClusterIP flows may hang under kube-proxy',
+      );
+    }
+    for (const p of await this.maps.pods()) this.pods.set(p.ip, { state: p.state, ifindex: p.ifindex });
+    for (const i of await this.maps.ifaces()) this.ifaces.set(i.ifindex, { podIp: i.podIp, kind: i.kind });
+    const links =
+      parseJson<{ ifname: string }[]>('ip link show', await runCommand('ip', ['-j', 'link', 'show'])) ?? [];
+    for (const l of links) {
+      if (await ourFilter(l.ifname, this.cfg.tcPref, this.cfg.tcHandle)) this.recovered.add(l.ifname);
+    }
+    if (this.recovered.size > 0)
+      this.log.info({ devices: [...this.recovered] }, 'recovered tc filters from a previous agent');
+  }
+
+  async apply(pods: readonly DesiredPod[], uplinks: readonly Uplink[]): Promise<void> {
+    // 1. Maps first: by the time the filter sees a pod's packets its entry is there.
+    const wantIfaces = new Map<number, { podIp: string | undefined; kind: number }>();
+    for (const u of uplinks) wantIfaces.set(u.ifindex, { podIp: undefined, kind: IFACE_UPLINK });
+    for (const p of pods) wantIfaces.set(p.ifindex, { podIp: p.ip, kind: IFACE_POD });
+    for (const [ifindex, v] of wantIfaces) {
+      const cur = this.ifaces.get(ifindex);
+      if (cur && cur.podIp === v.podIp && cur.kind === v.kind) continue;
+      await this.maps.setIface(ifindex, v.podIp, v.kind);
+      this.ifaces.set(ifindex, v);
+    }
+    const wantPods = new Map(pods.map((p) => [p.ip, p]));
+    for (const p of pods) {
+      const cur = this.pods.get(p.ip);
+      if (cur && cur.state === p.state && cur.ifindex === p.ifindex) continue;
+      await this.maps.setPod(p.ip, p.state, p.ifindex);
+      this.pods.set(p.ip, { state: p.state, ifindex: p.ifindex });
+    }
+    for (const ip of [...this.pods.keys()]) {
+      if (wantPods.has(ip)) continue;
+      await this.maps.deletePod(ip);
+      this.pods.delete(ip);
+    }
+    for (const ifindex of [...this.ifaces.keys()]) {
+      if (wantIfaces.has(ifindex)) continue;
+      await this.maps.deleteIface(ifindex);
+      this.ifaces.delete(ifindex);
+    }
+
+    // 2. Filters: every pod veth (enrolled or not: a non-enrolled pod's traffic TO an enrolled one is
+    //    captured inbound on its veth) and every uplink.
+    const devs = new Set([...pods.map((p) => p.dev), ...uplinks.map((u) => u.dev)]);
+    for (const dev of devs) {
+      if (this.attached.has(dev)) continue;
+      if (await ensureClsact(dev)) this.createdQdiscs.add(dev);
+      await attachIngress(dev, this.progPin, this.cfg.tcPref, this.cfg.tcHandle);
+      this.attached.add(dev);
+      this.recovered.delete(dev);
+    }
+    for (const dev of [...this.attached, ...this.recovered]) {
+      if (devs.has(dev)) continue;
+      await this.detach(dev);
+    }
+    if (!this.pruned && this.recovered.size === 0) {
+      const removed = await pruneGenerations(this.cfg.pinDir, this.generation);
+      if (removed.length > 0) this.log.info({ removed }, 'older program generations unpinned');
+      this.pruned = true;
+    }
+  }
+
+  private async detach(dev: string): Promise<void> {
+    await detachIngress(dev, this.cfg.tcPref, this.cfg.tcHandle);
+    if (this.createdQdiscs.has(dev)) {
+      await deleteClsactIfEmpty(dev);
+      this.createdQdiscs.delete(dev);
+    }
+    this.attached.delete(dev);
+    this.recovered.delete(dev);
+  }
+
+  async kernelPods(): Promise<Map<string, PodState>> {
+    return new Map([...this.pods].map(([ip, v]) => [ip, v.state]));
+  }
+
+  async counters(): Promise<Record<string, number>> {
+    return this.maps.stats();
+  }
+
+  attachments() {
+    return { devices: [...this.attached].sort(), createdQdiscs: [...this.createdQdiscs].sort() };
+  }
+
+  async teardown(): Promise<void> {
+    const errors: string[] = [];
+    const step = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(`${what}: ${(err as Error).message}`);
+      }
+    };
+    const links =
+      parseJson<{ ifname: string }[]>('ip link show', await runCommand('ip', ['-j', 'link', 'show'])) ?? [];
+    for (const l of links) {
+      if (this.attached.has(l.ifname) || (await ourFilter(l.ifname, this.cfg.tcPref, this.cfg.tcHandle))) {
+        this.attached.add(l.ifname);
+        await step(`detach ${l.ifname}`, () => this.detach(l.ifname));
+      }
+    }
+    await step('ip rule', () => removeMarkRouting(this.routing));
+    await step('notrack table', () => deleteNftTable('ip', `${this.cfg.nftPrefix}_raw`));
+    await step('pins', () => removePins(this.cfg.pinDir));
+    this.pods.clear();
+    this.ifaces.clear();
+    if (errors.length > 0)
+      throw new BpfAgentError('COMMAND_FAILED', `teardown incomplete: ${errors.join('; ')}`);
+  }
+}

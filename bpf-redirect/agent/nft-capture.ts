@@ -1,0 +1,125 @@
+// Fallback capture where eBPF cannot load (old kernel, no BPF privileges, no BTF): nftables TPROXY
+// into the same transparent listeners, so ztunnel's code is identical in both modes (research §3.3).
+// TPROXY fails OPEN silently when no transparent listener exists (the statement just does not match,
+// pitfall 2), so a forward-hook chain explicitly rejects, with a TCP reset, any SYN of an enrolled pod
+// that TPROXY did not take — fail closed, and faster than a drop. `--fail-open` leaves that chain out.
+// The whole table is rendered from the desired state and replaced atomically in one `nft -f`.
+import type { Logger } from 'pino';
+import type { CaptureBackend, DesiredPod, Uplink } from './capture.js';
+import { parseJson, runCommand } from './command.js';
+import type { BpfAgentConfig } from './config.js';
+import { POD_CAPTURE, POD_NONE, type PodState } from './maps.js';
+import { deleteNftTable, ensureMarkRouting, removeMarkRouting, replaceNftTable } from './routing.js';
+
+const SYN = 'tcp flags & (syn | ack) == syn';
+const COUNTERS = ['spoofed', 'assigned_outbound', 'assigned_inbound', 'proxy_missing'] as const;
+
+export function renderTproxyTable(
+  cfg: Pick<BpfAgentConfig, 'mark' | 'outboundPort' | 'inboundPort' | 'hbonePort' | 'failOpen'>,
+  pods: readonly DesiredPod[],
+): string {
+  const mark = `0x${cfg.mark.toString(16)}`;
+  const set = (name: string, type: string, elems: string[]) =>
+    `  set ${name} {\n    type ${type};\n${elems.length ? `    elements = { ${elems.join(', ')} }\n` : ''}  }`;
+  const capture = pods.filter((p) => p.state === POD_CAPTURE).map((p) => p.ip);
+  const lines = [
+    set('podifs', 'ifname', [...new Set(pods.map((p) => `"${p.dev}"`))]),
+    set(
+      'podips',
+      'ipv4_addr',
+      pods.map((p) => p.ip),
+    ),
+    set(
+      'podsrc',
+      'ipv4_addr . ifname',
+      pods.map((p) => `${p.ip} . "${p.dev}"`),
+    ),
+    set('capture', 'ipv4_addr', capture),
+    ...COUNTERS.map((c) => `  counter ${c} {}`),
+    '  chain prerouting {',
+    '    type filter hook prerouting priority mangle; policy accept;',
+    // Anti-spoofing, as the eBPF veth-ifindex check: a pod's packets carry its IP, on its veth only.
+    '    iifname @podifs ip saddr . iifname != @podsrc counter name spoofed drop',
+    '    ip saddr @podips ip saddr . iifname != @podsrc counter name spoofed drop',
+    // Later packets of flows a transparent socket owns: route locally (same fwmark rule as eBPF).
+    `    meta l4proto tcp socket transparent 1 meta mark set ${mark} accept`,
+    `    iifname @podifs ip saddr @capture ${SYN} tproxy to :${cfg.outboundPort} meta mark set ${mark} counter name assigned_outbound accept`,
+    `    ip daddr @capture tcp dport ${cfg.hbonePort} ${SYN} tproxy to :${cfg.hbonePort} meta mark set ${mark} counter name assigned_inbound accept`,
+    `    ip daddr @capture ${SYN} tproxy to :${cfg.inboundPort} meta mark set ${mark} counter name assigned_inbound accept`,
+    '  }',
+  ];
+  if (!cfg.failOpen) {
+    lines.push(
+      '  chain guard {',
+      '    type filter hook forward priority filter; policy accept;',
+      `    iifname @podifs ip saddr @capture ${SYN} counter name proxy_missing reject with tcp reset`,
+      `    ip daddr @capture ${SYN} counter name proxy_missing reject with tcp reset`,
+      '  }',
+    );
+  }
+  return lines.join('\n');
+}
+
+export class NftCapture implements CaptureBackend {
+  readonly mode = 'nftables' as const;
+  private rendered = '';
+  private pods = new Map<string, PodState>();
+  private devices: string[] = [];
+
+  constructor(
+    private readonly cfg: BpfAgentConfig,
+    private readonly log: Logger,
+  ) {}
+
+  private get table(): string {
+    return `${this.cfg.nftPrefix}_tproxy`;
+  }
+
+  async setup(): Promise<void> {
+    await ensureMarkRouting({ mark: this.cfg.mark, table: this.cfg.routeTable, pref: this.cfg.rulePref });
+    try {
+      const out = await runCommand('nft', ['-j', 'list', 'set', 'ip', this.table, 'capture']);
+      const doc = parseJson<{ nftables: { set?: { elem?: unknown[] } }[] }>('nft list set', out);
+      for (const item of doc?.nftables ?? []) {
+        for (const e of item.set?.elem ?? []) if (typeof e === 'string') this.pods.set(e, POD_CAPTURE);
+      }
+      this.log.info({ capture: [...this.pods.keys()] }, 'recovered nftables capture set');
+    } catch {
+      // First start: no table yet.
+    }
+  }
+
+  async apply(pods: readonly DesiredPod[], _uplinks: readonly Uplink[]): Promise<void> {
+    const body = renderTproxyTable(this.cfg, pods);
+    if (body !== this.rendered) {
+      await replaceNftTable('ip', this.table, body);
+      this.rendered = body;
+    }
+    this.pods = new Map(pods.map((p) => [p.ip, p.state === POD_CAPTURE ? POD_CAPTURE : POD_NONE]));
+    this.devices = [...new Set(pods.map((p) => p.dev))].sort();
+  }
+
+  async kernelPods(): Promise<Map<string, PodState>> {
+    return new Map(this.pods);
+  }
+
+  async counters(): Promise<Record<string, number>> {
+    const out: Record<string, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0]));
+    const doc = parseJson<{ nftables: { counter?: { name: string; packets: number } }[] }>(
+      'nft list counters',
+      await runCommand('nft', ['-j', 'list', 'counters', 'table', 'ip', this.table]),
+    );
+    for (const item of doc?.nftables ?? []) if (item.counter) out[item.counter.name] = item.counter.packets;
+    return out;
+  }
+
+  attachments() {
+    return { devices: this.devices, createdQdiscs: [] };
+  }
+
+  async teardown(): Promise<void> {
+    await deleteNftTable('ip', this.table);
+    await removeMarkRouting({ mark: this.cfg.mark, table: this.cfg.routeTable, pref: this.cfg.rulePref });
+    this.rendered = '';
+  }
+}

@@ -1,0 +1,126 @@
+// `ambit bpf-agent`: the node agent that enrolls this node's pods into ztunnel's capture (eBPF, or
+// the nftables TPROXY fallback) and keeps it in sync with the mesh state. See bpf-redirect/agent/.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { type AgentStatus, BpfAgent, teardownAll } from '../bpf-redirect/agent/agent.js';
+import {
+  type BpfAgentConfig,
+  type CaptureMode,
+  defaultConfig,
+  validateConfig,
+} from '../bpf-redirect/agent/config.js';
+import { BpfAgentError } from '../bpf-redirect/agent/errors.js';
+import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
+
+interface Opts {
+  node: string;
+  manifests?: string;
+  podsFile?: string;
+  mode: string;
+  pinDir?: string;
+  objDir?: string;
+  statusFile?: string;
+  uplink: string[];
+  failOpen?: boolean;
+  drainGraceMs?: string;
+  mark?: string;
+  nftPrefix?: string;
+  teardown?: boolean;
+  status?: boolean;
+}
+
+const int = (name: string, v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n))
+    throw new BpfAgentError('BAD_CONFIG', `bpf-agent: ${name} must be an integer, got "${v}"`);
+  return n;
+};
+
+function configFrom(o: Opts): BpfAgentConfig {
+  const c = defaultConfig(o.node);
+  c.mode = o.mode as CaptureMode;
+  if (o.pinDir) c.pinDir = o.pinDir;
+  if (o.objDir) c.objDir = o.objDir;
+  if (o.statusFile) c.statusFile = o.statusFile;
+  c.uplinks = o.uplink;
+  c.failOpen = o.failOpen === true;
+  if (o.drainGraceMs) c.drainGraceMs = int('--drain-grace-ms', o.drainGraceMs);
+  if (o.mark) c.mark = int('--mark', o.mark);
+  if (o.nftPrefix) c.nftPrefix = o.nftPrefix;
+  return validateConfig(c);
+}
+
+/** The shared state (manifest directory) → this node's pods. Imported lazily: core/sources is
+ *  another module's and the agent must not fail to start over an unrelated import. */
+async function manifestPods(dir: string, node: string, log: pino.Logger): Promise<NodePodSource> {
+  const stateMod = await import('../core/state/state.js');
+  const srcPath = '../core/sources/manifests.js';
+  const src = (await import(srcPath)) as {
+    ManifestSource: new (
+      dir: string,
+      state: InstanceType<typeof stateMod.MeshState>,
+      opts?: Record<string, unknown>,
+    ) => { start(): Promise<void> | void };
+  };
+  const state = new stateMod.MeshState();
+  const source = new src.ManifestSource(dir, state, { logger: log });
+  await source.start();
+  return meshStatePods(state, node);
+}
+
+export function registerBpfAgent(program: Command): void {
+  program
+    .command('bpf-agent')
+    .description(
+      "enroll this node's pods into ztunnel's capture (eBPF tc steering, or nftables TPROXY fallback)",
+    )
+    .requiredOption('--node <name>', 'this node: only its pods are managed')
+    .option('-m, --manifests <dir>', 'directory of manifests (the local cluster); watched')
+    .option('--pods-file <file>', 'JSON list of pods [{name,namespace,ip,node,enrolled}]; watched')
+    .option('--mode <mode>', 'auto | ebpf | nftables (auto: eBPF, nftables if programs cannot load)', 'auto')
+    .option('--pin-dir <dir>', 'bpffs directory the agent owns', '/sys/fs/bpf/ambit')
+    .option('--obj-dir <dir>', 'directory with steer_tc.bpf.o (default bpf-redirect/build)')
+    .option('--status-file <file>', 'status JSON (default /run/ambit/bpf-agent-<node>.json)')
+    .option(
+      '--uplink <dev>',
+      'uplink device (repeatable; default: the default-route device)',
+      (v, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option('--fail-open', 'while ztunnel is down, let enrolled pods connect directly (INSECURE; logged)')
+    .option('--drain-grace-ms <ms>', 'max time a leaving pod keeps proxied flows steered', '30000')
+    .option('--mark <n>', 'packet mark for proxy-owned flows (default 0x400)')
+    .option('--nft-prefix <name>', 'prefix of the nftables tables the agent owns', 'ambit')
+    .option('--teardown', 'remove every kernel object the agent owns (both modes) and exit')
+    .option('--status', 'print the running agent status JSON and exit')
+    .action(async (o: Opts) => {
+      const cfg = configFrom(o);
+      const log = pino({ name: 'bpf-agent', base: { node: cfg.node } }, pino.destination(2));
+      if (o.status) {
+        const s = JSON.parse(readFileSync(cfg.statusFile, 'utf8')) as AgentStatus;
+        console.log(JSON.stringify(s, null, 2));
+        return;
+      }
+      if (o.teardown) {
+        await teardownAll(cfg, log);
+        log.info('teardown complete');
+        return;
+      }
+      let source: NodePodSource;
+      if (o.podsFile) source = filePods(o.podsFile, cfg.node, (msg) => log.error(msg));
+      else if (o.manifests) source = await manifestPods(o.manifests, cfg.node, log);
+      else throw new BpfAgentError('BAD_CONFIG', 'bpf-agent: give -m <manifests dir> or --pods-file <file>');
+      const agent = new BpfAgent(cfg, source, log);
+      await agent.start();
+      log.info({ mode: agent.mode, statusFile: cfg.statusFile }, 'bpf-agent running');
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+      // Leave the kernel objects: capture (and fail-closed) continues while the agent is away.
+      await agent.stop();
+      process.exit(0);
+    });
+}

@@ -1,0 +1,204 @@
+// Capture helpers for network tests: run the node agent (`ambit bpf-agent`) and a transparent relay
+// standing in for ztunnel inside a node netns, feed the agent a pod list, and wait for its status.
+// The real ztunnel plugs into the same listeners (15001/15006/15008) in place of the relay.
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { waitReady } from './processes.js';
+import { distPath, HarnessError, type Topology } from './topology.js';
+
+export interface PodSpec {
+  name: string;
+  namespace: string;
+  ip: string;
+  node: string;
+  enrolled: boolean;
+}
+
+/** Atomically rewrite the pods file every agent of the topology watches. */
+export function writePods(file: string, pods: PodSpec[]): void {
+  writeFileSync(`${file}.tmp`, JSON.stringify(pods));
+  renameSync(`${file}.tmp`, file);
+}
+
+export interface AgentStatusView {
+  mode: string;
+  failOpen: boolean;
+  pid: number;
+  generation: number;
+  fallbackReason?: string;
+  pods: { name: string; ip: string; state: string; dev?: string; pending?: string }[];
+  devices: string[];
+  counters: Record<string, number>;
+}
+
+export function readStatus(file: string): AgentStatusView | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as AgentStatusView;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Poll a status file until `pred` holds (bounded: timeoutMs, 50 ms steps). */
+export async function waitStatus(
+  file: string,
+  pred: (s: AgentStatusView) => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<AgentStatusView> {
+  const until = Date.now() + timeoutMs;
+  let last: AgentStatusView | undefined;
+  while (Date.now() < until) {
+    last = readStatus(file);
+    if (last && pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new HarnessError(
+    'STATUS_TIMEOUT',
+    `agent status never showed ${what}; last: ${JSON.stringify(last)?.slice(0, 600)}`,
+  );
+}
+
+export interface AgentOptions {
+  podsFile: string;
+  statusFile: string;
+  pinDir: string;
+  mode?: 'auto' | 'ebpf' | 'nftables';
+  failOpen?: boolean;
+  drainGraceMs?: number;
+  uplinks?: string[];
+  objDir?: string;
+}
+
+export interface RunningAgent {
+  child: ChildProcess;
+  /** The agent's stderr (pino JSON lines), for failure messages. */
+  logs(): string;
+}
+
+/** Start `ambit bpf-agent` inside the node's netns and wait for its first status. */
+export async function startAgent(topo: Topology, nodeName: string, o: AgentOptions): Promise<RunningAgent> {
+  const node = topo.node(nodeName);
+  const args = [
+    distPath('cli/ambit.ts'),
+    'bpf-agent',
+    '--node',
+    nodeName,
+    '--pods-file',
+    o.podsFile,
+    '--status-file',
+    o.statusFile,
+    '--pin-dir',
+    o.pinDir,
+    '--mode',
+    o.mode ?? 'auto',
+    '--drain-grace-ms',
+    String(o.drainGraceMs ?? 5000),
+    ...(o.uplinks ?? [node.uplink]).flatMap((u) => ['--uplink', u]),
+    ...(o.failOpen ? ['--fail-open'] : []),
+    ...(o.objDir ? ['--obj-dir', o.objDir] : []),
+  ];
+  const child = topo.spawnIn(node.ns, process.execPath, args);
+  let logs = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    logs = (logs + d.toString()).slice(-20_000);
+  });
+  let exited: string | undefined;
+  child.once('exit', (code, sig) => {
+    exited = `exited ${code ?? sig}`;
+  });
+  await waitStatus(
+    o.statusFile,
+    (s) => {
+      if (exited)
+        throw new HarnessError('AGENT_EXITED', `bpf-agent on ${nodeName} ${exited}: ${logs.slice(-2000)}`);
+      // nsenter execs the agent in place (no --fork), so the status pid is the child's pid.
+      return s.pid === child.pid;
+    },
+    `agent on ${nodeName} started`,
+    20_000,
+  );
+  return { child, logs: () => logs };
+}
+
+/** Stop an agent as an operator would (SIGTERM: kernel objects stay) or kill it (SIGKILL). */
+export async function stopAgent(
+  agent: RunningAgent,
+  signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM',
+): Promise<void> {
+  if (agent.child.exitCode !== null || agent.child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 5000);
+    agent.child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    agent.child.kill(signal);
+  });
+}
+
+/** Run `ambit bpf-agent --teardown` in the node netns for an agent started with these options. */
+export async function teardownAgent(topo: Topology, nodeName: string, o: AgentOptions): Promise<void> {
+  await topo.exec(topo.node(nodeName).ns, process.execPath, [
+    distPath('cli/ambit.ts'),
+    'bpf-agent',
+    '--teardown',
+    '--node',
+    nodeName,
+    '--status-file',
+    o.statusFile,
+    '--pin-dir',
+    o.pinDir,
+  ]);
+}
+
+export interface RelayEvent {
+  port: number;
+  src: string;
+  dst: string;
+}
+
+/** The transparent relay standing in for ztunnel's listeners in a node netns. */
+export class Relay {
+  readonly events: RelayEvent[] = [];
+  private constructor(readonly child: ChildProcess) {
+    child.on('message', (m: { accepted?: RelayEvent }) => {
+      if (m.accepted) this.events.push(m.accepted);
+    });
+  }
+
+  static async start(
+    topo: Topology,
+    nodeName: string,
+    ports: number[] = [15001, 15006, 15008],
+  ): Promise<Relay> {
+    const child = topo.spawnNode(
+      topo.node(nodeName).ns,
+      'test/harness/transparent-relay.ts',
+      ports.map(String),
+    );
+    const relay = new Relay(child);
+    await waitReady(child, `relay on ${nodeName}`);
+    return relay;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.child.kill('SIGKILL');
+        resolve();
+      }, 3000);
+      this.child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.child.send({ op: 'stop' });
+    });
+  }
+
+  /** Connections this relay accepted for a destination (ip:port). */
+  acceptedFor(dst: string): RelayEvent[] {
+    return this.events.filter((e) => e.dst === dst);
+  }
+}
