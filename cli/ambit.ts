@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { registerBpfAgent } from './bpf-agent.js';
 import { registerDemo } from './demo.js';
+import { registerPolicy } from './policy.js';
 
 const program = new Command();
 program
@@ -12,6 +13,7 @@ program
 
 registerDemo(program);
 registerBpfAgent(program);
+registerPolicy(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   console.error(`ambit: ${err instanceof Error ? err.message : String(err)}`);

@@ -2,10 +2,10 @@
 // MeshState and the same evaluator the data path uses, plus every rule the L4 compilation dropped or narrowed
 // among the policies that apply (why a policy with HTTP fields does not do at ztunnel what it says).
 // Used by `ambit policy check` and the demo's "what if" box.
-import ipaddr from 'ipaddr.js';
 import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.js';
 import type { CompileNote, Service, Workload } from '../state/model.js';
 import type { MeshState } from '../state/state.js';
+import { parseIp } from './convert.js';
 import { evaluate, type PolicyDecision } from './evaluate.js';
 
 /** Bad explain input (unknown destination, malformed address); the CLI maps it to exit code 2. */
@@ -121,7 +121,7 @@ function resolveServiceByName(state: MeshState, host: string): Service {
 
 /** Evaluates one connection against the state; throws ExplainInputError for bad or unknown input. */
 export function explain(state: MeshState, req: ExplainRequest): Explanation {
-  if (!ipaddr.isValid(req.sourceIp)) {
+  if (!parseIp(req.sourceIp)) {
     throw new ExplainInputError(`source IP ${JSON.stringify(req.sourceIp)} is not an IP address`);
   }
   const { host, port } = splitHostPort(req.destination);
@@ -129,7 +129,7 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
   const targets: { workload: Workload; address: string; targetPort: number }[] = [];
   let destination: Explanation['destination'] | undefined;
 
-  const isIp = ipaddr.isValid(host) && (host.includes(':') || ipaddr.IPv4.isValidFourPartDecimal(host));
+  const isIp = parseIp(host) !== undefined;
   let service: Service | undefined;
   let servicePort = port;
   if (isIp) {

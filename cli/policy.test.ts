@@ -1,0 +1,179 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, type PolicyCheckOptions, runPolicyCheck } from './policy.js';
+
+const MANIFESTS = `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels:
+    istio.io/dataplane-mode: ambient
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  labels: { app: web }
+spec:
+  nodeName: node-a
+  serviceAccountName: web
+  containers: [{ name: app }]
+status:
+  podIP: 10.0.1.5
+  phase: Running
+  conditions: [{ type: Ready, status: "True" }]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: backend-1
+  namespace: shop
+  labels: { app: backend }
+spec:
+  nodeName: node-a
+  serviceAccountName: backend
+  containers: [{ name: app, ports: [{ containerPort: 8080 }] }]
+status:
+  podIP: 10.0.2.7
+  phase: Running
+  conditions: [{ type: Ready, status: "True" }]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+  namespace: shop
+spec:
+  selector: { app: backend }
+  clusterIP: 10.96.0.10
+  ports: [{ name: http, port: 80, targetPort: 8080 }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: allow-web
+  namespace: shop
+spec:
+  selector:
+    matchLabels: { app: backend }
+  rules:
+  - from: [{ source: { principals: ["cluster.local/ns/shop/sa/web"] } }]
+    to: [{ operation: { methods: ["GET"] } }]
+  - from: [{ source: { principals: ["cluster.local/ns/shop/sa/web"] } }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-plaintext-admin
+  namespace: shop
+spec:
+  action: DENY
+  rules:
+  - from: [{ source: { notPrincipals: ["*"] } }]
+    to: [{ operation: { ports: ["8080"], paths: ["/admin"] } }]
+`;
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ambit-policy-cli-'));
+  writeFileSync(join(dir, 'shop.yaml'), MANIFESTS);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function run(o: Partial<PolicyCheckOptions>): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: CliIo = { out: (l) => out.push(l), err: (l) => err.push(l) };
+  const code = await runPolicyCheck(
+    {
+      manifests: dir,
+      sourceIdentity: 'shop/web',
+      sourceIp: '10.0.1.5',
+      destination: 'backend.shop:80',
+      output: 'json',
+      ...o,
+    },
+    io,
+  );
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('ambit policy check', () => {
+  it('allows web → backend over mTLS, naming the policy, rule and the dropped L7 rule (json)', async () => {
+    const r = await run({});
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j).toMatchObject({
+      decision: 'ALLOW',
+      reason: 'allowed by: shop/allow-web',
+      policy: 'shop/allow-web',
+      rule: 1,
+    });
+    expect(j.endpoints).toHaveLength(1);
+    expect(j.endpoints[0]).toMatchObject({
+      targetPort: 8080,
+      workload: { name: 'backend-1', address: '10.0.2.7' },
+    });
+    expect(j.dropped).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ policy: 'shop/allow-web', rule: 0, kind: 'allow-rule-dropped' }),
+        expect.objectContaining({ policy: 'shop/deny-plaintext-admin', rule: 0, kind: 'deny-rule-narrowed' }),
+      ]),
+    );
+  });
+
+  it('denies plaintext: the narrowed DENY now covers all of port 8080 (json)', async () => {
+    const r = await run({ sourceIdentity: 'none' });
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j).toMatchObject({
+      decision: 'DENY',
+      reason: 'explicitly denied by: shop/deny-plaintext-admin',
+      policy: 'shop/deny-plaintext-admin',
+      rule: 0,
+    });
+  });
+
+  it('denies another identity with ztunnel\'s "none allowed" reason via the VIP', async () => {
+    const r = await run({
+      sourceIdentity: 'spiffe://cluster.local/ns/other/sa/x',
+      destination: '10.96.0.10:80',
+    });
+    const j = JSON.parse(r.out);
+    expect(r.code).toBe(0);
+    expect(j).toMatchObject({
+      decision: 'DENY',
+      reason: 'allow policies exist, but none allowed',
+      policy: null,
+    });
+  });
+
+  it('prints a readable text report', async () => {
+    const r = await run({ output: 'text' });
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ALLOW {2}allowed by: shop\/allow-web/);
+    expect(r.out).toContain('shop/backend-1 10.0.2.7:8080');
+    expect(r.out).toContain('allow-rule-dropped');
+  });
+
+  it('exits 2 with a one-line message for bad input', async () => {
+    for (const [o, msg] of [
+      [{ sourceIdentity: 'spiffe://x' }, /--source-identity/],
+      [{ sourceIp: '10.0.1' }, /--source-ip/],
+      [{ destination: 'backend.shop' }, /destination/],
+      [{ destination: 'missing.shop:80' }, /not found/],
+      [{ manifests: join(dir, 'nope') }, /-m/],
+      [{ output: 'yaml' }, /-o/],
+    ] as const) {
+      const r = await run(o);
+      expect(r.code, JSON.stringify(o)).toBe(2);
+      expect(r.err).toMatch(msg);
+      expect(r.err.split('\n')).toHaveLength(1);
+      expect(r.out).toBe('');
+    }
+  });
+});
