@@ -62,6 +62,11 @@ const Schema = z.object({
    * see the real client (istio/ztunnel ENABLE_ORIG_SRC). Needs root and the capture's return-path rules.
    */
   preserveSourceIp: z.boolean().default(true),
+  /**
+   * Capture listeners are IP_TRANSPARENT so a TPROXY'd / sk_assign'd connection keeps its original
+   * destination as local address. Off only for loopback unit tests without root.
+   */
+  transparent: z.boolean().default(true),
   /** Packet mark on ztunnel's own sockets so capture rules skip them (istio/ztunnel PACKET_MARK 0x539). */
   packetMark: z.number().int().nonnegative().default(0x539),
 });

@@ -53,3 +53,20 @@ export function dial(opts: DialOptions): Promise<net.Socket> {
     });
   });
 }
+
+/**
+ * The HBONE client pool's socket factory: a connecting socket bound to the source pod's IP (so the
+ * peer ztunnel sees the pod as TCP client, istio-ambient.md §1.3 "Note for an eBPF design"), or an
+ * ordinary one when no source IP is asked for.
+ */
+export function transparentSocketFactory(opts: {
+  host: string;
+  port: number;
+  sourceIp?: string;
+}): net.Socket {
+  if (opts.sourceIp === undefined) return net.connect({ host: opts.host, port: opts.port, noDelay: true });
+  const fd = createTransparentSocket(opts.sourceIp, 0);
+  const socket = new net.Socket({ fd, readable: true, writable: true });
+  socket.setNoDelay(true);
+  return socket.connect({ host: opts.host, port: opts.port });
+}

@@ -1,6 +1,12 @@
 // ztunnel's proxy errors as values with codes, and the one place that maps each to the HBONE status a
 // peer sees and the Istio `response_flags` telemetry records (istio/ztunnel src/proxy.rs `Error`,
 // src/proxy/inbound.rs status mapping, src/proxy/metrics.rs response flags).
+import {
+  HboneError,
+  PolicyDenied as HbonePolicyDenied,
+  UnknownDestination,
+  UpstreamConnectFailed as HboneUpstreamConnectFailed,
+} from '../core/hbone/errors.js';
 import type { ResponseFlags } from '../core/telemetry/metrics.js';
 
 export type ProxyErrorCode =
@@ -31,7 +37,10 @@ export class ProxyError extends Error {
 }
 
 export class PolicyDenied extends ProxyError {
-  constructor(reason: string, policy?: string) {
+  constructor(
+    readonly reason: string,
+    policy?: string,
+  ) {
     // istio/ztunnel access log text: "connection closed due to policy rejection: <reason>".
     super('POLICY_DENIED', `connection closed due to policy rejection: ${reason}`, policy);
     this.name = 'PolicyDenied';
@@ -39,7 +48,10 @@ export class PolicyDenied extends ProxyError {
 }
 
 export class UpstreamConnectFailed extends ProxyError {
-  constructor(target: string, cause: string) {
+  constructor(
+    readonly target: string,
+    cause: string,
+  ) {
     super('UPSTREAM_CONNECT_FAILED', `connection to ${target} failed: ${cause}`);
     this.name = 'UpstreamConnectFailed';
   }
@@ -47,6 +59,7 @@ export class UpstreamConnectFailed extends ProxyError {
 
 /** HBONE response status for an inbound stream refused with this error (DESIGN.md §4). */
 export function hboneStatusOf(err: unknown): number {
+  if (err instanceof HboneError) return err.status;
   if (!(err instanceof ProxyError)) return 503;
   switch (err.code) {
     case 'BAD_REQUEST':
@@ -60,6 +73,7 @@ export function hboneStatusOf(err: unknown): number {
 }
 
 export function responseFlagsOf(err: unknown): ResponseFlags {
+  if (err instanceof HboneError) return err.responseFlags;
   if (err instanceof ProxyError) {
     switch (err.code) {
       case 'POLICY_DENIED':
@@ -77,4 +91,12 @@ export function responseFlagsOf(err: unknown): ResponseFlags {
 
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** The core/hbone error the HBONE server turns into the right status for a refused inbound stream. */
+export function toHboneError(err: unknown): HboneError {
+  if (err instanceof HboneError) return err;
+  if (err instanceof PolicyDenied) return new HbonePolicyDenied(err.reason);
+  if (err instanceof UpstreamConnectFailed) return new HboneUpstreamConnectFailed(err.target, err);
+  return new UnknownDestination(messageOf(err));
 }

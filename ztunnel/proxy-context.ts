@@ -1,6 +1,7 @@
 // What every listener path of ztunnel is given by the composition root (ztunnel.ts): the state it asks,
 // the config, telemetry, the connection tracker and a logger. Paths hold no other global.
 import type { Logger } from 'pino';
+import type { Baggage } from '../core/hbone/connect-request.js';
 import type { Workload } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
 import { workloadIdentity } from '../core/state/state.js';
@@ -36,4 +37,23 @@ export function peerLabels(w: Workload | undefined, cluster: string, principal?:
 /** `ip:port`, bracketing IPv6. */
 export function hostPort(ip: string, port: number): string {
   return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Baggage describing a workload (istio/ztunnel src/baggage.rs): sent on CONNECT and on the 200. */
+export function baggageOf(w: Workload, cluster: string): Baggage {
+  const b: Baggage = { 'k8s.cluster.name': cluster, 'k8s.namespace.name': w.namespace };
+  if (w.workloadName) b[`k8s.${w.workloadType.toLowerCase()}.name`] = w.workloadName;
+  if (w.canonicalName) b['service.name'] = w.canonicalName;
+  if (w.canonicalRevision) b['service.version'] = w.canonicalRevision;
+  return b;
+}
+
+/** A socket address as the data path uses it: IPv4-mapped IPv6 unwrapped (dual-stack listeners). */
+export function normalizeAddress(
+  ip: string | undefined,
+  port: number | undefined,
+): { ip: string; port: number } {
+  const text = ip ?? '';
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
+  return { ip: m ? m[1]! : text, port: port ?? 0 };
 }

@@ -1,0 +1,287 @@
+// The composition root: the one place that wires ztunnel's layers together — state, certificates,
+// the HBONE server and client pool, the three capture listeners, telemetry, admin, policy re-checks
+// and drain. Every other file gets what it needs passed in (STYLE.md "small layers composed in one
+// place", like linkerd2-proxy's app crate and istio/ztunnel src/app.rs).
+import net from 'node:net';
+import { setIpTransparent } from '../bpf-redirect/native/index.js';
+import { HboneServer } from '../core/hbone/server.js';
+import type { HboneCertificate } from '../core/hbone/tls.js';
+import { type SpiffeId, formatSpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
+import type { Workload } from '../core/state/model.js';
+import { type MeshState, type StateChange, workloadIdentity } from '../core/state/state.js';
+import { AccessLog } from '../core/telemetry/access-log.js';
+import { Telemetry } from '../core/telemetry/connection-report.js';
+import { FlowEvents } from '../core/telemetry/flow-events.js';
+import { TrafficMetrics } from '../core/telemetry/metrics.js';
+import { AdminServer, type CertificateDump, describePem } from './admin.js';
+import { type ZtunnelConfig, illegalPorts } from './config.js';
+import { ConnectionManager } from './connection-manager.js';
+import { type Acceptor, Drain } from './drain.js';
+import { messageOf } from './errors.js';
+import { handleInbound } from './inbound.js';
+import { type CapturedConnection, handleInboundPlaintext } from './inbound-passthrough.js';
+import { LoggerFamily } from './logging.js';
+import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
+import { normalizeAddress } from './proxy-context.js';
+
+/** Workload certificates (ca/client CertificateManager, or a test double holding real certs). */
+export interface CertificateProvider {
+  /** The current certificate for `identity`, fetching (CSR → CA) when missing or due. */
+  fetch(identity: SpiffeId): Promise<HboneCertificate>;
+  /** Stop rotation timers. */
+  close?(): void;
+}
+
+export interface ZtunnelDeps {
+  state: MeshState;
+  certificates: CertificateProvider;
+  /** The HBONE client pool (core/hbone HboneClientPool behind the outbound path's narrow interface). */
+  hbone: HboneDialer & { close?(): Promise<void> | void; connectionCount?: number };
+  logs?: LoggerFamily;
+  /** Called after a drain triggered by SIGTERM or /quitquitquit. Default: process.exit. */
+  exit?: (code: number) => void;
+  /** When false, the state is not yet synced; readiness waits for it. */
+  stateReady?: () => boolean;
+}
+
+interface CertState {
+  identity: string;
+  state: 'Initializing' | 'Available' | string;
+  cert?: HboneCertificate;
+}
+
+/** A listening socket whose accepted connections keep their original destination (IP_TRANSPARENT). */
+class CaptureListener implements Acceptor {
+  readonly server: net.Server;
+  constructor(
+    readonly name: string,
+    private readonly onConnection: (c: CapturedConnection) => void,
+  ) {
+    // allowHalfOpen: a client's FIN must only half-close (HBONE maps it to END_STREAM).
+    this.server = net.createServer(
+      { allowHalfOpen: true, noDelay: true, pauseOnConnect: false },
+      (socket) => {
+        const dst = normalizeAddress(socket.localAddress, socket.localPort);
+        const src = normalizeAddress(socket.remoteAddress, socket.remotePort);
+        this.onConnection({ socket, originalDst: dst, source: src });
+      },
+    );
+  }
+
+  async listen(host: string, port: number, transparent: boolean): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, backlog: 4096 }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    // After listen() is enough: the flag is checked when a SYN for a non-local address arrives
+    // (research/ebpf-redirect.md §3.2). Without it TPROXY'd SYNs get no SYN-ACK.
+    if (transparent) setIpTransparent(this.server);
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+    });
+  }
+}
+
+export class Ztunnel {
+  readonly logs: LoggerFamily;
+  readonly metrics = new TrafficMetrics({ component: 'ztunnel' });
+  readonly flows = new FlowEvents();
+  readonly connections: ConnectionManager;
+  readonly admin: AdminServer;
+  readonly hboneServer: HboneServer;
+  readonly drain: Drain;
+  private readonly ctx: OutboundContext;
+  private readonly outbound: CaptureListener;
+  private readonly plaintext: CaptureListener;
+  private readonly inbound: CaptureListener;
+  private readonly certs = new Map<string, CertState>();
+  private ready = false;
+  private unsubscribe: (() => void) | undefined;
+  private readonly log;
+  /** Bound ports (configured 0 → ephemeral, for tests). */
+  ports = { outbound: 0, inboundPlaintext: 0, inbound: 0 };
+
+  constructor(
+    readonly config: ZtunnelConfig,
+    private readonly deps: ZtunnelDeps,
+  ) {
+    this.logs = deps.logs ?? new LoggerFamily(config.logLevel);
+    this.log = this.logs.child({ scope: 'ztunnel' });
+    this.connections = new ConnectionManager(this.logs.child({ scope: 'connections' }));
+    const telemetry = new Telemetry(
+      this.metrics,
+      new AccessLog(this.logs.child({ scope: 'access' })),
+      this.flows,
+    );
+    this.ctx = {
+      state: deps.state,
+      config,
+      illegalPorts: illegalPorts(config),
+      telemetry,
+      connections: this.connections,
+      log: this.logs.child({ scope: 'proxy' }),
+      accepting: () => !this.drain.draining,
+      hbone: deps.hbone,
+    };
+    const run = (what: string, p: Promise<void>): void => {
+      p.catch((err: unknown) => this.log.error({ err: messageOf(err) }, `${what} failed`));
+    };
+    this.outbound = new CaptureListener('outbound', (c) => run('outbound', handleOutbound(this.ctx, c)));
+    this.plaintext = new CaptureListener('inbound-plaintext', (c) =>
+      run('inbound plaintext', handleInboundPlaintext(this.ctx, c)),
+    );
+    this.hboneServer = new HboneServer({
+      // No SNI: the certificate is the one of the pod this connection was addressed to.
+      certificateFor: (local) => this.certificateForIp(local.address),
+      onConnect: (stream, info) => handleInbound(this.ctx, stream, info),
+      logger: this.logs.child({ scope: 'hbone' }),
+    });
+    this.inbound = new CaptureListener('inbound', (c) => this.hboneServer.serve(c.socket));
+    this.drain = new Drain({
+      deadlineMs: config.drainDeadlineMs,
+      connections: this.connections,
+      acceptors: () => [this.outbound, this.plaintext, this.inbound],
+      setReady: (r) => {
+        this.ready = r;
+      },
+      log: this.logs.child({ scope: 'drain' }),
+    });
+    this.admin = new AdminServer({
+      config,
+      workloads: () => deps.state.workloads(),
+      services: () =>
+        deps.state.services().map((s) => ({ ...s, endpoints: deps.state.workloadsOfService(s).length })),
+      policies: () => deps.state.authorizations(),
+      certificates: async () => this.certificateDump(),
+      logger: this.log,
+      logLevel: () => this.logs.level,
+      setLogLevel: (l) => this.logs.setLevel(l),
+      metrics: this.metrics,
+      flows: this.flows,
+      ready: () => this.ready && (deps.stateReady?.() ?? true),
+      quit: () => {
+        void this.shutdown('admin /quitquitquit');
+      },
+    });
+  }
+
+  /** Local enrolled workloads: the identities this ztunnel serves and fetches certificates for. */
+  localWorkloads(): Workload[] {
+    return this.deps.state
+      .workloadsOnNode(this.config.node)
+      .filter((w) => w.tunnelProtocol === 'HBONE' && w.networkMode !== 'HOST_NETWORK');
+  }
+
+  private async certificateForIp(ip: string): Promise<HboneCertificate | undefined> {
+    const w = this.deps.state.workloadByIp(ip);
+    if (!w || w.node !== this.config.node || w.tunnelProtocol !== 'HBONE') return undefined;
+    return this.certificateFor(parseSpiffeId(workloadIdentity(w)));
+  }
+
+  private async certificateFor(id: SpiffeId): Promise<HboneCertificate> {
+    const key = formatSpiffeId(id);
+    const entry = this.certs.get(key) ?? { identity: key, state: 'Initializing' };
+    this.certs.set(key, entry);
+    try {
+      const cert = await this.deps.certificates.fetch(id);
+      entry.cert = cert;
+      entry.state = 'Available';
+      return cert;
+    } catch (err) {
+      entry.state = `Unavailable: ${messageOf(err)}`;
+      throw err;
+    }
+  }
+
+  /** Fetch certificates for every local workload ahead of traffic (istio/ztunnel prefetches too). */
+  private prefetchCertificates(): void {
+    for (const w of this.localWorkloads()) {
+      const id = parseSpiffeId(workloadIdentity(w));
+      this.certificateFor(id).catch((err: unknown) =>
+        this.log.warn({ identity: formatSpiffeId(id), err: messageOf(err) }, 'certificate prefetch failed'),
+      );
+    }
+  }
+
+  private certificateDump(): CertificateDump[] {
+    return [...this.certs.values()]
+      .sort((a, b) => a.identity.localeCompare(b.identity))
+      .map((c) => ({
+        identity: c.identity,
+        state: c.state,
+        certChain: c.cert ? c.cert.certChainPem.flatMap((p) => describePem(p)) : [],
+        rootCerts: c.cert ? c.cert.rootsPem.flatMap((p) => describePem(p)) : [],
+      }));
+  }
+
+  private onStateChange(changes: readonly StateChange[]): void {
+    // istio/ztunnel PolicyWatcher: any change that can alter a decision re-checks live connections.
+    // Workload changes count too: selector-scoped policy bindings live on the workload.
+    if (changes.some((c) => c.kind === 'authorization' || c.kind === 'workload' || c.kind === 'namespace')) {
+      const closed = this.connections.recheckAll();
+      if (closed > 0) this.log.info({ closed }, 'policy change closed live connections');
+    }
+    if (changes.some((c) => c.kind === 'workload')) {
+      this.prefetchCertificates();
+      // Un-enrollment: a local pod that left the mesh keeps its connections until the drain deadline.
+      const local = new Set(this.localWorkloads().flatMap((w) => w.addresses));
+      for (const ip of this.connections.countsByPod().keys()) {
+        if (!local.has(ip)) void this.drain.drainPod(ip);
+      }
+    }
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    const transparent = c.transparent;
+    this.ports.outbound = await this.outbound.listen(c.listenAddress, c.outboundPort, transparent);
+    this.ports.inboundPlaintext = await this.plaintext.listen(
+      c.listenAddress,
+      c.inboundPlaintextPort,
+      transparent,
+    );
+    this.ports.inbound = await this.inbound.listen(c.listenAddress, c.inboundPort, transparent);
+    await this.admin.listen(c);
+    this.unsubscribe = this.deps.state.onChange((changes) => this.onStateChange(changes));
+    this.prefetchCertificates();
+    this.ready = true;
+    this.log.info(
+      {
+        node: c.node,
+        ports: this.ports,
+        admin: this.admin.ports,
+        local_workloads: this.localWorkloads().length,
+      },
+      'ztunnel started',
+    );
+  }
+
+  /** Drain (readiness false, stop accepting, wait up to the deadline, close), then release everything. */
+  async shutdown(reason: string): Promise<void> {
+    const result = await this.drain.run(reason);
+    this.hboneServer.destroy();
+    await this.deps.hbone.close?.();
+    this.unsubscribe?.();
+    this.deps.certificates.close?.();
+    await this.admin.close();
+    this.log.info({ reason, ...result }, 'ztunnel stopped');
+    this.deps.exit?.(0);
+  }
+
+  /** Installs SIGTERM/SIGINT handlers that drain and exit 0 (Kubernetes pod termination). */
+  handleSignals(): void {
+    const onSignal = (sig: string) => () => {
+      void this.shutdown(sig);
+    };
+    process.once('SIGTERM', onSignal('SIGTERM'));
+    process.once('SIGINT', onSignal('SIGINT'));
+  }
+}
