@@ -1,0 +1,271 @@
+// The capture suite of issue 5's "Done when", shared by both capture modes (bpf-capture.test.ts runs
+// it with the real steer program in the kernel, bpf-nft-fallback.test.ts with the nftables TPROXY
+// fallback): two "node" netns, pods as netns with veths, the node agent (`ambit bpf-agent`) and a
+// transparent relay standing in for ztunnel's listeners on each node.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AgentOptions,
+  type PodSpec,
+  Relay,
+  type RunningAgent,
+  readStatus,
+  startAgent,
+  stopAgent,
+  teardownAgent,
+  waitStatus,
+  writePods,
+} from './harness/capture.js';
+import { PodClient, startEchoServer } from './harness/processes.js';
+import { assertNoResidue, Topology } from './harness/topology.js';
+
+const root = process.getuid?.() === 0;
+const SERVER_PORT = 8080;
+
+export interface CaptureSuiteOptions {
+  mode: 'ebpf' | 'nftables';
+  /** Extra agent options per node (e.g. force the fallback with an object dir that does not exist). */
+  agentOptions?: (node: string) => Partial<AgentOptions>;
+  /** Node a's agent must report it fell back from eBPF, with a reason matching this. */
+  expectFallback?: RegExp;
+}
+
+export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): void {
+  describe.skipIf(!root)(title, () => {
+    let topo: Topology;
+    let dir: string;
+    let pods: PodSpec[];
+    const agents = new Map<string, RunningAgent>();
+    const relays = new Map<string, Relay>();
+    const clients = new Map<string, PodClient>();
+    const opts = (node: string, extra: Partial<AgentOptions> = {}): AgentOptions => ({
+      podsFile: join(dir, 'pods.json'),
+      statusFile: join(dir, `status-${node}.json`),
+      pinDir: topo.pinDir(`n-${node}`),
+      mode: suite.mode,
+      drainGraceMs: 60_000,
+      ...suite.agentOptions?.(node),
+      ...extra,
+    });
+    const status = (node: string) => readStatus(opts(node).statusFile);
+    const setEnrolled = async (name: string, enrolled: boolean) => {
+      pods = pods.map((p) => (p.name === name ? { ...p, enrolled } : p));
+      writePods(join(dir, 'pods.json'), pods);
+      const node = pods.find((p) => p.name === name)!.node;
+      const want = enrolled ? 'CAPTURE' : 'DRAIN';
+      await waitStatus(
+        opts(node).statusFile,
+        (s) => s.pods.some((p) => p.name === name && p.state === want),
+        `${name} ${want}`,
+      );
+    };
+    const serverIp = () => topo.pod('srv').ip;
+    // What a server sees when the relay on node n dialled it: the node's fabric IP, or (same node) the
+    // gateway address the kernel picks as source towards the pod's veth.
+    const nodeIp = (n: string) => topo.node(n).ip;
+    const viaNode = (n: string) => [topo.node(n).ip, topo.node(n).gateway];
+    const peerOf = (line: string | undefined) => line?.match(/^peer ([\d.]+):/)?.[1];
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'ambit-bpf-'));
+      topo = await Topology.create();
+      await topo.addNode('a');
+      await topo.addNode('b');
+      await topo.addPod('a', 'cli'); // enrolled from the start
+      await topo.addPod('a', 'plain'); // not enrolled (labelled later)
+      await topo.addPod('a', 'evil'); // tries to pose as cli
+      await topo.addPod('b', 'srv');
+      pods = [
+        { name: 'cli', namespace: 'mesh', ip: topo.pod('cli').ip, node: 'a', enrolled: true },
+        { name: 'plain', namespace: 'plain', ip: topo.pod('plain').ip, node: 'a', enrolled: false },
+        { name: 'evil', namespace: 'plain', ip: topo.pod('evil').ip, node: 'a', enrolled: false },
+        { name: 'srv', namespace: 'plain', ip: topo.pod('srv').ip, node: 'b', enrolled: false },
+      ];
+      writePods(join(dir, 'pods.json'), pods);
+      await startEchoServer(topo, topo.pod('srv').ns, [SERVER_PORT]);
+      for (const n of ['a', 'b']) relays.set(n, await Relay.start(topo, n));
+      for (const n of ['a', 'b']) agents.set(n, await startAgent(topo, n, opts(n)));
+      await waitStatus(
+        opts('a').statusFile,
+        (s) => s.pods.filter((p) => p.dev).length === 3,
+        'three pods programmed on a',
+      );
+      for (const p of ['cli', 'plain', 'evil']) clients.set(p, await PodClient.start(topo, topo.pod(p).ns));
+    }, 60_000);
+
+    afterAll(async () => {
+      try {
+        for (const a of agents.values()) await stopAgent(a);
+        for (const n of ['a', 'b']) if (topo) await teardownAgent(topo, n, opts(n)).catch(() => undefined);
+      } finally {
+        await topo?.teardown();
+        if (dir) rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it(`runs in ${suite.mode} mode and programs every pod of its node`, () => {
+      const s = status('a')!;
+      expect(s.mode).toBe(suite.mode);
+      expect(s.devices).toEqual(
+        suite.mode === 'ebpf' ? ['eth0', 'h-cli', 'h-evil', 'h-plain'] : ['h-cli', 'h-evil', 'h-plain'],
+      );
+      expect(s.pods.find((p) => p.name === 'cli')?.state).toBe('CAPTURE');
+      if (suite.expectFallback) expect(s.fallbackReason).toMatch(suite.expectFallback);
+      else expect(s.fallbackReason).toBeUndefined();
+    });
+
+    it("captures an enrolled pod's unmodified client into the proxy on its way to another node", async () => {
+      const r = await clients.get('cli')!.whoami(serverIp(), SERVER_PORT);
+      expect(r.ok, r.error).toBe(true);
+      // The server's peer is node a (the relay's upstream), not the pod: the connection went via the proxy.
+      expect(peerOf(r.line)).toBe(nodeIp('a'));
+      const accepted = relays.get('a')!.acceptedFor(`${serverIp()}:${SERVER_PORT}`);
+      expect(accepted.map((e) => [e.port, e.src.split(':')[0]])).toContainEqual([15001, topo.pod('cli').ip]);
+    });
+
+    it('lets the same client in a non-enrolled namespace go direct', async () => {
+      const before = relays.get('a')!.events.length;
+      const r = await clients.get('plain')!.whoami(serverIp(), SERVER_PORT);
+      expect(r.ok, r.error).toBe(true);
+      expect(peerOf(r.line)).toBe(topo.pod('plain').ip);
+      expect(relays.get('a')!.events.length).toBe(before);
+    });
+
+    it('captures inbound connections to an enrolled pod on its node (15006)', async () => {
+      await setEnrolled('srv', true);
+      try {
+        const r = await clients.get('plain')!.whoami(serverIp(), SERVER_PORT);
+        expect(r.ok, r.error).toBe(true);
+        expect(viaNode('b')).toContain(peerOf(r.line));
+        const inbound = relays.get('b')!.acceptedFor(`${serverIp()}:${SERVER_PORT}`);
+        // The inbound listener sees the real client as its peer (no SNAT on the way in).
+        expect(inbound.map((e) => [e.port, e.src.split(':')[0]])).toContainEqual([
+          15006,
+          topo.pod('plain').ip,
+        ]);
+      } finally {
+        await setEnrolled('srv', false);
+      }
+    });
+
+    it('labelling captures the next connection, an earlier one keeps working; unlabelling drains', async () => {
+      const plain = clients.get('plain')!;
+      const early = await plain.connect(serverIp(), SERVER_PORT);
+      expect(early.ok, early.error).toBe(true);
+      expect(peerOf((await plain.send(early.conn!, 'whoami')).line)).toBe(topo.pod('plain').ip);
+
+      await setEnrolled('plain', true);
+      const captured = await plain.connect(serverIp(), SERVER_PORT);
+      expect(captured.ok, captured.error).toBe(true);
+      expect(peerOf((await plain.send(captured.conn!, 'whoami')).line)).toBe(nodeIp('a'));
+      // The connection opened before enrollment still flows, still direct.
+      expect((await plain.send(early.conn!, 'still-here')).line).toBe('still-here');
+
+      await setEnrolled('plain', false);
+      // Draining: the proxied connection keeps working, new ones go direct.
+      expect((await plain.send(captured.conn!, 'proxied-still-here')).line).toBe('proxied-still-here');
+      const after = await plain.whoami(serverIp(), SERVER_PORT);
+      expect(peerOf(after.line)).toBe(topo.pod('plain').ip);
+      expect((await plain.send(early.conn!, 'early-still-here')).line).toBe('early-still-here');
+
+      // Once the proxied connection closes, the drain ends without waiting for the grace period.
+      await plain.close(captured.conn!);
+      await plain.close(early.conn!);
+      await waitStatus(
+        opts('a').statusFile,
+        (s) => s.pods.some((p) => p.name === 'plain' && p.state === 'NONE'),
+        'plain NONE',
+      );
+    });
+
+    it("drops a pod sending with another pod's source IP and counts it", async () => {
+      const evil = topo.pod('evil');
+      await topo.exec(evil.ns, 'ip', ['addr', 'add', `${topo.pod('cli').ip}/32`, 'dev', 'eth0']);
+      const before = status('a')!.counters.spoofed ?? 0;
+      const r = await clients.get('evil')!.connect(serverIp(), SERVER_PORT, {
+        localAddress: topo.pod('cli').ip,
+        timeoutMs: 1500,
+      });
+      expect(r.ok).toBe(false);
+      // Counters are refreshed on every resync (2 s).
+      await waitStatus(
+        opts('a').statusFile,
+        (s) => (s.counters.spoofed ?? 0) > before,
+        'spoofed counter increment',
+      );
+      // Its own address still works (not enrolled: direct).
+      const own = await clients.get('evil')!.whoami(serverIp(), SERVER_PORT);
+      expect(peerOf(own.line)).toBe(evil.ip);
+    });
+
+    it('fails closed while the proxy is down, and fails open only with --fail-open', async () => {
+      await relays.get('a')!.stop();
+      try {
+        const r = await clients.get('cli')!.connect(serverIp(), SERVER_PORT, { timeoutMs: 1500 });
+        expect(r.ok).toBe(false);
+        // eBPF drops the SYN (the client retries, then times out); nftables rejects with a TCP reset.
+        expect(r.error).toBe(suite.mode === 'ebpf' ? 'ETIMEDOUT' : 'ECONNREFUSED');
+        await waitStatus(
+          opts('a').statusFile,
+          (s) => (s.counters.proxy_missing ?? 0) > 0,
+          'proxy_missing counted',
+        );
+
+        await stopAgent(agents.get('a')!);
+        agents.set('a', await startAgent(topo, 'a', opts('a', { failOpen: true })));
+        expect(status('a')!.failOpen).toBe(true);
+        const open = await clients.get('cli')!.whoami(serverIp(), SERVER_PORT);
+        expect(open.ok, open.error).toBe(true);
+        expect(peerOf(open.line)).toBe(topo.pod('cli').ip);
+      } finally {
+        await stopAgent(agents.get('a')!);
+        agents.set('a', await startAgent(topo, 'a', opts('a')));
+        relays.set('a', await Relay.start(topo, 'a'));
+      }
+      const back = await clients.get('cli')!.whoami(serverIp(), SERVER_PORT);
+      expect(peerOf(back.line)).toBe(nodeIp('a'));
+    });
+
+    it('killing and restarting the agent changes nothing for live connections', async () => {
+      const cli = clients.get('cli')!;
+      const live = await cli.connect(serverIp(), SERVER_PORT);
+      expect(live.ok, live.error).toBe(true);
+      expect(peerOf((await cli.send(live.conn!, 'whoami')).line)).toBe(nodeIp('a'));
+      const oldPid = status('a')!.pid;
+      await stopAgent(agents.get('a')!, 'SIGKILL');
+      expect((await cli.send(live.conn!, 'while-dead')).line).toBe('while-dead');
+      const fresh = await cli.whoami(serverIp(), SERVER_PORT);
+      expect(peerOf(fresh.line)).toBe(nodeIp('a')); // capture is a kernel object: it outlives the agent
+      agents.set('a', await startAgent(topo, 'a', opts('a')));
+      expect(status('a')!.pid).not.toBe(oldPid);
+      expect((await cli.send(live.conn!, 'after-restart')).line).toBe('after-restart');
+      expect(status('a')!.pods.find((p) => p.name === 'cli')?.state).toBe('CAPTURE');
+      await cli.close(live.conn!);
+    });
+
+    it('teardown removes filters, rules, tables and pins, and the topology leaves no residue', async () => {
+      const a = topo.node('a');
+      await stopAgent(agents.get('a')!);
+      await teardownAgent(topo, 'a', opts('a'));
+      agents.delete('a');
+      for (const dev of ['eth0', 'h-cli', 'h-plain', 'h-evil']) {
+        const f = await topo.exec(a.ns, 'tc', ['-j', 'filter', 'show', 'dev', dev, 'ingress']);
+        expect(f.stdout).not.toContain('steer');
+      }
+      expect((await topo.exec(a.ns, 'ip', ['rule', 'show'])).stdout).not.toContain('fwmark');
+      expect((await topo.exec(a.ns, 'nft', ['list', 'tables'])).stdout.trim()).toBe('');
+      // Without steering the enrolled pod's traffic now goes direct.
+      const r = await clients.get('cli')!.whoami(serverIp(), SERVER_PORT);
+      expect(peerOf(r.line)).toBe(topo.pod('cli').ip);
+
+      for (const c of clients.values()) c.child.kill();
+      await stopAgent(agents.get('b')!);
+      await teardownAgent(topo, 'b', opts('b'));
+      agents.delete('b');
+      await topo.teardown();
+      await assertNoResidue(topo.prefix);
+    });
+  });
+}
