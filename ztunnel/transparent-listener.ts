@@ -59,8 +59,9 @@ export class TransparentListener extends EventEmitter implements CaptureListener
     super();
     this.kind = opts.kind;
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ listener: opts.kind });
-    // noDelay: istio/ztunnel sets TCP_NODELAY on every proxied socket.
-    this.server = net.createServer({ noDelay: true, pauseOnConnect: false }, (s) => this.accept(s));
+    // noDelay: istio/ztunnel sets TCP_NODELAY on every proxied socket. allowHalfOpen: a client's FIN
+    // is relayed as END_STREAM while the answer still flows back (HBONE half-close, DESIGN §4).
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
     this.server.on('error', (err) => this.emit('error', err));
   }
 
