@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerBpfAgent } from './bpf-agent.js';
 import { registerDemo } from './demo.js';
 import { registerPolicy } from './policy.js';
+import { registerState } from './state.js';
 
 const program = new Command();
 program
@@ -14,6 +15,7 @@ program
 registerDemo(program);
 registerBpfAgent(program);
 registerPolicy(program);
+registerState(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   console.error(`ambit: ${err instanceof Error ? err.message : String(err)}`);

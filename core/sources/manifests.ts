@@ -14,6 +14,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { pino, type Logger } from 'pino';
+import jsyaml from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import type { MeshState } from '../state/state.js';
 import { InvalidObjectError, type MeshKind, type MeshObject, validateObject } from './schema.js';
@@ -336,24 +337,52 @@ function emptyParse(): ParsedManifests {
   return { good: new Map(), errors: [], warnings: [], badKeys: new Set(), unidentified: false };
 }
 
-/** Parses and validates one file's text; `file` is how errors name it. */
-export function parseManifestText(file: string, text: string): ParsedManifests {
-  const out = emptyParse();
-  const docs = parseAllDocuments(text);
-  const list = Array.isArray(docs) ? docs : [];
-  for (let i = 0; i < list.length; i++) {
-    const doc = list[i]!;
-    const document = i + 1;
+/**
+ * Splits a file into documents. Fast path: js-yaml (about 10x faster than `yaml` on 10,000 documents,
+ * which the load budget needs), with the YAML 1.2 core schema like `yaml`'s default (no timestamps, no
+ * merge keys). If the file has a syntax error anywhere, `yaml` re-parses it per document so that the
+ * good documents still apply and the bad one is reported with its line and column.
+ */
+function splitDocuments(
+  file: string,
+  text: string,
+): { docs: unknown[]; errors: Map<number, InvalidObjectError> } {
+  const errors = new Map<number, InvalidObjectError>();
+  try {
+    return { docs: jsyaml.loadAll(text, undefined, { schema: jsyaml.CORE_SCHEMA, filename: file }), errors };
+  } catch {
+    // fall through to the slow, precise parser
+  }
+  const docs: unknown[] = [];
+  for (const doc of parseAllDocuments(text)) {
+    const document = docs.length + 1;
     if (doc.errors.length > 0) {
       const e = doc.errors[0]!;
       const pos = e.linePos?.[0];
       const where = pos ? `line ${pos.line}, column ${pos.col}` : 'YAML';
       const what = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-      out.errors.push(new InvalidObjectError({ file, document }, where, `invalid YAML: ${what}`));
+      errors.set(document, new InvalidObjectError({ file, document }, where, `invalid YAML: ${what}`));
+      docs.push(undefined);
+      continue;
+    }
+    docs.push(doc.toJS({ maxAliasCount: 100 }));
+  }
+  return { docs, errors };
+}
+
+/** Parses and validates one file's text; `file` is how errors name it. */
+export function parseManifestText(file: string, text: string): ParsedManifests {
+  const out = emptyParse();
+  const { docs, errors } = splitDocuments(file, text);
+  for (let i = 0; i < docs.length; i++) {
+    const document = i + 1;
+    const syntax = errors.get(document);
+    if (syntax) {
+      out.errors.push(syntax);
       out.unidentified = true;
       continue;
     }
-    const raw = doc.toJS({ maxAliasCount: 100 }) as unknown;
+    const raw = docs[i];
     if (raw === null || raw === undefined) continue; // empty document (a trailing `---`)
     const v = validateObject(raw, { file, document });
     if (v.ok) {
