@@ -4,7 +4,7 @@
 // Targets: load < 2 s; decision cost flat within 20% (a decision only looks at the destination's policies).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseIdentityArg } from '../core/identity/spiffe.js';
@@ -97,7 +97,7 @@ function yamlPolicy(ns: string, p: { name: string; spec: AuthorizationPolicy['sp
 const podIp = (n: number, host: number) => `10.${Math.floor(n / 250)}.${n % 250}.${host}`;
 
 /** One file per namespace (multi-document YAML; JSON is valid YAML). Pods and a Service in the first 3 only. */
-function generateDirectory(dir: string): void {
+export function generateDirectory(dir: string): void {
   for (let n = 0; n < NAMESPACES; n++) {
     const ns = `ns-${n}`;
     const docs = [
@@ -256,31 +256,35 @@ const scenario: BenchScenario = {
         'server.ns-0:80',
         '-o',
         'json',
+        '--timings',
       ];
       const runs: number[] = [];
-      let out = '';
-      for (let i = 0; i < 3; i++) {
+      const loads: number[] = [];
+      let result:
+        | { decision: string; reason: string; timings?: { loadMs: number; decisionMs: number } }
+        | undefined;
+      for (let i = 0; i < 5; i++) {
         const s = performance.now();
-        out = execFileSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+        const out = execFileSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
         runs.push(performance.now() - s);
+        result = JSON.parse(out);
+        if (result?.timings) loads.push(result.timings.loadMs);
       }
-      const result = JSON.parse(out) as {
-        decision: string;
-        reason: string;
-        timings?: Record<string, number>;
-      };
-      const loadMs = median(runs);
+      const wall = median(runs);
       console.log(
-        `ambit policy check (child process, median of 3): ${loadMs.toFixed(0)} ms  → ${result.decision} (${result.reason})`,
+        `ambit policy check, child process (5 runs): median ${wall.toFixed(0)} ms, best ${Math.min(...runs).toFixed(0)} ms  → ${result?.decision} (${result?.reason})`,
       );
-      if (result.timings) {
+      if (loads.length > 0) {
         console.log(
-          `  in-process phases: ${Object.entries(result.timings)
-            .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
-            .join(', ')}`,
+          `  of which load (read + validate + translate + compile + index): median ${median(loads).toFixed(0)} ms; decision ${result?.timings?.decisionMs.toFixed(2)} ms`,
         );
       }
-      console.log(`  target load < ${LOAD_TARGET_MS} ms: ${loadMs < LOAD_TARGET_MS ? 'MET' : 'MISSED'}`);
+      console.log(
+        `  machine load average ${loadavg()[0]?.toFixed(2)} on ${cpus().length} CPUs (other work slows this)`,
+      );
+      console.log(
+        `  target load < ${LOAD_TARGET_MS} ms (median wall time): ${wall < LOAD_TARGET_MS ? 'MET' : 'MISSED'}`,
+      );
 
       // 2. Per-decision cost with 10 vs 10,000 policies in the mesh (same destination, same 10 local policies).
       const small = buildState(1);
