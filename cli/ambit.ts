@@ -5,6 +5,8 @@ import { registerBpfAgent } from './bpf-agent.js';
 import { registerDemo } from './demo.js';
 import { registerPolicy } from './policy.js';
 import { registerState } from './state.js';
+import { registerZtunnel } from './ztunnel.js';
+import { registerZtunnelConfig } from './ztunnel-config.js';
 
 const program = new Command();
 program
@@ -16,6 +18,8 @@ registerDemo(program);
 registerBpfAgent(program);
 registerPolicy(program);
 registerState(program);
+registerZtunnel(program);
+registerZtunnelConfig(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   console.error(`ambit: ${err instanceof Error ? err.message : String(err)}`);

@@ -107,11 +107,10 @@ function envSeconds(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * ≤ 10 s) when set, otherwise CONNECTION_TERMINATION_DEADLINE (default 5 s).
  */
 export function configFromEnv(
-  input: ZtunnelConfigInput,
+  input: Omit<ZtunnelConfigInput, 'node'> & { node?: string },
   env: NodeJS.ProcessEnv = process.env,
 ): ZtunnelConfig {
-  const merged: ZtunnelConfigInput = { ...input };
-  merged.node ??= env.NODE_NAME ?? '';
+  const merged: ZtunnelConfigInput = { ...input, node: input.node ?? env.NODE_NAME ?? '' };
   merged.caAddress ??= env.CA_ADDRESS;
   merged.trustDomain ??= env.TRUST_DOMAIN;
   merged.clusterId ??= env.CLUSTER_ID;

@@ -2,7 +2,12 @@
 // the HBONE server and client pool, the three capture listeners, telemetry, admin, policy re-checks
 // and drain. Every other file gets what it needs passed in (STYLE.md "small layers composed in one
 // place", like linkerd2-proxy's app crate and istio/ztunnel src/app.rs).
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
+import { CaClient } from '../ca/client/ca-client.js';
+import { CertificateManager } from '../ca/client/cert-manager.js';
+import { HboneClientPool } from '../core/hbone/client-pool.js';
+import { ManifestSource } from '../core/sources/manifests.js';
 import { setIpTransparent } from '../bpf-redirect/native/index.js';
 import { HboneServer } from '../core/hbone/server.js';
 import type { HboneCertificate } from '../core/hbone/tls.js';
@@ -14,8 +19,9 @@ import { Telemetry } from '../core/telemetry/connection-report.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
 import { TrafficMetrics } from '../core/telemetry/metrics.js';
 import { AdminServer, type CertificateDump, describePem } from './admin.js';
-import { type ZtunnelConfig, illegalPorts } from './config.js';
+import { ConfigError, type ZtunnelConfig, illegalPorts } from './config.js';
 import { ConnectionManager } from './connection-manager.js';
+import { transparentSocketFactory } from './dial.js';
 import { type Acceptor, Drain } from './drain.js';
 import { messageOf } from './errors.js';
 import { handleInbound } from './inbound.js';
@@ -168,7 +174,7 @@ export class Ztunnel {
       flows: this.flows,
       ready: () => this.ready && (deps.stateReady?.() ?? true),
       quit: () => {
-        void this.shutdown('admin /quitquitquit');
+        void this.terminate('admin /quitquitquit');
       },
     });
   }
@@ -266,6 +272,13 @@ export class Ztunnel {
 
   /** Drain (readiness false, stop accepting, wait up to the deadline, close), then release everything. */
   async shutdown(reason: string): Promise<void> {
+    this.stopping ??= this.doShutdown(reason);
+    return this.stopping;
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  private async doShutdown(reason: string): Promise<void> {
     const result = await this.drain.run(reason);
     this.hboneServer.destroy();
     await this.deps.hbone.close?.();
@@ -273,15 +286,97 @@ export class Ztunnel {
     this.deps.certificates.close?.();
     await this.admin.close();
     this.log.info({ reason, ...result }, 'ztunnel stopped');
+  }
+
+  /** Shutdown, then exit 0 (SIGTERM, /quitquitquit). */
+  async terminate(reason: string): Promise<void> {
+    await this.shutdown(reason);
     this.deps.exit?.(0);
   }
 
   /** Installs SIGTERM/SIGINT handlers that drain and exit 0 (Kubernetes pod termination). */
   handleSignals(): void {
     const onSignal = (sig: string) => () => {
-      void this.shutdown(sig);
+      void this.terminate(sig);
     };
     process.once('SIGTERM', onSignal('SIGTERM'));
     process.once('SIGINT', onSignal('SIGINT'));
   }
+}
+
+/** The HBONE client pool with ztunnel's settings, dialing from the source pod's IP. */
+export function createHbonePool(
+  config: ZtunnelConfig,
+  certificates: CertificateProvider,
+  logs: LoggerFamily,
+): HboneClientPool {
+  return new HboneClientPool({
+    certificateFor: (id) => certificates.fetch(id),
+    ...(config.preserveSourceIp ? { createSocket: transparentSocketFactory } : {}),
+    settings: {
+      maxStreamsPerConnection: config.poolMaxStreamsPerConnection,
+      idleReleaseMs: config.poolUnusedReleaseTimeoutMs,
+      connectTimeoutMs: config.connectTimeoutMs,
+    },
+    logger: logs.child({ scope: 'hbone-pool' }),
+  });
+}
+
+/**
+ * Builds a whole ztunnel from its config — manifest source, CA client + certificate manager (the
+ * node token impersonates local workloads, as istio/ztunnel does), HBONE pool — and starts it.
+ * `ambit ztunnel` calls this; tests may build `Ztunnel` with their own deps instead.
+ */
+export async function runZtunnel(
+  config: ZtunnelConfig,
+  opts: { exit?: (code: number) => void; logs?: LoggerFamily } = {},
+): Promise<{ ztunnel: Ztunnel; stop(): Promise<void> }> {
+  const { manifestsDir, caAddress, caRootFile, tokenFile } = config;
+  if (!manifestsDir)
+    throw new ConfigError('ztunnel config: manifestsDir: a manifest directory (-m DIR) is required');
+  if (!caAddress)
+    throw new ConfigError('ztunnel config: caAddress: the CA address (--ca HOST:PORT) is required');
+  if (!caRootFile)
+    throw new ConfigError('ztunnel config: caRootFile: the CA root file (--ca-root FILE) is required');
+  if (!tokenFile)
+    throw new ConfigError('ztunnel config: tokenFile: the node token file (--token FILE) is required');
+  const logs = opts.logs ?? new LoggerFamily(config.logLevel);
+  const source = new ManifestSource(manifestsDir, {
+    logger: logs.child({ scope: 'manifests' }),
+    translatorOptions: { trustDomain: config.trustDomain },
+  });
+  await source.start();
+  const ca = new CaClient({
+    address: caAddress,
+    // Re-read per request: a rotated root or token is picked up without a restart.
+    rootsPem: () => readFile(caRootFile, 'utf8'),
+    token: async () => (await readFile(tokenFile, 'utf8')).trim(),
+    clusterId: config.clusterId,
+  });
+  const manager = new CertificateManager({ source: ca, logger: logs.child({ scope: 'certificates' }) });
+  const certificates: CertificateProvider = {
+    fetch: (id) => manager.fetch(id),
+    close: () => {
+      manager.close();
+      ca.close();
+    },
+  };
+  const pool = createHbonePool(config, certificates, logs);
+  const ztunnel = new Ztunnel(config, {
+    state: source.state,
+    certificates,
+    hbone: pool,
+    logs,
+    exit: (code) => {
+      void source.stop().finally(() => (opts.exit ?? process.exit)(code));
+    },
+  });
+  await ztunnel.start();
+  return {
+    ztunnel,
+    stop: async () => {
+      await ztunnel.shutdown('stop');
+      await source.stop();
+    },
+  };
 }
