@@ -160,6 +160,56 @@ describe('ambit policy check', () => {
     expect(r.out).toContain('allow-rule-dropped');
   });
 
+  it('a STRICT PeerAuthentication denies plaintext through the static policy; port exceptions apply', async () => {
+    const strictDir = mkdtempSync(join(tmpdir(), 'ambit-policy-cli-pa-'));
+    try {
+      writeFileSync(join(strictDir, 'shop.yaml'), MANIFESTS);
+      writeFileSync(
+        join(strictDir, 'pa.yaml'),
+        `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: default, namespace: istio-system }
+spec: { mtls: { mode: STRICT } }
+`,
+      );
+      const r = await run({ manifests: strictDir, sourceIdentity: 'none', destination: '10.0.1.5:9000' });
+      expect(JSON.parse(r.out)).toMatchObject({
+        decision: 'DENY',
+        reason: 'explicitly denied by: istio-system/istio_converted_static_strict',
+      });
+      const ok = await run({
+        manifests: strictDir,
+        sourceIdentity: 'shop/backend',
+        destination: '10.0.1.5:9000',
+      });
+      expect(JSON.parse(ok.out)).toMatchObject({ decision: 'ALLOW' });
+      writeFileSync(
+        join(strictDir, 'web-pa.yaml'),
+        `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: web-ports, namespace: shop }
+spec:
+  selector: { matchLabels: { app: web } }
+  mtls: { mode: STRICT }
+  portLevelMtls: { "9000": { mode: PERMISSIVE } }
+`,
+      );
+      const excepted = await run({
+        manifests: strictDir,
+        sourceIdentity: 'none',
+        destination: '10.0.1.5:9000',
+      });
+      expect(JSON.parse(excepted.out)).toMatchObject({ decision: 'ALLOW' });
+      const other = await run({ manifests: strictDir, sourceIdentity: 'none', destination: '10.0.1.5:9001' });
+      expect(JSON.parse(other.out)).toMatchObject({
+        decision: 'DENY',
+        reason: 'explicitly denied by: shop/converted_peer_authentication_web-ports',
+      });
+    } finally {
+      rmSync(strictDir, { recursive: true, force: true });
+    }
+  });
+
   it('exits 2 with a one-line message for bad input', async () => {
     for (const [o, msg] of [
       [{ sourceIdentity: 'spiffe://x' }, /--source-identity/],
