@@ -148,6 +148,7 @@ export function parseBaggage(value: string | string[] | undefined): Baggage {
     const eq = kv.indexOf('=');
     if (eq <= 0) continue;
     const key = kv.slice(0, eq).trim();
+    if (key === '') continue;
     const raw = kv.slice(eq + 1).trim();
     try {
       b[key] = decodeURIComponent(raw);
