@@ -15,17 +15,16 @@ import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTransparentSocket,
-  listenInNetns,
   nativeAvailable,
   transparentSocketFactory,
 } from '../bpf-redirect/native/index.js';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
 import { HboneServer, type InboundConnect } from '../core/hbone/server.js';
 import { trustedSourceAddress } from '../core/hbone/source-address.js';
-import { formatSpiffeId } from '../core/identity/spiffe.js';
+import { type SpiffeId, formatSpiffeId } from '../core/identity/spiffe.js';
 import type { CaptureContext, CaptureRejection } from '../ztunnel/capture.js';
 import { TransparentListener } from '../ztunnel/transparent-listener.js';
-import { id, makeCa } from './hbone-fixtures.js';
+import { id, makeCa, readAll } from './hbone-fixtures.js';
 
 const root = process.getuid?.() === 0;
 const canRun = root && nativeAvailable();
@@ -35,6 +34,9 @@ const NS = { a: `ah-${r}-a`, b: `ah-${r}-b`, pod: `ah-${r}-p` };
 const path = (ns: string) => `/run/netns/${ns}`;
 const POD_IP = '10.251.0.2';
 const NODE_B_IP = '10.252.0.2';
+// Two pods on node B (addresses only: inbound HBONE terminates in node B's ztunnel).
+const POD_B1 = { ip: '10.253.0.2', identity: id('default', 'httpbin') };
+const POD_B2 = { ip: '10.253.0.3', identity: id('shop', 'cart') };
 const VIP = '10.96.0.10';
 const CLIENT = id('default', 'sleep');
 const SERVER = id('default', 'httpbin');
@@ -91,6 +93,22 @@ function buildTopology(): void {
   ipn(NS.b, 'addr', 'add', `${NODE_B_IP}/24`, 'dev', `ah${r}lb`);
   ipn(NS.b, 'link', 'set', `ah${r}lb`, 'up');
   ipn(NS.b, 'route', 'add', '10.251.0.0/24', 'via', '10.252.0.1');
+  ipn(NS.a, 'route', 'add', '10.253.0.0/24', 'via', NODE_B_IP);
+  // Node B: HBONE to its pods (10.253.0.0/24, port 15008) is captured into the transparent 15008
+  // listener, as bpf-redirect's inbound steering does.
+  ipn(NS.b, 'rule', 'add', 'fwmark', '0x400/0x400', 'lookup', '133', 'pref', '100');
+  ipn(NS.b, 'route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '133');
+  sh(
+    ['ip', 'netns', 'exec', NS.b, 'nft', '-f', '-'],
+    `table ip ah_capture {
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    meta l4proto tcp socket transparent 1 meta mark set 0x400 accept
+    iifname "ah${r}lb" ip daddr 10.253.0.0/24 tcp dport 15008 tcp flags & (syn|ack) == syn tproxy to :15008 meta mark set 0x400 accept
+  }
+}
+`,
+  );
   // Marked packets are delivered locally: TPROXY'd SYNs and every packet of a transparent socket.
   ipn(NS.a, 'rule', 'add', 'fwmark', '0x400/0x400', 'lookup', '133', 'pref', '100');
   ipn(NS.a, 'route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '133');
@@ -147,6 +165,7 @@ function podConnect(host: string, port: number, send?: string): Promise<string> 
 describe.skipIf(!canRun)('transparent capture listener and source-IP HBONE (netns)', () => {
   let listener: TransparentListener;
   let hboneServer: HboneServer;
+  let inboundListener: TransparentListener;
   let pool: HboneClientPool;
   let onCaptured: (socket: net.Socket, ctx: CaptureContext) => void = (s) => s.destroy();
   const rejections: CaptureRejection[] = [];
@@ -156,7 +175,18 @@ describe.skipIf(!canRun)('transparent capture listener and source-IP HBONE (netn
     teardown();
     buildTopology();
     const ca = await makeCa();
-    const [serverCert, clientCert] = await Promise.all([ca.issue(SERVER), ca.issue(CLIENT)]);
+    const [serverCert, clientCert, b1Cert, b2Cert] = await Promise.all([
+      ca.issue(SERVER),
+      ca.issue(CLIENT),
+      ca.issue(POD_B1.identity),
+      ca.issue(POD_B2.identity),
+    ]);
+    // No SNI in HBONE: the certificate is chosen by the destination the connection reached.
+    const certs = new Map([
+      [NODE_B_IP, serverCert],
+      [POD_B1.ip, b1Cert],
+      [POD_B2.ip, b2Cert],
+    ]);
 
     listener = new TransparentListener({ kind: 'outbound', netnsPath: path(NS.a) });
     listener.on('connection', (s, ctx) => onCaptured(s, ctx));
@@ -164,15 +194,20 @@ describe.skipIf(!canRun)('transparent capture listener and source-IP HBONE (netn
     await listener.start();
 
     hboneServer = new HboneServer({
-      certificateFor: (local) => (local.address === NODE_B_IP ? serverCert : undefined),
+      certificateFor: (local) => certs.get(local.address),
       onConnect: (_stream, info) => {
         inbound.push(info);
         const tunnel = info.accept();
-        tunnel.end(`peer ${info.remoteAddress} identity ${formatSpiffeId(info.peerIdentity)}`);
+        tunnel.end(
+          `peer ${info.remoteAddress} identity ${formatSpiffeId(info.peerIdentity)} server ${formatSpiffeId(info.serverIdentity)}`,
+        );
         tunnel.resume();
       },
     });
-    await hboneServer.listen({ fd: listenInNetns(path(NS.b), '0.0.0.0', 15008) });
+    // Node B's 15008 is itself a transparent capture listener feeding the HBONE server.
+    inboundListener = new TransparentListener({ kind: 'inbound-hbone', netnsPath: path(NS.b) });
+    inboundListener.on('connection', (socket) => hboneServer.serve(socket));
+    await inboundListener.start();
 
     pool = new HboneClientPool({
       certificateFor: async () => clientCert,
@@ -184,6 +219,7 @@ describe.skipIf(!canRun)('transparent capture listener and source-IP HBONE (netn
     pool?.destroy();
     hboneServer?.destroy();
     await listener?.close();
+    await inboundListener?.close();
     teardown();
   });
 
@@ -240,7 +276,7 @@ describe.skipIf(!canRun)('transparent capture listener and source-IP HBONE (netn
         );
     };
     const reply = await podConnect(VIP, 80, 'hello');
-    expect(reply).toBe(`peer ${POD_IP} identity ${formatSpiffeId(CLIENT)}`);
+    expect(reply).toBe(`peer ${POD_IP} identity ${formatSpiffeId(CLIENT)} server ${formatSpiffeId(SERVER)}`);
     const info = inbound.at(-1)!;
     expect(info.remoteAddress).toBe(POD_IP);
     expect(info.localAddress).toBe(NODE_B_IP);
@@ -255,5 +291,31 @@ describe.skipIf(!canRun)('transparent capture listener and source-IP HBONE (netn
       { workloadByIp: () => undefined, nodeOfProxyIp: () => undefined },
     );
     expect(decision.address).toBe(POD_IP);
+  });
+
+  it("answers HBONE captured for a pod with that pod's certificate (chosen by destination, no SNI)", async () => {
+    const tunnelToPod = (podIp: string, expected: SpiffeId, authorityIp = podIp) =>
+      pool.connect({
+        sourceIdentity: CLIENT,
+        expectedIdentities: [expected],
+        nextHop: { host: podIp, port: 15008 },
+        sourceIp: POD_IP,
+        authority: `${authorityIp}:8080`,
+      });
+    for (const pod of [POD_B1, POD_B2]) {
+      const t = await tunnelToPod(pod.ip, pod.identity);
+      expect(formatSpiffeId(t.hbone.peerIdentity)).toBe(formatSpiffeId(pod.identity));
+      t.end();
+      expect((await readAll(t)).toString()).toBe(
+        `peer ${POD_IP} identity ${formatSpiffeId(CLIENT)} server ${formatSpiffeId(pod.identity)}`,
+      );
+      expect(inbound.at(-1)?.localAddress).toBe(pod.ip);
+    }
+    // B2's address presents B2's certificate, so a client expecting B1 there refuses it.
+    await expect(tunnelToPod(POD_B2.ip, POD_B1.identity)).rejects.toMatchObject({
+      code: 'HBONE_IDENTITY_MISMATCH',
+    });
+    // An authority naming another pod than the one reached: 400 (istio "ip mismatch").
+    await expect(tunnelToPod(POD_B2.ip, POD_B2.identity, POD_B1.ip)).rejects.toMatchObject({ status: 400 });
   });
 });
