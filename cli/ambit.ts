@@ -2,6 +2,7 @@
 // `ambit`: the operator CLI. One file per command group registers its subcommands here.
 import { Command } from 'commander';
 import { registerBpfAgent } from './bpf-agent.js';
+import { registerCa } from './ca.js';
 import { registerDemo } from './demo.js';
 import { registerPolicy } from './policy.js';
 import { registerState } from './state.js';
@@ -16,6 +17,7 @@ program
 
 registerDemo(program);
 registerBpfAgent(program);
+registerCa(program);
 registerPolicy(program);
 registerState(program);
 registerZtunnel(program);

@@ -1,0 +1,121 @@
+// `ambit ca`: runs the built-in CA (local mode; Kubernetes mode is issue 7), and
+// `ambit ca issue`: signs a workload certificate directly with the CA's files, for operators.
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { DEFAULT_TRUST_DOMAIN, formatSpiffeId, parseIdentityArg } from '../core/identity/spiffe.js';
+import { CaServer } from '../ca/server/ca-server.js';
+import { caConfigFromEnv } from '../ca/server/config.js';
+import { Signer, issueWorkloadCertificate } from '../ca/server/signer.js';
+import { readCaDirectory, writeFileAtomic } from '../ca/server/store.js';
+
+const DEFAULT_CA_DIR = process.env.AMBIT_CA_DIR ?? '/var/lib/ambit/ca';
+
+/** "24h", "90m", "30s", "7d" or plain seconds → seconds. */
+export function parseDuration(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new Error(`${what}: "${text}" is not a duration (e.g. 24h, 90m, 3600)`);
+  const n = Number(m[1]);
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+  return Math.round(n * unit);
+}
+
+interface RunOptions {
+  dir: string;
+  cacerts?: string;
+  listen: string;
+  tokens?: string;
+  trustDomain?: string;
+}
+
+interface IssueOptions {
+  identity: string;
+  out: string;
+  caDir: string;
+  ttl: string;
+  trustDomain?: string;
+}
+
+export function registerCa(program: Command): void {
+  const ca = program
+    .command('ca')
+    .description('run the built-in CA (Istio IstioCertificateService over gRPC/TLS, local mode)')
+    .option(
+      '--dir <dir>',
+      'local store for the self-signed root (ca-cert.pem, ca-key.pem, ...)',
+      DEFAULT_CA_DIR,
+    )
+    .option(
+      '--cacerts <dir>',
+      'plugged-in CA (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), hot-reloaded',
+    )
+    .option('--listen <host:port>', 'gRPC listen address', '127.0.0.1:15012')
+    .option('--tokens <file>', 'token file: tokens: [{token, identity: spiffe://..., node?}]')
+    .option('--trust-domain <td>', `mesh trust domain (env TRUST_DOMAIN; default ${DEFAULT_TRUST_DOMAIN})`)
+    .action(async (opts: RunOptions) => {
+      const logger = pino({ name: 'ambit-ca' });
+      const env = caConfigFromEnv(process.env);
+      const server = await CaServer.start(
+        {
+          ...env,
+          dir: opts.dir,
+          listen: opts.listen,
+          ...(opts.cacerts ? { cacertsDir: opts.cacerts } : {}),
+          ...(opts.tokens ? { tokensFile: opts.tokens } : {}),
+          ...(opts.trustDomain ? { trustDomain: opts.trustDomain } : {}),
+        },
+        { logger },
+      );
+      // Istio root distribution in local mode: the `istio-ca-root-cert` ConfigMap as a file, kept
+      // apart from the store so a cacerts bundle never overwrites the self-signed store's roots.
+      const rootFile = join(opts.dir, 'istio-ca-root-cert', 'root-cert.pem');
+      await fs.mkdir(join(opts.dir, 'istio-ca-root-cert'), { recursive: true });
+      await writeFileAtomic(rootFile, server.rootsPem());
+      server.authority.on('changed', () => {
+        writeFileAtomic(rootFile, server.rootsPem()).catch((err: unknown) =>
+          logger.error({ err }, 'ca: could not write root-cert.pem'),
+        );
+      });
+      console.error(
+        `ambit ca: serving on ${server.address} (${server.authority.mode}); roots in ${rootFile}; Ctrl-C to stop`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          server.close().then(resolve, resolve);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+    });
+
+  ca.command('issue')
+    .description(
+      "sign a workload certificate with the CA's files; writes key.pem, cert-chain.pem, root-cert.pem",
+    )
+    .requiredOption('--identity <spiffe-id>', 'spiffe://<td>/ns/<ns>/sa/<sa> (or ns/sa)')
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--ca-dir <dir>', 'CA files (store or cacerts layout)', DEFAULT_CA_DIR)
+    .option('--ttl <duration>', 'certificate lifetime (max 90d)', '24h')
+    .option('--trust-domain <td>', 'trust domain the CA signs for (default: the root O=, else cluster.local)')
+    .action(async (opts: IssueOptions) => {
+      const identity = parseIdentityArg(opts.identity, opts.trustDomain ?? DEFAULT_TRUST_DOMAIN);
+      if (!identity) throw new Error(`--identity: "${opts.identity}" is not a workload identity`);
+      const material = await readCaDirectory(opts.caDir);
+      if (!material)
+        throw new Error(
+          `--ca-dir ${opts.caDir}: no ca-cert.pem/ca-key.pem there (run \`ambit ca --dir ${opts.caDir}\` once)`,
+        );
+      const signer = new Signer(material, opts.trustDomain ? { trustDomain: opts.trustDomain } : {});
+      const wc = await issueWorkloadCertificate(signer, identity, parseDuration(opts.ttl, '--ttl'));
+      await fs.mkdir(opts.out, { recursive: true });
+      await writeFileAtomic(join(opts.out, 'key.pem'), wc.keyPem, 0o600);
+      await writeFileAtomic(join(opts.out, 'cert-chain.pem'), wc.certChainPem.join(''));
+      await writeFileAtomic(join(opts.out, 'root-cert.pem'), wc.rootsPem.join(''));
+      console.log(
+        `issued ${formatSpiffeId(identity)} serial ${wc.serial} valid until ${wc.notAfter.toISOString()} → ${opts.out}/{key.pem,cert-chain.pem,root-cert.pem}`,
+      );
+    });
+}
