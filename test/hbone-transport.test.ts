@@ -1,6 +1,7 @@
 // HBONE over real TLS 1.3 + HTTP/2 on loopback: the client pool against the server, and a hand-written
 // raw HBONE client (node:http2 directly) probing the server's refusals (DESIGN §4).
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkloadCertificate } from '../ca/client/workload-certificate.js';
@@ -333,6 +334,32 @@ describe('a hand-written HBONE client (raw node:http2)', () => {
     expect(refused.at(-1)?.message).toContain('not verified');
   });
 
+  it('refuses TLS 1.2 and clients that do not negotiate h2', async () => {
+    const attempt = (opts: tls.ConnectionOptions) =>
+      withTimeout(
+        new Promise<string>((resolve) => {
+          const sock = tls.connect({
+            host: '127.0.0.1',
+            port,
+            key: clientCert.keyPem,
+            cert: clientCert.certChainPem.join('\n'),
+            ca: serverCert.rootsPem,
+            checkServerIdentity: () => undefined,
+            ...opts,
+          });
+          sock.on('error', (err) => resolve(`error ${err.message}`));
+          sock.on('close', () => resolve('closed'));
+        }),
+        5000,
+        'refusal',
+      );
+    expect(await attempt({ maxVersion: 'TLSv1.2' })).toMatch(/error .*(version|alert)/i);
+    const before = refused.length;
+    await attempt({ minVersion: 'TLSv1.3' }); // no ALPN offered at all
+    for (let i = 0; i < 100 && refused.length === before; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(refused.at(-1)?.message).toMatch(/ALPN h2/);
+  });
+
   it('answers 400 to a non-CONNECT method, 400 to a bad or foreign authority, 503 to a loop port', async () => {
     const session = await rawSession(clientCert);
     try {
@@ -361,6 +388,91 @@ describe('a hand-written HBONE client (raw node:http2)', () => {
       expect((await readAll(t)).toString()).toBe('STILL SERVING');
     } finally {
       pool.destroy();
+    }
+  });
+});
+
+describe('HBONE connection limits and liveness', () => {
+  it("respects the server's SETTINGS_MAX_CONCURRENT_STREAMS below 100", async () => {
+    const small = new HboneServer({
+      certificateFor: () => serverCert,
+      settings: { serverMaxConcurrentStreams: 10 },
+      onConnect: (_s, info) => {
+        const t = info.accept();
+        t.pipe(t);
+      },
+    });
+    let connections = 0;
+    small.on('secureConnection', () => connections++);
+    const smallPort = (await small.listen({ host: '127.0.0.1', port: 0 })).port;
+    const pool = newPool();
+    try {
+      const tunnels = await Promise.all(
+        Array.from({ length: 15 }, () =>
+          pool.connect({
+            sourceIdentity: CLIENT,
+            expectedIdentities: [SERVER],
+            nextHop: { host: '127.0.0.1', port: smallPort },
+            authority: `127.0.0.1:${ECHO}`,
+          }),
+        ),
+      );
+      expect(connections).toBe(2);
+      for (const t of tunnels) t.destroy();
+    } finally {
+      pool.destroy();
+      small.destroy();
+    }
+  });
+
+  it('drops a connection whose PINGs go unanswered (peer gone silent)', async () => {
+    // A relay that forwards normally until told to black-hole server → client bytes.
+    let blackhole = false;
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(port, '127.0.0.1');
+      client.on('data', (d) => upstream.write(d));
+      upstream.on('data', (d) => {
+        if (!blackhole) client.write(d);
+      });
+      const kill = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', kill);
+      upstream.on('error', kill);
+      client.on('close', kill);
+      upstream.on('close', kill);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const relayPort = (relay.address() as net.AddressInfo).port;
+    const pool = new HboneClientPool({
+      certificateFor: async () => clientCert,
+      settings: { pingIntervalMs: 50, pingTimeoutMs: 200 },
+    });
+    try {
+      const t = await pool.connect({
+        sourceIdentity: CLIENT,
+        expectedIdentities: [SERVER],
+        nextHop: { host: '127.0.0.1', port: relayPort },
+        authority: `127.0.0.1:${ECHO}`,
+      });
+      expect(await echoOnce(t, 'alive')).toBe('alive');
+      blackhole = true;
+      const closed = await withTimeout(
+        new Promise<boolean>((resolve) => {
+          t.once('close', () => resolve(true));
+          t.on('error', () => undefined);
+        }),
+        5000,
+        'tunnel close after missed PING',
+      );
+      expect(closed).toBe(true);
+      // The dead connection leaves the pool (its session 'close' follows the stream's).
+      for (let i = 0; i < 100 && pool.connectionCount > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(pool.connectionCount).toBe(0);
+    } finally {
+      pool.destroy();
+      relay.close();
     }
   });
 });
