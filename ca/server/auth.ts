@@ -190,3 +190,16 @@ export function authorizeIdentity(
   }
   return impersonated;
 }
+
+/**
+ * Adapts core/state's MeshState (which keys the same question by the `spiffe://` URI string) to
+ * the CA's PodLocator.
+ */
+export function podLocatorOf(state: {
+  hasWorkloadWithIdentityOnNode(spiffeId: string, node: string): boolean;
+}): PodLocator {
+  return {
+    hasWorkloadWithIdentityOnNode: (id, node) =>
+      state.hasWorkloadWithIdentityOnNode(formatSpiffeId(id), node),
+  };
+}
