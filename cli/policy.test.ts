@@ -210,6 +210,64 @@ spec:
     }
   });
 
+  it('with a waypoint: L7 targetRefs policy at the waypoint, then L4 sees the waypoint identity', async () => {
+    const wpDir = mkdtempSync(join(tmpdir(), 'ambit-policy-cli-wp-'));
+    try {
+      writeFileSync(
+        join(wpDir, 'shop.yaml'),
+        MANIFESTS.replace(
+          '  name: backend\n  namespace: shop\nspec:',
+          '  name: backend\n  namespace: shop\n  labels: { istio.io/use-waypoint: waypoint }\nspec:',
+        ),
+      );
+      writeFileSync(
+        join(wpDir, 'waypoint.yaml'),
+        `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: waypoint, namespace: shop, labels: { istio.io/waypoint-for: service } }
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{ name: mesh, port: 15008, protocol: HBONE }]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: waypoint-1
+  namespace: shop
+  labels: { gateway.networking.k8s.io/gateway-name: waypoint }
+spec: { nodeName: node-a, serviceAccountName: waypoint, containers: [{ name: istio-proxy }] }
+status: { podIP: 10.0.3.3, phase: Running, conditions: [{ type: Ready, status: "True" }] }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: backend-l7, namespace: shop }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: backend }]
+  rules:
+  - from: [{ source: { principals: ["cluster.local/ns/shop/sa/web"] } }]
+    to: [{ operation: { methods: ["GET"], paths: ["/api/*"] } }]
+`,
+      );
+      const denied = await run({ manifests: wpDir, method: 'DELETE', path: '/api/x' });
+      expect(JSON.parse(denied.out)).toMatchObject({
+        decision: 'DENY',
+        enforcedAt: 'waypoint',
+        reason: 'allow policies exist, but none allowed',
+        waypoint: {
+          name: 'shop/waypoint',
+          identity: 'spiffe://cluster.local/ns/shop/sa/waypoint',
+          policies: ['shop/backend-l7'],
+        },
+      });
+      // GET passes the waypoint; the destination ztunnel then sees the waypoint, which allow-web does not name.
+      const l4 = JSON.parse((await run({ manifests: wpDir, method: 'GET', path: '/api/x' })).out);
+      expect(l4).toMatchObject({ decision: 'DENY', enforcedAt: 'ztunnel', waypoint: { decision: 'ALLOW' } });
+      expect(l4.reason).toBe('allow policies exist, but none allowed');
+    } finally {
+      rmSync(wpDir, { recursive: true, force: true });
+    }
+  });
+
   it('exits 2 with a one-line message for bad input', async () => {
     for (const [o, msg] of [
       [{ sourceIdentity: 'spiffe://x' }, /--source-identity/],

@@ -6,6 +6,7 @@ import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { InvalidSpiffeId, parseIdentityArg, type SpiffeId } from '../core/identity/spiffe.js';
 import { parseIp } from '../core/policy/convert.js';
+import type { RequestContext } from '../core/policy/evaluate.js';
 import { ExplainInputError, type Explanation, explain } from '../core/policy/explain.js';
 import { loadManifestDirectory, ManifestDirectoryError } from '../core/sources/manifests.js';
 
@@ -16,6 +17,11 @@ export interface PolicyCheckOptions {
   destination: string;
   output?: string;
   timings?: boolean;
+  /** Request attributes for the waypoint's L7 policies. */
+  method?: string;
+  path?: string;
+  host?: string;
+  header?: string[];
 }
 
 export interface CliIo {
@@ -35,6 +41,26 @@ export class PolicyCheckInputError extends Error {
     super(message);
     this.name = 'PolicyCheckInputError';
   }
+}
+
+function requestOf(o: PolicyCheckOptions): RequestContext | undefined {
+  const headers: Record<string, string> = {};
+  for (const h of o.header ?? []) {
+    const m = /^([^:=\s]+)\s*[:=]\s*(.*)$/.exec(h);
+    if (!m)
+      throw new PolicyCheckInputError(`--header ${JSON.stringify(h)}: expected name=value or "name: value"`);
+    headers[m[1]!.toLowerCase()] = m[2]!;
+  }
+  const r: RequestContext = {
+    ...(o.method ? { method: o.method } : {}),
+    ...(o.path ? { path: o.path } : {}),
+    ...(o.host ? { host: o.host } : {}),
+    ...(Object.keys(headers).length > 0 ? { headers } : {}),
+  };
+  if (o.path !== undefined && !o.path.startsWith('/')) {
+    throw new PolicyCheckInputError(`--path ${JSON.stringify(o.path)}: must start with "/"`);
+  }
+  return Object.keys(r).length > 0 ? r : undefined;
 }
 
 function validate(o: PolicyCheckOptions): { identity: SpiffeId | undefined; output: 'text' | 'json' } {
@@ -76,6 +102,20 @@ function json(e: Explanation, timings?: Record<string, number>): string {
       rule: e.decision.rule ?? null,
       dropped: e.dropped,
       decidingEndpoint: e.decidingEndpoint,
+      enforcedAt: e.enforcedAt,
+      waypoint: e.waypoint
+        ? {
+            name: e.waypoint.name,
+            identity: e.waypoint.identity,
+            address: e.waypoint.address,
+            policies: e.waypoint.policies,
+            decision: e.waypoint.decision.allow ? 'ALLOW' : 'DENY',
+            reason: e.waypoint.decision.reason,
+            policy: e.waypoint.decision.policy ?? null,
+            rule: e.waypoint.decision.rule ?? null,
+            requestGiven: e.waypoint.requestGiven,
+          }
+        : null,
       source: e.source,
       destination: e.destination,
       endpoints: e.endpoints.map((ep) => ({
@@ -100,6 +140,7 @@ function text(e: Explanation, io: CliIo): void {
   const d = e.decision;
   io.out(`${d.allow ? 'ALLOW' : 'DENY'}  ${d.reason}`);
   if (d.policy) io.out(`  policy: ${d.policy}  rule: ${d.rule ?? '-'}`);
+  io.out(`  decided at: ${e.enforcedAt} (${e.decidingEndpoint})`);
   io.out(
     `  source: ${e.source.identity ?? 'none (plaintext)'}  ip ${e.source.ip}${e.source.workload ? ` (${e.source.workload})` : ''}`,
   );
@@ -107,6 +148,16 @@ function text(e: Explanation, io: CliIo): void {
   if (dst.kind === 'service') {
     io.out(`  destination: service ${dst.service} (${dst.hostname}) port ${dst.servicePort}, by ${dst.via}`);
   } else io.out(`  destination: workload at ${dst.address}:${dst.port}`);
+  if (e.waypoint) {
+    const w = e.waypoint;
+    const r = w.decision;
+    io.out(
+      `  waypoint ${w.name} (${w.identity}): ${r.allow ? 'ALLOW' : 'DENY'}  ${r.reason}${r.rule !== undefined ? ` (rule ${r.rule})` : ''}  [${w.policies.length} targetRefs policies]`,
+    );
+    io.out(
+      `    the destination ztunnel sees ${w.identity}${w.address ? ` from ${w.address}` : ''} as the client`,
+    );
+  }
   io.out(`  endpoints evaluated (${e.endpoints.length}):`);
   for (const ep of e.endpoints) {
     const r = ep.decision;
@@ -134,6 +185,7 @@ function text(e: Explanation, io: CliIo): void {
 export async function runPolicyCheck(o: PolicyCheckOptions, io: CliIo = defaultIo): Promise<number> {
   try {
     const { identity, output } = validate(o);
+    const request = requestOf(o);
     const t0 = performance.now();
     const loaded = await loadManifestDirectory(o.manifests);
     const t1 = performance.now();
@@ -144,6 +196,7 @@ export async function runPolicyCheck(o: PolicyCheckOptions, io: CliIo = defaultI
       ...(identity ? { sourceIdentity: identity } : {}),
       sourceIp: o.sourceIp,
       destination: o.destination,
+      ...(request ? { request } : {}),
     });
     const t2 = performance.now();
     if (output === 'json') {
@@ -176,6 +229,14 @@ export function registerPolicy(program: Command): void {
       '<ip:port> (pod IP or service VIP) or <svc.ns:port> (service port)',
     )
     .option('-o, --output <format>', 'text or json', 'text')
+    .option('--method <method>', 'HTTP method, for waypoint (targetRefs) policies')
+    .option('--path <path>', 'HTTP path, for waypoint policies')
+    .option('--host <host>', 'HTTP host / :authority, for waypoint policies')
+    .option(
+      '--header <name=value>',
+      'HTTP header, repeatable, for waypoint policies',
+      (v: string, acc: string[] = []) => [...acc, v],
+    )
     .addOption(new Option('--timings', 'include load/decision times in json output').hideHelp())
     .exitOverride((e) => {
       // Usage errors are bad input too: exit 2, never the 1 commander uses by default.

@@ -6,7 +6,9 @@ import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.js';
 import type { CompileNote, Service, Workload } from '../state/model.js';
 import type { MeshState } from '../state/state.js';
 import { parseIp } from './convert.js';
-import { evaluate, type PolicyDecision } from './evaluate.js';
+import { evaluate, type PolicyDecision, type RequestContext } from './evaluate.js';
+import { evaluateRequest } from './l7.js';
+import { waypointHop } from './waypoint-hop.js';
 
 /** Bad explain input (unknown destination, malformed address); the CLI maps it to exit code 2. */
 export class ExplainInputError extends Error {
@@ -23,6 +25,21 @@ export interface ExplainRequest {
   sourceIp: string;
   /** `ip:port`, `[v6]:port`, `svc.ns:port` or `svc.ns.svc.<domain>:port` (service port). */
   destination: string;
+  /** HTTP request attributes, for the waypoint's targetRefs policies (ignored when no waypoint is in the path). */
+  request?: RequestContext;
+}
+
+export interface WaypointVerdict {
+  /** `ns/name` of the waypoint Gateway. */
+  name: string;
+  /** The waypoint's SPIFFE ID: what the destination ztunnel sees as the client. */
+  identity: string;
+  address: string | null;
+  /** targetRefs policies enforced at the waypoint (`ns/name`). */
+  policies: string[];
+  decision: PolicyDecision;
+  /** Whether request attributes (method, path, host, headers) were given. */
+  requestGiven: boolean;
 }
 
 export interface EvaluatedEndpoint {
@@ -51,8 +68,12 @@ export interface Explanation {
   source: { identity: string | null; ip: string; workload?: string };
   /** The deciding endpoint's decision (the first endpoint that denies, else the first endpoint). */
   decision: PolicyDecision;
-  /** Which endpoint decided (`ns/name`). */
+  /** Which endpoint decided (`ns/name`), or `waypoint ns/name` when the waypoint denied. */
   decidingEndpoint: string;
+  /** Where the deciding check runs: the waypoint (L7, targetRefs) or the destination ztunnel (L4). */
+  enforcedAt: 'waypoint' | 'ztunnel';
+  /** The waypoint hop, when the destination sends traffic through one. */
+  waypoint?: WaypointVerdict;
   endpoints: EvaluatedEndpoint[];
   /** L7 rules dropped (ALLOW) or narrowed / made no-ops (DENY) at L4, among the applicable policies. */
   dropped: DroppedRule[];
@@ -181,11 +202,6 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
         address: ep.workload.addresses[0] ?? '',
         targetPort: ep.targetPort,
       });
-    if (service.waypoint) {
-      warnings.push(
-        `service ${service.namespace}/${service.name} uses waypoint ${service.waypoint.hostname}: connections reach the endpoints from the waypoint, so the destination ztunnel sees the waypoint's identity, not ${req.sourceIdentity ? formatSpiffeId(req.sourceIdentity) : 'the source'}; the result below is for the identity given (targetRefs policies run at the waypoint)`,
-      );
-    }
   }
 
   const sourceWorkload = state.workloadByIp(req.sourceIp);
@@ -196,6 +212,60 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
         `source IP ${req.sourceIp} belongs to ${sourceWorkload.namespace}/${sourceWorkload.name} (service account ${sourceWorkload.serviceAccount}), not to the identity given`,
       );
     }
+  }
+
+  // A waypoint in the path: it checks targetRefs policies against the client; the destination ztunnel then
+  // sees the waypoint as the client (istio.io "Where each policy is enforced").
+  const hop = waypointHop(
+    state,
+    service ? { service } : targets[0] ? { workload: targets[0].workload } : {},
+    req.sourceIp,
+  );
+  const dangling = service ? service.waypoint : targets[0]?.workload.waypoint;
+  if (dangling && !hop && !state.waypointByAddress(req.sourceIp)) {
+    warnings.push(
+      `the destination uses waypoint ${dangling.hostname}, which is not in the manifests: ztunnel could not forward to it`,
+    );
+  }
+  let waypoint: WaypointVerdict | undefined;
+  let l4Identity = req.sourceIdentity;
+  let l4SourceIp = req.sourceIp;
+  if (hop) {
+    const requestGiven = req.request !== undefined && Object.keys(req.request).length > 0;
+    const decision = evaluateRequest(
+      {
+        ...(req.sourceIdentity ? { sourceIdentity: req.sourceIdentity } : {}),
+        sourceIp: req.sourceIp,
+        // The waypoint receives the original destination (`:authority` VIP:port) and checks ports against it.
+        destinationIp: service ? (service.addresses[0] ?? targets[0]?.address ?? host) : host,
+        destinationPort: service ? servicePort : port,
+      },
+      req.request ?? {},
+      hop.policies,
+    );
+    waypoint = {
+      name: `${hop.waypoint.namespace}/${hop.waypoint.name}`,
+      identity: formatSpiffeId(hop.identity),
+      address: hop.address ?? null,
+      policies: hop.policies.map((p) => `${p.namespace}/${p.name}`),
+      decision,
+      requestGiven,
+    };
+    if (!requestGiven && hop.policies.length > 0) {
+      warnings.push(
+        'no request attributes given (method, path, host, headers): waypoint rules that need them are evaluated as for a request without them',
+      );
+    }
+    l4Identity = hop.identity;
+    if (hop.address) l4SourceIp = hop.address;
+    else
+      warnings.push(
+        `waypoint ${waypoint.name} has no known pod address: L4 ipBlocks are checked against the source IP given`,
+      );
+  } else if (req.request && Object.keys(req.request).length > 0) {
+    warnings.push(
+      'request attributes are ignored: no waypoint is in the path, so ztunnel decides on L4 attributes only',
+    );
   }
 
   const endpoints: EvaluatedEndpoint[] = [];
@@ -210,8 +280,8 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
     }
     const decision = evaluate(
       {
-        ...(req.sourceIdentity ? { sourceIdentity: req.sourceIdentity } : {}),
-        sourceIp: req.sourceIp,
+        ...(l4Identity ? { sourceIdentity: l4Identity } : {}),
+        sourceIp: l4SourceIp,
         destinationIp: t.address,
         destinationPort: t.targetPort,
       },
@@ -247,6 +317,7 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
   if (endpoints.some((e) => e.decision.allow !== deciding.decision.allow)) {
     warnings.push('the endpoints disagree: the connection outcome depends on which endpoint is picked');
   }
+  const waypointDenies = waypoint !== undefined && !waypoint.decision.allow;
   return {
     destination,
     source: {
@@ -254,8 +325,12 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
       ip: req.sourceIp,
       ...(sourceWorkload ? { workload: `${sourceWorkload.namespace}/${sourceWorkload.name}` } : {}),
     },
-    decision: deciding.decision,
-    decidingEndpoint: `${deciding.workload.namespace}/${deciding.workload.name}`,
+    decision: waypointDenies ? waypoint!.decision : deciding.decision,
+    decidingEndpoint: waypointDenies
+      ? `waypoint ${waypoint!.name}`
+      : `${deciding.workload.namespace}/${deciding.workload.name}`,
+    enforcedAt: waypointDenies ? 'waypoint' : 'ztunnel',
+    ...(waypoint ? { waypoint } : {}),
     endpoints,
     dropped: [...dropped.values()],
     warnings: [...new Set(warnings)],
