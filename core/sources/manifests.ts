@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import jsyaml from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
@@ -214,7 +214,7 @@ export class ManifestSource implements StateSource {
       prev.fingerprint = fingerprint;
       return false;
     }
-    const display = join(relative(process.cwd(), this.dir) || '.', file);
+    const display = join(this.dir, file);
     const parsed = text === undefined ? emptyParse() : parseManifestText(display, text);
     const oldGood = prev?.good ?? new Map<string, GoodObject>();
     const good = new Map(parsed.good);

@@ -169,13 +169,17 @@ export class Translator {
 
   /** Applies/removes inside `fn` are derived once, at the end, and reach MeshState as one change batch. */
   batch<T>(fn: () => T): T {
-    this.#depth++;
-    try {
-      return fn();
-    } finally {
-      this.#depth--;
-      if (this.#depth === 0) this.state.batch(() => this.#derive());
-    }
+    // One MeshState batch around everything: raw writes (policies, routes) and derived ones land in a
+    // single change notification.
+    return this.state.batch(() => {
+      this.#depth++;
+      try {
+        return fn();
+      } finally {
+        this.#depth--;
+        if (this.#depth === 0) this.#derive();
+      }
+    });
   }
 
   /** Notes about accepted objects: compile warnings, waypoint binding problems. */
