@@ -263,6 +263,9 @@ spec:
       const l4 = JSON.parse((await run({ manifests: wpDir, method: 'GET', path: '/api/x' })).out);
       expect(l4).toMatchObject({ decision: 'DENY', enforcedAt: 'ztunnel', waypoint: { decision: 'ALLOW' } });
       expect(l4.reason).toBe('allow policies exist, but none allowed');
+      // Dialling the pod IP skips a service-scoped waypoint (istio.io: waypoint policies only see traffic that reaches it).
+      const direct = JSON.parse((await run({ manifests: wpDir, destination: '10.0.2.7:8080' })).out);
+      expect(direct).toMatchObject({ decision: 'ALLOW', enforcedAt: 'ztunnel', waypoint: null, policy: 'shop/allow-web' });
     } finally {
       rmSync(wpDir, { recursive: true, force: true });
     }
