@@ -476,3 +476,55 @@ describe('HBONE connection limits and liveness', () => {
     }
   });
 });
+
+describe('HBONE server certificate lookup', () => {
+  it('waits for an asynchronous certificate lookup without losing the ClientHello', async () => {
+    const slow = new HboneServer({
+      certificateFor: async () => {
+        await new Promise((r) => setTimeout(r, 100)); // e.g. fetching the pod's certificate from the CA
+        return serverCert;
+      },
+      onConnect: (_s, info) => {
+        info.accept().end('ok');
+      },
+    });
+    const slowPort = (await slow.listen({ host: '127.0.0.1', port: 0 })).port;
+    const pool = newPool();
+    try {
+      const t = await pool.connect({
+        sourceIdentity: CLIENT,
+        expectedIdentities: [SERVER],
+        nextHop: { host: '127.0.0.1', port: slowPort },
+        authority: `127.0.0.1:${ECHO}`,
+      });
+      t.end();
+      expect((await readAll(t)).toString()).toBe('ok');
+    } finally {
+      pool.destroy();
+      slow.destroy();
+    }
+  });
+
+  it('closes a connection to an address it holds no certificate for', async () => {
+    const none = new HboneServer({ certificateFor: () => undefined, onConnect: () => undefined });
+    const errors: HboneError[] = [];
+    none.on('tlsClientError', (e: HboneError) => errors.push(e));
+    const nonePort = (await none.listen({ host: '127.0.0.1', port: 0 })).port;
+    const pool = newPool();
+    try {
+      const err = await pool
+        .connect({
+          sourceIdentity: CLIENT,
+          expectedIdentities: [SERVER],
+          nextHop: { host: '127.0.0.1', port: nonePort },
+          authority: `127.0.0.1:${ECHO}`,
+        })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HboneError);
+      expect(errors.map((e) => e.code)).toEqual(['HBONE_UNKNOWN_DESTINATION']);
+    } finally {
+      pool.destroy();
+      none.destroy();
+    }
+  });
+});

@@ -211,7 +211,8 @@ export class HboneServer extends EventEmitter {
             return;
           }
           const t = this.terminatorFor(cert);
-          socket.resume();
+          // No resume(): with no 'data' listener it would discard the buffered ClientHello. The TLS
+          // wrap replays whatever the socket already buffered (node _tls_wrap "emulate receiving it").
           // tls.Server's connection listener wraps the socket; 'secureConnection' follows.
           t.server.emit('connection', socket);
         },
