@@ -72,6 +72,19 @@ describe('Signer', () => {
     expect(renewed.rootsPem).toHaveLength(2);
   });
 
+  it('puts every root of a multi-root bundle in the last element; the client trusts each', async () => {
+    const oldRoot = await createSelfSignedRoot({ trustDomain: 'cluster.local' });
+    const newRoot = await createSelfSignedRoot({ trustDomain: 'cluster.local' });
+    const inter = await createIntermediateCa(newRoot);
+    const signer = new Signer({ ...inter, rootsPem: [newRoot.certPem, oldRoot.certPem] });
+    const { csrPem } = await createKeyAndCsr(sleep);
+    const chain = await signer.signCsr(csrPem, { identity: sleep, ttlSeconds: 60 });
+    expect(chain.at(-1)).toBe(newRoot.certPem + oldRoot.certPem); // Istio: one element, roots concatenated
+    const wc = await issueWorkloadCertificate(signer, sleep, 60);
+    expect(wc.rootsPem).toEqual([newRoot.certPem, oldRoot.certPem]);
+    expect(wc.certChainPem).toEqual([expect.any(String), inter.certPem]);
+  });
+
   it('refuses a mismatched CA key', async () => {
     const a = await createSelfSignedRoot({ trustDomain: 'cluster.local' });
     const b = await createSelfSignedRoot({ trustDomain: 'cluster.local' });
