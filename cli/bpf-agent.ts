@@ -2,7 +2,7 @@
 // the nftables TPROXY fallback) and keeps it in sync with the mesh state. See bpf-redirect/agent/.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { type AgentStatus, BpfAgent, teardownAll } from '../bpf-redirect/agent/agent.js';
 import {
   type BpfAgentConfig,
@@ -11,6 +11,7 @@ import {
   validateConfig,
 } from '../bpf-redirect/agent/config.js';
 import { BpfAgentError } from '../bpf-redirect/agent/errors.js';
+import { ManifestSource } from '../core/sources/manifests.js';
 import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
 
 interface Opts {
@@ -51,22 +52,12 @@ function configFrom(o: Opts): BpfAgentConfig {
   return validateConfig(c);
 }
 
-/** The shared state (manifest directory) → this node's pods. Imported lazily: core/sources is
- *  another module's and the agent must not fail to start over an unrelated import. */
-async function manifestPods(dir: string, node: string, log: pino.Logger): Promise<NodePodSource> {
-  const stateMod = await import('../core/state/state.js');
-  const srcPath = '../core/sources/manifests.js';
-  const src = (await import(srcPath)) as {
-    ManifestSource: new (
-      dir: string,
-      state: InstanceType<typeof stateMod.MeshState>,
-      opts?: Record<string, unknown>,
-    ) => { start(): Promise<void> | void };
-  };
-  const state = new stateMod.MeshState();
-  const source = new src.ManifestSource(dir, state, { logger: log });
+/** The shared state from a manifest directory (watched) → this node's pods. */
+async function manifestPods(dir: string, node: string, log: Logger): Promise<NodePodSource> {
+  const source = new ManifestSource(dir, { logger: log.child({ component: 'manifests' }) });
   await source.start();
-  return meshStatePods(state, node);
+  for (const e of source.errors()) log.error(e.message);
+  return meshStatePods(source.state, node);
 }
 
 export function registerBpfAgent(program: Command): void {
@@ -114,8 +105,13 @@ export function registerBpfAgent(program: Command): void {
       const agent = new BpfAgent(cfg, source, log);
       await agent.start();
       log.info({ mode: agent.mode, statusFile: cfg.statusFile }, 'bpf-agent running');
+      // The agent's own timers are unref'd (library use); as a daemon, stay up until signalled.
+      const keepAlive = setInterval(() => undefined, 1 << 30);
       await new Promise<void>((resolve) => {
-        const stop = () => resolve();
+        const stop = () => {
+          clearInterval(keepAlive);
+          resolve();
+        };
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });

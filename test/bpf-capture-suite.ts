@@ -2,7 +2,7 @@
 // it with the real steer program in the kernel, bpf-nft-fallback.test.ts with the nftables TPROXY
 // fallback): two "node" netns, pods as netns with veths, the node agent (`ambit bpf-agent`) and a
 // transparent relay standing in for ztunnel's listeners on each node.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import {
   stopAgent,
   teardownAgent,
   waitStatus,
-  writePods,
+  writeManifests,
 } from './harness/capture.js';
 import { PodClient, startEchoServer } from './harness/processes.js';
 import { assertNoResidue, Topology } from './harness/topology.js';
@@ -36,12 +36,12 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
   describe.skipIf(!root)(title, () => {
     let topo: Topology;
     let dir: string;
-    let pods: PodSpec[];
+    let pods: Omit<PodSpec, 'enrolled'>[];
     const agents = new Map<string, RunningAgent>();
     const relays = new Map<string, Relay>();
     const clients = new Map<string, PodClient>();
     const opts = (node: string, extra: Partial<AgentOptions> = {}): AgentOptions => ({
-      podsFile: join(dir, 'pods.json'),
+      manifests: join(dir, 'cluster'),
       statusFile: join(dir, `status-${node}.json`),
       pinDir: topo.pinDir(`n-${node}`),
       mode: suite.mode,
@@ -50,15 +50,19 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       ...extra,
     });
     const status = (node: string) => readStatus(opts(node).statusFile);
+    // Each pod has its own namespace: labelling it istio.io/dataplane-mode=ambient enrolls that pod.
+    let namespaces: Record<string, boolean> = {};
     const setEnrolled = async (name: string, enrolled: boolean) => {
-      pods = pods.map((p) => (p.name === name ? { ...p, enrolled } : p));
-      writePods(join(dir, 'pods.json'), pods);
-      const node = pods.find((p) => p.name === name)!.node;
-      const want = enrolled ? 'CAPTURE' : 'DRAIN';
+      const pod = pods.find((p) => p.name === name)!;
+      namespaces = { ...namespaces, [pod.namespace]: enrolled };
+      writeManifests(join(dir, 'cluster'), namespaces, pods);
+      const node = pod.node;
+      // Unlabelled: DRAIN while the proxy holds a connection of the pod, NONE right away otherwise.
+      const want = enrolled ? ['CAPTURE'] : ['DRAIN', 'NONE'];
       await waitStatus(
         opts(node).statusFile,
-        (s) => s.pods.some((p) => p.name === name && p.state === want),
-        `${name} ${want}`,
+        (s) => s.pods.some((p) => p.name === name && want.includes(p.state)),
+        `${name} ${want.join('|')}`,
       );
     };
     const serverIp = () => topo.pod('srv').ip;
@@ -78,12 +82,14 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       await topo.addPod('a', 'evil'); // tries to pose as cli
       await topo.addPod('b', 'srv');
       pods = [
-        { name: 'cli', namespace: 'mesh', ip: topo.pod('cli').ip, node: 'a', enrolled: true },
-        { name: 'plain', namespace: 'plain', ip: topo.pod('plain').ip, node: 'a', enrolled: false },
-        { name: 'evil', namespace: 'plain', ip: topo.pod('evil').ip, node: 'a', enrolled: false },
-        { name: 'srv', namespace: 'plain', ip: topo.pod('srv').ip, node: 'b', enrolled: false },
+        { name: 'cli', namespace: 'mesh', ip: topo.pod('cli').ip, node: 'a' },
+        { name: 'plain', namespace: 'plain', ip: topo.pod('plain').ip, node: 'a' },
+        { name: 'evil', namespace: 'evil', ip: topo.pod('evil').ip, node: 'a' },
+        { name: 'srv', namespace: 'srv', ip: topo.pod('srv').ip, node: 'b' },
       ];
-      writePods(join(dir, 'pods.json'), pods);
+      namespaces = { mesh: true, plain: false, evil: false, srv: false };
+      mkdirSync(join(dir, 'cluster'));
+      writeManifests(join(dir, 'cluster'), namespaces, pods);
       await startEchoServer(topo, topo.pod('srv').ns, [SERVER_PORT]);
       for (const n of ['a', 'b']) relays.set(n, await Relay.start(topo, n));
       for (const n of ['a', 'b']) agents.set(n, await startAgent(topo, n, opts(n)));
@@ -164,6 +170,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect((await plain.send(early.conn!, 'still-here')).line).toBe('still-here');
 
       await setEnrolled('plain', false);
+    expect(status('a')!.pods.find((p) => p.name === 'plain')?.state).toBe('DRAIN');
       // Draining: the proxied connection keeps working, new ones go direct.
       expect((await plain.send(captured.conn!, 'proxied-still-here')).line).toBe('proxied-still-here');
       const after = await plain.whoami(serverIp(), SERVER_PORT);

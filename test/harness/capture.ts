@@ -3,6 +3,7 @@
 // The real ztunnel plugs into the same listeners (15001/15006/15008) in place of the relay.
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { waitReady } from './processes.js';
 import { distPath, HarnessError, type Topology } from './topology.js';
 
@@ -12,6 +13,35 @@ export interface PodSpec {
   ip: string;
   node: string;
   enrolled: boolean;
+}
+
+/**
+ * Atomically (re)write a manifest directory describing the topology's pods: one Namespace per entry of
+ * `namespaces` (labelled istio.io/dataplane-mode=ambient when true) and one Pod per spec, scheduled on
+ * its node with its IP — the local cluster `ambit bpf-agent -m DIR` watches.
+ */
+export function writeManifests(
+  dir: string,
+  namespaces: Record<string, boolean>,
+  pods: Omit<PodSpec, 'enrolled'>[],
+): void {
+  const docs: string[] = [];
+  for (const [name, ambient] of Object.entries(namespaces)) {
+    docs.push(
+      `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n` +
+        (ambient ? '  labels:\n    istio.io/dataplane-mode: ambient\n' : ''),
+    );
+  }
+  for (const p of pods) {
+    docs.push(
+      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${p.name}\n  namespace: ${p.namespace}\n  labels:\n    app: ${p.name}\n` +
+        `spec:\n  nodeName: ${p.node}\n  containers: [{ name: app, image: example/app:1 }]\n` +
+        `status:\n  phase: Running\n  podIP: ${p.ip}\n`,
+    );
+  }
+  const file = join(dir, 'cluster.yaml');
+  writeFileSync(`${dir}/.cluster.yaml.tmp`, docs.join('---\n'));
+  renameSync(`${dir}/.cluster.yaml.tmp`, file);
 }
 
 /** Atomically rewrite the pods file every agent of the topology watches. */
@@ -59,8 +89,10 @@ export async function waitStatus(
   );
 }
 
+/** The agent's view of the cluster: a manifest directory (the real local mode) or a pods file. */
 export interface AgentOptions {
-  podsFile: string;
+  manifests?: string;
+  podsFile?: string;
   statusFile: string;
   pinDir: string;
   mode?: 'auto' | 'ebpf' | 'nftables';
@@ -84,8 +116,8 @@ export async function startAgent(topo: Topology, nodeName: string, o: AgentOptio
     'bpf-agent',
     '--node',
     nodeName,
-    '--pods-file',
-    o.podsFile,
+    ...(o.manifests ? ['-m', o.manifests] : []),
+    ...(o.podsFile ? ['--pods-file', o.podsFile] : []),
     '--status-file',
     o.statusFile,
     '--pin-dir',
@@ -107,17 +139,20 @@ export async function startAgent(topo: Topology, nodeName: string, o: AgentOptio
   child.once('exit', (code, sig) => {
     exited = `exited ${code ?? sig}`;
   });
-  await waitStatus(
-    o.statusFile,
-    (s) => {
-      if (exited)
-        throw new HarnessError('AGENT_EXITED', `bpf-agent on ${nodeName} ${exited}: ${logs.slice(-2000)}`);
-      // nsenter execs the agent in place (no --fork), so the status pid is the child's pid.
-      return s.pid === child.pid;
-    },
-    `agent on ${nodeName} started`,
-    20_000,
-  );
+  const until = Date.now() + 20_000;
+  for (;;) {
+    if (exited)
+      throw new HarnessError('AGENT_EXITED', `bpf-agent on ${nodeName} ${exited}: ${logs.slice(-2000)}`);
+    // nsenter execs the agent in place (no --fork), so the status pid is the child's pid.
+    if (readStatus(o.statusFile)?.pid === child.pid) break;
+    if (Date.now() > until) {
+      throw new HarnessError(
+        'AGENT_START_TIMEOUT',
+        `bpf-agent on ${nodeName} wrote no status in 20 s: ${logs.slice(-2000)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return { child, logs: () => logs };
 }
 
