@@ -157,6 +157,12 @@ describe('IPs and ports', () => {
       }),
     ).toBe(true);
   });
+  it('an address ztunnel cannot convert is dropped before matching (a Match left empty is skipped)', () => {
+    expect(hit(one({ notSourceIps: [{ address: 'bogus', length: 32 }] }))).toBe(false);
+    expect(hit(one({ notSourceIps: [{ address: '10.0.0.0', length: 40 }], destinationPorts: [8080] }))).toBe(
+      true,
+    );
+  });
   it('ports compare with the target port', () => {
     expect(hit(one({ destinationPorts: [8080] }))).toBe(true);
     expect(hit(one({ destinationPorts: [80] }))).toBe(false);

@@ -119,7 +119,7 @@ export function compileCidr(c: CidrMatch): IpPredicate {
   try {
     parsed = ipaddr.parse(c.address);
   } catch {
-    return () => false; // ztunnel drops addresses it cannot convert (filter_map … ok())
+    return () => false; // never produced by compile.ts; see usableCidrs for how ztunnel treats it
   }
   if (parsed.kind() === 'ipv4') {
     const net = ipFromParsed(parsed).v4!;
@@ -204,6 +204,14 @@ export function family<T>(pos: T[], neg: T[], make: (v: T) => Predicate): Family
   return { positive: pos.map(make), negative: neg.map(make) };
 }
 
+/** ztunnel drops addresses it cannot convert (rbac.rs `filter_map(|a| a.try_into().ok())`) before matching. */
+function usableCidrs(cs: CidrMatch[]): CidrMatch[] {
+  return cs.filter((c) => {
+    const max = c.address.includes(':') ? 128 : 32;
+    return ipaddr.isValid(c.address) && Number.isInteger(c.length) && c.length >= 0 && c.length <= max;
+  });
+}
+
 /** The six L4 families of rbac.rs, in its order. L7 families are appended here when Match grows them. */
 function familiesOf(m: Match): Family[] {
   const dst = (c: CidrMatch): Predicate => {
@@ -215,8 +223,8 @@ function familiesOf(m: Match): Family[] {
     return (ctx) => p(ctx.sourceIp);
   };
   const fams = [
-    family(m.destinationIps, m.notDestinationIps, dst),
-    family(m.sourceIps, m.notSourceIps, src),
+    family(usableCidrs(m.destinationIps), usableCidrs(m.notDestinationIps), dst),
+    family(usableCidrs(m.sourceIps), usableCidrs(m.notSourceIps), src),
     family(m.destinationPorts, m.notDestinationPorts, (p) => (ctx) => ctx.destinationPort === p),
     family(m.serviceAccounts, m.notServiceAccounts, serviceAccountPredicate),
     family(m.principals, m.notPrincipals, principalPredicate),
