@@ -133,9 +133,17 @@ export class ManifestSource implements StateSource {
 
   warnings(): string[] {
     const fromFiles = [...this.#files.keys()].sort().flatMap((f) => this.#files.get(f)!.warnings);
+    // The policy compiler also flags spiffe:// principals; the file-level warning already says it with
+    // the file and document, so the compiler's copy is not repeated.
+    const saidWithFile = (n: TranslationNote) =>
+      n.message.includes('"spiffe://') &&
+      fromFiles.some((w) => w.includes(` ${n.object.split('/').slice(1).join('/')}: `));
     return [
       ...fromFiles,
-      ...this.translator.notes().map((n: TranslationNote) => `${n.object}: ${n.message}`),
+      ...this.translator
+        .notes()
+        .filter((n) => !saidWithFile(n))
+        .map((n) => `${n.object}: ${n.message}`),
     ];
   }
 

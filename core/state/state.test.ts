@@ -214,3 +214,27 @@ describe('MeshState change notification', () => {
     expect(s.workloadByIp('10.0.0.1')?.addresses).toEqual(['10.0.0.1']);
   });
 });
+
+describe('MeshState listener isolation', () => {
+  it('keeps notifying other listeners when one throws', () => {
+    const s = new MeshState();
+    const seen: string[] = [];
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    s.onChange(() => {
+      throw new Error('listener bug');
+    });
+    s.onChange((c) => seen.push(c[0]!.key));
+    s.upsertNamespace({ name: 'a', labels: {} });
+    expect(seen).toEqual(['a']);
+    expect(s.namespace('a')).toEqual({ name: 'a', labels: {} });
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        process.off('warning', onWarning);
+        expect(warnings).toContain('listener bug');
+        resolve();
+      }),
+    );
+  });
+});

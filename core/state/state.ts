@@ -2,7 +2,6 @@
 // data path needs. Shaped like istio/ztunnel src/state.rs (+ state/workload.rs, state/service.rs):
 // sources write whole objects keyed like WDS resources (workload uid, "ns/hostname", "ns/name"), the
 // state keeps the indexes consistent and tells subscribers what changed.
-import { EventEmitter } from 'node:events';
 import type {
   Authorization,
   HttpRoute,
@@ -83,7 +82,7 @@ function removeFromSetMap<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
 }
 
 export class MeshState {
-  readonly #events = new EventEmitter();
+  readonly #listeners = new Set<ChangeListener>();
   #batchDepth = 0;
   #pending = new Map<string, StateChange>();
 
@@ -116,8 +115,10 @@ export class MeshState {
 
   /** Subscribe to changes; returns an unsubscribe function. One call per batch (or per single write). */
   onChange(listener: ChangeListener): () => void {
-    this.#events.on('change', listener);
-    return () => this.#events.off('change', listener);
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
   }
 
   /** Runs `fn` with change events coalesced into one notification at the end (nesting allowed). */
@@ -140,7 +141,17 @@ export class MeshState {
     if (this.#pending.size === 0) return;
     const changes = [...this.#pending.values()];
     this.#pending = new Map();
-    this.#events.emit('change', changes);
+    // A throwing listener must not stop the others, nor fail the source's write (the state is
+    // already consistent): it is reported as a process warning instead.
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(changes);
+      } catch (err) {
+        process.emitWarning(err instanceof Error ? err : new Error(String(err)), {
+          code: 'AMBIT_STATE_LISTENER',
+        });
+      }
+    }
   }
 
   // --- writes --------------------------------------------------------------------------------------
