@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { createSelfSignedRoot } from '../ca/server/root.js';
 import { Signer, issueWorkloadCertificate } from '../ca/server/signer.js';
-import { HboneClientPool, type HboneTunnel } from '../core/hbone/client-pool.js';
+import { HboneClientPool } from '../core/hbone/client-pool.js';
 import { HboneServer } from '../core/hbone/server.js';
 import { parseSpiffeId } from '../core/identity/spiffe.js';
 import type { BenchScenario } from './run.js';
