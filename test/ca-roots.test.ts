@@ -125,6 +125,86 @@ describe('plugged-in cacerts', () => {
     }
   });
 
+  it("signs with an RSA cacerts made by openssl, as Istio's tools/certs Makefile produces them", async () => {
+    const c = join(dir, 'openssl-cacerts');
+    mkdirSync(c);
+    const run = (...args: string[]): string =>
+      execFileSync('openssl', args, { cwd: c, encoding: 'utf8', stdio: 'pipe' });
+    writeFileSync(
+      join(c, 'ca.ext'),
+      'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\n',
+    );
+    run(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'root-key.pem',
+      '-out',
+      'root-cert.pem',
+      '-days',
+      '30',
+      '-subj',
+      '/O=Istio/CN=Root CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    );
+    run(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca-key.pem',
+      '-out',
+      'ca.csr',
+      '-subj',
+      '/O=Istio/CN=Intermediate CA/L=cluster1',
+    );
+    run(
+      'x509',
+      '-req',
+      '-in',
+      'ca.csr',
+      '-CA',
+      'root-cert.pem',
+      '-CAkey',
+      'root-key.pem',
+      '-CAcreateserial',
+      '-out',
+      'ca-cert.pem',
+      '-days',
+      '20',
+      '-extfile',
+      'ca.ext',
+    );
+    writeFileSync(
+      join(c, 'cert-chain.pem'),
+      execFileSync('cat', [join(c, 'ca-cert.pem'), join(c, 'root-cert.pem')]),
+    );
+    rmSync(join(c, 'root-key.pem'));
+    const server = await CaServer.start(
+      { dir: join(dir, 'ca-rsa'), cacertsDir: c, tokensFile: tokensFile(), listen: '127.0.0.1:0' },
+      { logger },
+    );
+    try {
+      const chain = await issue(server);
+      expect(chain).toHaveLength(3); // leaf, intermediate (the root in cert-chain.pem is not repeated), roots
+      const text = execFileSync('openssl', ['x509', '-noout', '-text'], {
+        input: chain[0],
+        encoding: 'utf8',
+      });
+      expect(text).toMatch(/Signature Algorithm: sha256WithRSAEncryption/);
+      expect(opensslVerify(chain[0]!, chain.at(-1)!, chain.slice(1, -1), 'rsa')).toMatch(/OK/);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('refuses to start with a cacerts directory whose certificate does not chain to its roots', async () => {
     const root = await createSelfSignedRoot({ trustDomain: 'cluster.local' });
     const otherRoot = await createSelfSignedRoot({ trustDomain: 'cluster.local' });

@@ -137,6 +137,8 @@ export class CaServer {
           logger,
         }),
       );
+      // grpc-js 1.14 names the first parameter caCertificateProvider but passes it on as the
+      // identity (serving) provider; null = no client-certificate request (callers use bearer tokens).
       const creds = grpc.experimental.createCertificateProviderServerCredentials(serving, null, false);
       const { host, port } = splitHostPort(config.listen);
       const bound = await new Promise<number>((resolve, reject) =>
