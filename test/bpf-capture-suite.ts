@@ -170,7 +170,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect((await plain.send(early.conn!, 'still-here')).line).toBe('still-here');
 
       await setEnrolled('plain', false);
-    expect(status('a')!.pods.find((p) => p.name === 'plain')?.state).toBe('DRAIN');
+      expect(status('a')!.pods.find((p) => p.name === 'plain')?.state).toBe('DRAIN');
       // Draining: the proxied connection keeps working, new ones go direct.
       expect((await plain.send(captured.conn!, 'proxied-still-here')).line).toBe('proxied-still-here');
       const after = await plain.whoami(serverIp(), SERVER_PORT);
@@ -185,6 +185,32 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
         (s) => s.pods.some((p) => p.name === 'plain' && p.state === 'NONE'),
         'plain NONE',
       );
+    });
+
+    it('captures a pod of an enrolled namespace from its very first connection (no bypass at pod start)', async () => {
+      // The API server knows the pod (and its namespace is enrolled) when the CNI creates its veth;
+      // the agent programs it from the link/route notification, before the app runs.
+      const ip = '10.244.1.50';
+      pods = [...pods, { name: 'late', namespace: 'mesh', ip, node: 'a' }];
+      writeManifests(join(dir, 'cluster'), namespaces, pods);
+      await waitStatus(
+        opts('a').statusFile,
+        (s) => s.pods.some((p) => p.name === 'late' && p.pending !== undefined),
+        'late pending',
+      );
+      await topo.addPod('a', 'late', { ip });
+      await waitStatus(
+        opts('a').statusFile,
+        (s) => s.pods.some((p) => p.name === 'late' && p.state === 'CAPTURE' && p.dev === 'h-late'),
+        'late programmed',
+        5000,
+      );
+      const client = await PodClient.start(topo, topo.pod('late').ns);
+      clients.set('late', client);
+      const first = await client.whoami(serverIp(), SERVER_PORT);
+      expect(first.ok, first.error).toBe(true);
+      expect(peerOf(first.line)).toBe(nodeIp('a'));
+      expect(relays.get('a')!.events.some((e) => e.src.startsWith(`${ip}:`))).toBe(true);
     });
 
     it("drops a pod sending with another pod's source IP and counts it", async () => {
@@ -257,7 +283,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       await stopAgent(agents.get('a')!);
       await teardownAgent(topo, 'a', opts('a'));
       agents.delete('a');
-      for (const dev of ['eth0', 'h-cli', 'h-plain', 'h-evil']) {
+      for (const dev of ['eth0', 'h-cli', 'h-plain', 'h-evil', 'h-late']) {
         const f = await topo.exec(a.ns, 'tc', ['-j', 'filter', 'show', 'dev', dev, 'ingress']);
         expect(f.stdout).not.toContain('steer');
       }

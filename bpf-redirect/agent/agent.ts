@@ -5,6 +5,7 @@
 // no live connection for it — or after the grace period (DESIGN.md §7; deleting at once resets
 // proxied flows, research pitfall 5). A pod is written to the maps as soon as the state has its IP and
 // its veth exists, before its app can connect (no bypass at pod start, istio/istio#48286).
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -58,6 +59,7 @@ export class BpfAgent {
   private readonly tracked = new Map<string, Tracked>();
   private unsubscribe: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private monitor: ChildProcess | undefined;
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -98,6 +100,23 @@ export class BpfAgent {
     this.unsubscribe = this.source.onChange(() => this.schedule());
     this.timer = setInterval(() => this.schedule(), this.cfg.resyncMs);
     this.timer.unref();
+    this.watchLinks();
+  }
+
+  /**
+   * A pod's veth and /32 route appear when the CNI sets the pod up, before its app starts: react to
+   * the kernel's link/route notifications at once instead of waiting for the next resync, so a pod
+   * the state already knows is captured before its first connection (istio/istio#48286).
+   */
+  private watchLinks(): void {
+    const child = spawn('ip', ['-o', 'monitor', 'link', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.monitor = child;
+    child.stdout.on('data', () => this.schedule());
+    child.on('error', (err) =>
+      this.log.warn({ err: err.message }, 'ip monitor unavailable; relying on resync'),
+    );
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void }).unref?.();
   }
 
   private previousQdiscs(): string[] {
@@ -282,6 +301,7 @@ export class BpfAgent {
     this.stopped = true;
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
+    this.monitor?.kill();
     while (this.running) await this.running;
     if (opts.teardown) {
       await this.backend.teardown();
