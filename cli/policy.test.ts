@@ -1,6 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, type PolicyCheckOptions, runPolicyCheck } from './policy.js';
 
@@ -265,7 +267,12 @@ spec:
       expect(l4.reason).toBe('allow policies exist, but none allowed');
       // Dialling the pod IP skips a service-scoped waypoint (istio.io: waypoint policies only see traffic that reaches it).
       const direct = JSON.parse((await run({ manifests: wpDir, destination: '10.0.2.7:8080' })).out);
-      expect(direct).toMatchObject({ decision: 'ALLOW', enforcedAt: 'ztunnel', waypoint: null, policy: 'shop/allow-web' });
+      expect(direct).toMatchObject({
+        decision: 'ALLOW',
+        enforcedAt: 'ztunnel',
+        waypoint: null,
+        policy: 'shop/allow-web',
+      });
     } finally {
       rmSync(wpDir, { recursive: true, force: true });
     }
@@ -286,5 +293,35 @@ spec:
       expect(r.err.split('\n')).toHaveLength(1);
       expect(r.out).toBe('');
     }
+  });
+
+  // The built binary, as an operator runs it (CI builds before testing): commander wiring and exit codes.
+  const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'ambit.js');
+  it.skipIf(!existsSync(cli))('the built `ambit policy check` exits 0 on DENY and 2 on usage errors', () => {
+    const base = [
+      'policy',
+      'check',
+      '-m',
+      dir,
+      '--source-ip',
+      '10.0.1.5',
+      '--destination',
+      'backend.shop:80',
+    ];
+    const deny = spawnSync(process.execPath, [cli, ...base, '--source-identity', 'none', '-o', 'json'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(deny.status).toBe(0);
+    expect(JSON.parse(deny.stdout).decision).toBe('DENY');
+    const missing = spawnSync(process.execPath, [cli, ...base], { encoding: 'utf8', timeout: 30_000 });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/--source-identity/);
+    const bad = spawnSync(process.execPath, [cli, ...base, '--source-identity', 'a/b/c'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
