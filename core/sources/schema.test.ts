@@ -36,6 +36,20 @@ describe('manifest validation: one-line errors naming file, document, object and
     );
   });
 
+  it.each([
+    '10.1',
+    '10.0.0.0/33',
+    '10.0.0.0/08',
+    '2001:db8::/129',
+    'fe80::1%eth0',
+    '10.0.0.0/',
+    'example.com',
+  ])('rejects %s as an ipBlock', (bad) => {
+    expect(errorOf(ap({ rules: [{ from: [{ source: { ipBlocks: [bad] } }] }] })).problem).toBe(
+      `"${bad}" is not an IP address or CIDR`,
+    );
+  });
+
   it('accepts non-canonical CIDRs the way Istio does', () => {
     const v = validateObject(
       ap({ rules: [{ from: [{ source: { ipBlocks: ['10.0.0.1/8', '2001:db8::1/32', '10.1.2.3'] } }] }] }),
