@@ -32,6 +32,23 @@ describe('LocalDirCaStore', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('reads the kubernetes.io/tls cacerts layout (tls.crt, tls.key, ca.crt)', async () => {
+    const { createIntermediateCa } = await import('./root.js');
+    const { Signer } = await import('./signer.js');
+    const root = await createSelfSignedRoot({ trustDomain: 'cluster.local' });
+    const inter = await createIntermediateCa(root);
+    const d = join(dir, 'tls-layout');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(d);
+    writeFileSync(join(d, 'tls.crt'), inter.certPem);
+    writeFileSync(join(d, 'tls.key'), inter.keyPem);
+    writeFileSync(join(d, 'ca.crt'), root.certPem);
+    const m = await readCaDirectory(d);
+    expect(m?.certPem).toBe(inter.certPem);
+    expect(m?.rootsPem).toEqual([root.certPem]);
+    expect(new Signer(m!).chainTail()).toEqual([inter.certPem, root.certPem]);
+  });
+
   it('names the missing file of a half-written cacerts directory', async () => {
     const d = join(dir, 'half');
     await writeFileAtomic(join(dir, 'placeholder'), '');

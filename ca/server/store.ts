@@ -70,7 +70,7 @@ export async function readCaDirectory(dir: string): Promise<CaKeyMaterial | unde
     readOptional(join(dir, CA_FILES.chain)),
     readOptional(join(dir, CA_FILES.roots)),
   ]);
-  if (certPem === undefined && keyPem === undefined) return undefined;
+  if (certPem === undefined && keyPem === undefined) return readTlsLayout(dir);
   if (certPem === undefined)
     throw new CaError('INVALID_CA_MATERIAL', `${join(dir, CA_FILES.cert)} is missing`);
   if (keyPem === undefined) throw new CaError('INVALID_CA_MATERIAL', `${join(dir, CA_FILES.key)} is missing`);
@@ -82,6 +82,26 @@ export async function readCaDirectory(dir: string): Promise<CaKeyMaterial | unde
     certChainPem: certificatesOf(chainPem ?? ''),
     rootsPem: certificatesOf(rootsPem),
   };
+}
+
+/**
+ * Istio's alternative cacerts layout (a `kubernetes.io/tls` Secret): tls.crt (signing cert, maybe
+ * followed by its chain), tls.key, ca.crt (roots).
+ */
+async function readTlsLayout(dir: string): Promise<CaKeyMaterial | undefined> {
+  const [crt, key, ca] = await Promise.all([
+    readOptional(join(dir, 'tls.crt')),
+    readOptional(join(dir, 'tls.key')),
+    readOptional(join(dir, 'ca.crt')),
+  ]);
+  if (crt === undefined && key === undefined) return undefined;
+  if (crt === undefined) throw new CaError('INVALID_CA_MATERIAL', `${join(dir, 'tls.crt')} is missing`);
+  if (key === undefined) throw new CaError('INVALID_CA_MATERIAL', `${join(dir, 'tls.key')} is missing`);
+  if (ca === undefined) throw new CaError('INVALID_CA_MATERIAL', `${join(dir, 'ca.crt')} is missing`);
+  const certs = certificatesOf(crt);
+  if (certs.length === 0)
+    throw new CaError('INVALID_CA_MATERIAL', `${join(dir, 'tls.crt')} holds no certificate`);
+  return { certPem: certs[0]!, keyPem: key, certChainPem: certs, rootsPem: certificatesOf(ca) };
 }
 
 /** Local-mode store: a directory, key file 0600, every file written atomically. */
