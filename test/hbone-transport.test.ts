@@ -528,3 +528,46 @@ describe('HBONE server certificate lookup', () => {
     }
   });
 });
+
+describe('HBONE trust bundle rotation', () => {
+  it('trusts clients of a new root once the trust bundle gains it, without a new server leaf', async () => {
+    const ca2 = await makeCa();
+    const newRootClient = await ca2.issue(CLIENT);
+    let current: WorkloadCertificate = serverCert;
+    const rotating = new HboneServer({
+      certificateFor: () => current,
+      onConnect: (_s, i) => void i.accept().end('ok'),
+    });
+    const rotPort = (await rotating.listen({ host: '127.0.0.1', port: 0 })).port;
+    const attempt = async () => {
+      // The client trusts both roots; only the server's bundle changes.
+      const pool = new HboneClientPool({
+        certificateFor: async () => ({
+          ...newRootClient,
+          rootsPem: [...newRootClient.rootsPem, ...serverCert.rootsPem],
+        }),
+      });
+      try {
+        const t = await pool.connect({
+          sourceIdentity: CLIENT,
+          expectedIdentities: [SERVER],
+          nextHop: { host: '127.0.0.1', port: rotPort },
+          authority: `127.0.0.1:${ECHO}`,
+        });
+        t.end();
+        return (await readAll(t)).toString();
+      } catch (err) {
+        return `refused: ${(err as Error).message}`;
+      } finally {
+        pool.destroy();
+      }
+    };
+    try {
+      expect(await attempt()).toMatch(/^refused/);
+      current = { ...serverCert, rootsPem: [...serverCert.rootsPem, ...newRootClient.rootsPem] };
+      expect(await attempt()).toBe('ok');
+    } finally {
+      rotating.destroy();
+    }
+  });
+});

@@ -105,6 +105,14 @@ export function setIpTransparent(server: net.Server | number): void {
 }
 
 /**
+ * Source-IP preservation, what works from Node (tested on this kernel, 6.18):
+ *  - `net.connect({ localAddress: podIp })` fails: bind() to a non-local address is EADDRNOTAVAIL.
+ *  - with `net.ipv4.ip_nonlocal_bind=1` bind() succeeds but connect() fails (ENETUNREACH here): the
+ *    output route lookup accepts a non-local source only for transparent sockets (FLOWI_FLAG_ANYSRC).
+ *  - libuv creates the socket inside bind(), so JS cannot set IP_TRANSPARENT between socket() and
+ *    bind(). Hence this function: socket() + IP_TRANSPARENT + bind(ip) natively, then
+ *    `new net.Socket({ fd }).connect()` in JS — tested end to end (test/hbone-capture.test.ts).
+ *
  * A TCP socket fd bound to `ip` (usually NOT a local address: the source pod's IP) with IP_TRANSPARENT
  * set before bind(). Wrap it with `new net.Socket({ fd })` and `connect()`; the peer then sees `ip` as
  * the client. Return packets must be routed to this host's socket: tc steering marks packets of

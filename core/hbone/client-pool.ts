@@ -137,7 +137,13 @@ export class HboneClientPool {
     if (req.expectedIdentities.length === 0) {
       throw new IdentityMismatch([], ['(none given: a tunnel needs at least one expected identity)']);
     }
-    const conn = await this.acquire(req);
+    let conn = await this.acquire(req);
+    if (conn.session.closed || conn.session.destroyed) {
+      // It died between the handshake and now (GOAWAY, reset): one more try on a live connection.
+      this.release(conn);
+      this.retire(conn, false);
+      conn = await this.acquire(req);
+    }
     // `acquire` reserved a stream slot on `conn`; give it back when the stream closes, whatever happens.
     let stream: http2.ClientHttp2Stream;
     try {

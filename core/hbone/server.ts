@@ -266,7 +266,11 @@ export class HboneServer extends EventEmitter {
       ecdhCurve: TLS_ECDH_CURVES,
     };
     if (existing) {
-      if (existing.cert !== cert && existing.cert.serial !== cert.serial) {
+      // A new leaf (rotation) or a new trust bundle (root rotation) → new context for NEW connections.
+      const changed =
+        existing.cert !== cert &&
+        (existing.cert.serial !== cert.serial || existing.cert.rootsPem.join('') !== cert.rootsPem.join(''));
+      if (changed) {
         // Rotation: new connections present the new certificate; live ones are untouched.
         existing.server.setSecureContext(tlsOptions);
         existing.cert = cert;
