@@ -88,11 +88,9 @@ class CaptureListener implements Acceptor {
     return (this.server.address() as net.AddressInfo).port;
   }
 
-  stopAccepting(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.server.listening) return resolve();
-      this.server.close(() => resolve());
-    });
+  /** Stops listening now; accepted connections are left to the drain (close's callback would wait for them). */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
   }
 }
 

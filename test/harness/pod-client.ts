@@ -37,6 +37,8 @@ function onConnect(req: Extract<Request, { op: 'connect' }>): void {
     const id = nextConn++;
     const conn: Conn = { socket, lines: createInterface({ input: socket }), waiting: [] };
     conn.lines.on('line', (line) => conn.waiting.shift()?.(line));
+    // readline re-emits the socket's 'error' (e.g. ECONNRESET from a refusing proxy); unhandled, it kills the client.
+    conn.lines.on('error', () => undefined);
     socket.on('error', (err) => {
       for (const w of conn.waiting.splice(0)) w(err);
     });

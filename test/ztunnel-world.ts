@@ -1,0 +1,352 @@
+// The world the ztunnel end-to-end tests run in (issue 4 "Done when"): two node netns linked through
+// the harness fabric, two pods per node, the CA running in node a, the bpf-redirect node agent
+// capturing (nftables TPROXY or eBPF) into a real `ambit ztunnel` per node, all reading one manifest
+// directory. Every kernel object is named with an `azt` + random prefix through the harness and
+// removed in teardown(); every wait is bounded.
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type RunningAgent, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
+import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
+import { HarnessError, type Topology as TopologyT, Topology } from './harness/topology.js';
+
+export const VIP = '10.96.0.10';
+export const APP_PORT = 8080;
+export const NODE_PORT = 9090;
+export const NODE_TOKEN = (node: string) => `ztunnel-${node}-token-0123456789abcdef`;
+export const CLIENT_ID = 'spiffe://cluster.local/ns/demo/sa/client';
+export const SERVER_ID = 'spiffe://cluster.local/ns/demo/sa/server';
+
+export interface ZtunnelProc {
+  child: ChildProcess;
+  logs(): string;
+  exit: Promise<number | null>;
+}
+
+/** Pods: a1 (sa client) and a2 (sa other) on node a; b1 (sa server, behind Service echo) and b2 (not in the mesh) on node b. */
+export class ZtunnelWorld {
+  readonly dir: string;
+  readonly manifests: string;
+  readonly ztunnels = new Map<string, ZtunnelProc>();
+  readonly agents = new Map<string, RunningAgent>();
+  readonly clients = new Map<string, PodClient>();
+  ca: ChildProcess | undefined;
+  caLogs = '';
+
+  private constructor(
+    readonly topo: TopologyT,
+    readonly mode: 'nftables' | 'ebpf',
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-`));
+    this.manifests = join(this.dir, 'cluster');
+    mkdirSync(this.manifests);
+  }
+
+  static async create(mode: 'nftables' | 'ebpf' = 'nftables'): Promise<ZtunnelWorld> {
+    const topo = await Topology.create({ prefix: `azt${randomBytes(2).toString('hex')}` });
+    const w = new ZtunnelWorld(topo, mode);
+    try {
+      await w.build();
+    } catch (err) {
+      await w.teardown();
+      throw err;
+    }
+    return w;
+  }
+
+  ip(pod: string): string {
+    return this.topo.pod(pod).ip;
+  }
+
+  node(name: string) {
+    return this.topo.node(name);
+  }
+
+  private writeFile(name: string, text: string): void {
+    const tmp = join(this.manifests, `.${name}.tmp`);
+    writeFileSync(tmp, text);
+    renameSync(tmp, join(this.manifests, name));
+  }
+
+  /** Writes (or replaces) one manifest file; the ztunnels and the agents pick it up by watching. */
+  apply(name: string, yaml: string): void {
+    this.writeFile(name, yaml);
+  }
+
+  remove(name: string): void {
+    rmSync(join(this.manifests, name), { force: true });
+  }
+
+  private clusterYaml(): string {
+    const pod = (name: string, node: string, sa: string, labels: Record<string, string>) =>
+      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: demo\n  labels:\n${Object.entries(
+        labels,
+      )
+        .map(([k, v]) => `    ${k}: ${v}\n`)
+        .join(
+          '',
+        )}spec:\n  nodeName: ${node}\n  serviceAccountName: ${sa}\n  containers: [{ name: app, image: example/app:1 }]\n` +
+      `status:\n  phase: Running\n  podIP: ${this.ip(name)}\n`;
+    return [
+      'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n',
+      'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels:\n    istio.io/dataplane-mode: ambient\n',
+      pod('a1', 'a', 'client', { app: 'client' }),
+      pod('a2', 'a', 'other', { app: 'other' }),
+      pod('b1', 'b', 'server', { app: 'echo' }),
+      // Opted out of the mesh by its own label: plain TCP destination and plaintext client.
+      pod('b2', 'b', 'plain', { app: 'plain', 'istio.io/dataplane-mode': 'none' }),
+      `apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: demo\nspec:\n  clusterIP: ${VIP}\n  selector:\n    app: echo\n  ports:\n    - { name: tcp, port: 80, targetPort: ${APP_PORT} }\n`,
+    ].join('---\n');
+  }
+
+  private async build(): Promise<void> {
+    const t = this.topo;
+    await t.addNode('a');
+    await t.addNode('b');
+    await t.addPod('a', 'a1');
+    await t.addPod('a', 'a2');
+    await t.addPod('b', 'b1');
+    await t.addPod('b', 'b2');
+    this.writeFile('cluster.yaml', this.clusterYaml());
+    writeFileSync(
+      join(this.dir, 'tokens.yaml'),
+      `tokens:\n${['a', 'b']
+        .map(
+          (n) =>
+            `  - token: ${NODE_TOKEN(n)}\n    identity: spiffe://cluster.local/ns/istio-system/sa/ztunnel\n    node: ${n}\n`,
+        )
+        .join('')}`,
+    );
+    for (const n of ['a', 'b'])
+      writeFileSync(join(this.dir, `token-${n}`), `${NODE_TOKEN(n)}\n`, { mode: 0o600 });
+    await this.startCa();
+    for (const n of ['a', 'b']) {
+      this.agents.set(
+        n,
+        await startAgent(t, n, {
+          manifests: this.manifests,
+          statusFile: join(this.dir, `agent-${n}.json`),
+          pinDir: t.pinDir(`zt-${n}`),
+          mode: this.mode,
+        }),
+      );
+    }
+    for (const n of ['a', 'b']) await this.startZtunnel(n);
+    await startEchoServer(t, t.pod('b1').ns, [APP_PORT]);
+    await startEchoServer(t, t.pod('b2').ns, [APP_PORT]);
+    await startEchoServer(t, t.node('b').ns, [NODE_PORT]);
+    for (const p of ['a1', 'a2', 'b2']) this.clients.set(p, await PodClient.start(t, t.pod(p).ns));
+  }
+
+  private async startCa(): Promise<void> {
+    const t = this.topo;
+    const nodeA = t.node('a');
+    const child = t.spawnNode(nodeA.ns, 'test/ztunnel-ca.ts', [
+      join(this.dir, 'ca'),
+      join(this.dir, 'tokens.yaml'),
+      `${nodeA.ip}:15012`,
+      this.manifests,
+    ]);
+    child.stderr?.on('data', (d: Buffer) => {
+      this.caLogs = (this.caLogs + d.toString()).slice(-20_000);
+    });
+    await waitReady(child, 'CA', 20_000);
+    this.ca = child;
+  }
+
+  get caRoot(): string {
+    return join(this.dir, 'ca', 'root-cert.pem');
+  }
+
+  async startZtunnel(node: string, extra: string[] = []): Promise<ZtunnelProc> {
+    const t = this.topo;
+    const child = t.spawnNode(t.node(node).ns, 'cli/ambit.ts', [
+      'ztunnel',
+      '--node',
+      node,
+      '-m',
+      this.manifests,
+      '--ca',
+      `${t.node('a').ip}:15012`,
+      '--ca-root',
+      this.caRoot,
+      '--token',
+      join(this.dir, `token-${node}`),
+      '--drain-deadline',
+      '3000',
+      ...extra,
+    ]);
+    let logs = '';
+    const keep = (d: Buffer) => {
+      logs = (logs + d.toString()).slice(-400_000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await waitReady(child, `ztunnel on ${node}`, 20_000).catch((err: unknown) => {
+      throw new HarnessError('ZTUNNEL_START', `${(err as Error).message}\n${logs.slice(-3000)}`);
+    });
+    const proc = { child, logs: () => logs, exit };
+    this.ztunnels.set(node, proc);
+    return proc;
+  }
+
+  /** `curl` inside the node netns (admin and metrics ports listen there). */
+  async curl(node: string, url: string): Promise<string> {
+    const r = await this.topo.exec(this.topo.node(node).ns, 'curl', ['-sS', '--max-time', '5', url]);
+    return r.stdout;
+  }
+
+  metrics(node: string): Promise<string> {
+    return this.curl(node, 'http://127.0.0.1:15020/metrics');
+  }
+
+  async configDump(node: string): Promise<{ policies: { name: string; namespace: string }[] }> {
+    return JSON.parse(await this.curl(node, 'http://127.0.0.1:15000/config_dump')) as {
+      policies: { name: string; namespace: string }[];
+    };
+  }
+
+  /** Waits (bounded) until node's ztunnel has / no longer has policy `ns/name`. */
+  async waitPolicy(node: string, key: string, present: boolean, timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      const d = await this.configDump(node);
+      const has = d.policies.some((p) => `${p.namespace}/${p.name}` === key);
+      if (has === present) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new HarnessError(
+      'POLICY_TIMEOUT',
+      `ztunnel on ${node} never ${present ? 'got' : 'dropped'} policy ${key}`,
+    );
+  }
+
+  client(pod: string): PodClient {
+    const c = this.clients.get(pod);
+    if (!c) throw new HarnessError('NO_CLIENT', `no client in pod ${pod}`);
+    return c;
+  }
+
+  async teardown(): Promise<void> {
+    for (const z of this.ztunnels.values()) {
+      if (z.child.exitCode === null && z.child.signalCode === null) z.child.kill('SIGKILL');
+    }
+    for (const [n, a] of this.agents) {
+      await stopAgent(a, 'SIGTERM').catch(() => undefined);
+      await teardownAgent(this.topo, n, {
+        statusFile: join(this.dir, `agent-${n}.json`),
+        pinDir: this.topo.pinDir(`zt-${n}`),
+      }).catch(() => undefined);
+    }
+    this.ca?.kill('SIGKILL');
+    await this.topo.teardown();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Lines of a Prometheus text body for one metric whose labels include every `want` pair. */
+export function series(
+  text: string,
+  metric: string,
+  want: Record<string, string>,
+): { labels: string; value: number }[] {
+  const out: { labels: string; value: number }[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${metric}{`)) continue;
+    const close = line.lastIndexOf('}');
+    const labels = line.slice(metric.length + 1, close);
+    if (Object.entries(want).every(([k, v]) => labels.includes(`${k}="${v}"`))) {
+      out.push({ labels, value: Number(line.slice(close + 1).trim()) });
+    }
+  }
+  return out;
+}
+
+/** A leaf for `identity` signed by the running CA's own root (read from its store), for hand-written clients. */
+export async function signProbeCertificate(
+  caDir: string,
+  identity: string,
+): Promise<{ keyPem: string; chainPem: string[]; rootsPem: string[] }> {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { readCaDirectory } = await import('../ca/server/store.js');
+  const { Signer } = await import('../ca/server/signer.js');
+  const { parseSpiffeId } = await import('../core/identity/spiffe.js');
+  const material = await readCaDirectory(caDir);
+  if (!material) throw new HarnessError('NO_CA', `no CA material in ${caDir}`);
+  const id = parseSpiffeId(identity);
+  // A signer for the identity's trust domain: with a foreign one this makes exactly the "same root,
+  // wrong trust domain" certificate the HBONE server must refuse.
+  const signer = new Signer(material, { trustDomain: id.trustDomain });
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const chain = signer.signSpki(publicKey.export({ type: 'spki', format: 'der' }), {
+    identity: id,
+    ttlSeconds: 3600,
+  });
+  return {
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    chainPem: chain.slice(0, -1),
+    rootsPem: signer.rootsPem(),
+  };
+}
+
+export interface ProbeResult {
+  /** The HTTP/2 response status, when one came. */
+  status?: number;
+  /** Why no status came (handshake refused, reset, timeout). */
+  error?: string;
+}
+
+/**
+ * A hand-written HBONE client: TCP from inside pod `fromPod`'s netns (a socket created there by the
+ * native addon) to `target`, TLS 1.3 with `cert`, ALPN h2, one request with `headers`.
+ */
+export async function hboneProbe(
+  w: ZtunnelWorld,
+  fromPod: string,
+  target: { ip: string; port: number },
+  cert: { keyPem: string; chainPem: string[]; rootsPem: string[] },
+  headers: Record<string, string>,
+  timeoutMs = 5000,
+): Promise<ProbeResult> {
+  const net = await import('node:net');
+  const tls = await import('node:tls');
+  const http2 = await import('node:http2');
+  const { createTransparentSocket } = await import('../bpf-redirect/native/index.js');
+  const { nsPath } = await import('./harness/topology.js');
+  const fd = createTransparentSocket(w.ip(fromPod), 0, nsPath(w.topo.pod(fromPod).ns));
+  const raw = new net.Socket({ fd, readable: true, writable: true });
+  raw.connect({ host: target.ip, port: target.port });
+  const tlsSocket = tls.connect({
+    socket: raw,
+    key: cert.keyPem,
+    cert: cert.chainPem.join(''),
+    ca: cert.rootsPem,
+    ALPNProtocols: ['h2'],
+    minVersion: 'TLSv1.3',
+    // Workload certificates carry only a SPIFFE URI SAN; this probe checks statuses, not the peer name.
+    checkServerIdentity: () => undefined,
+  });
+  return await new Promise<ProbeResult>((resolve) => {
+    let session: import('node:http2').ClientHttp2Session | undefined;
+    const done = (r: ProbeResult): void => {
+      clearTimeout(timer);
+      session?.destroy();
+      tlsSocket.destroy();
+      raw.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done({ error: `no answer within ${timeoutMs} ms` }), timeoutMs);
+    tlsSocket.once('error', (err) => done({ error: err.message }));
+    tlsSocket.once('close', () => done({ error: 'connection closed' }));
+    tlsSocket.once('secureConnect', () => {
+      session = http2.connect(`https://${target.ip}:${target.port}`, { createConnection: () => tlsSocket });
+      session.on('error', (err) => done({ error: err.message }));
+      const req = session.request(headers, { endStream: headers[':method'] !== 'CONNECT' });
+      req.on('response', (h) => done({ status: Number(h[':status']) }));
+      req.on('error', (err) => done({ error: err.message }));
+    });
+  });
+}
