@@ -67,6 +67,45 @@ describe('CertificateManager', () => {
     expect(manager.describe()[0]?.state).toBe('Unavailable');
   });
 
+  it('serves the old certificate while refreshes fail, and nothing once it has truly expired', async () => {
+    const real = await signerSource();
+    let up = true;
+    const flaky: CertificateSource = {
+      createCertificate: (csr, ttl, imp) =>
+        up ? real.createCertificate(csr, ttl, imp) : Promise.reject(new Error('CA down')),
+    };
+    // 2 s TTL: the midpoint (NotBefore is 2 min back) is already past, so a refresh is attempted at once.
+    manager = new CertificateManager({
+      source: flaky,
+      ttlSeconds: 2,
+      initialBackoffMs: 100,
+      maxBackoffMs: 300,
+      logger,
+    });
+    const failures: Error[] = [];
+    manager.on('fetchFailed', (_id, err) => failures.push(err));
+    up = true;
+    const first = await manager.fetch(sleep);
+    up = false;
+    const deadline = Date.now() + 10_000;
+    while (failures.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(failures.length).toBeGreaterThanOrEqual(2);
+    if (Date.now() < first.notAfter.getTime() - 200)
+      expect(manager.current(sleep)?.serial).toBe(first.serial);
+    while (Date.now() <= first.notAfter.getTime() + 50 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(manager.current(sleep)).toBeUndefined();
+    expect(manager.describe()[0]).toMatchObject({
+      state: 'Unavailable',
+      serial: first.serial,
+      lastError: 'CA down',
+    });
+    await expect(manager.fetch(sleep)).rejects.toThrow(/CA down/);
+    up = true;
+    const back = await manager.fetch(sleep);
+    expect(back.serial).not.toBe(first.serial);
+  });
+
   it('backs off exponentially and caps the delay at 150 s', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const failing: CertificateSource = {
@@ -81,7 +120,9 @@ describe('CertificateManager', () => {
     for (let i = 0; i < 14; i++) {
       const seen = delays.length;
       await vi.advanceTimersByTimeAsync(delays.at(-1)! + 1);
-      for (let j = 0; j < 200 && delays.length === seen; j++) await new Promise((r) => setImmediate(r));
+      // The retry makes a key on the libuv pool (real time): wait for its failure, bounded.
+      const until = Date.now() + 5000;
+      while (delays.length === seen && Date.now() < until) await new Promise((r) => setImmediate(r));
     }
     expect(delays.length).toBeGreaterThanOrEqual(12);
     expect(delays[0]).toBeLessThan(1000);
