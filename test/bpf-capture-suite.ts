@@ -71,6 +71,13 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
     const nodeIp = (n: string) => topo.node(n).ip;
     const viaNode = (n: string) => [topo.node(n).ip, topo.node(n).gateway];
     const peerOf = (line: string | undefined) => line?.match(/^peer ([\d.]+):/)?.[1];
+    const steerProgId = async (dev: string): Promise<number | undefined> => {
+      const out = await topo.exec(topo.node('a').ns, 'tc', ['-j', 'filter', 'show', 'dev', dev, 'ingress']);
+      const filters = JSON.parse(out.stdout || '[]') as {
+        options?: { prog?: { id?: number; name?: string } };
+      }[];
+      return filters.find((f) => f.options?.prog?.name === 'steer')?.options?.prog?.id;
+    };
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'ambit-bpf-'));
@@ -271,8 +278,16 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect((await cli.send(live.conn!, 'while-dead')).line).toBe('while-dead');
       const fresh = await cli.whoami(serverIp(), SERVER_PORT);
       expect(peerOf(fresh.line)).toBe(nodeIp('a')); // capture is a kernel object: it outlives the agent
+      const progBefore = await steerProgId('h-cli');
       agents.set('a', await startAgent(topo, 'a', opts('a')));
       expect(status('a')!.pid).not.toBe(oldPid);
+      if (suite.mode === 'ebpf') {
+        // Each start loads a new program generation and swaps it in with `tc filter replace`
+        // (the upgrade path) while the pinned maps, and so the live flow, stay.
+        const progAfter = await steerProgId('h-cli');
+        expect(progAfter).toBeDefined();
+        expect(progAfter).not.toBe(progBefore);
+      }
       expect((await cli.send(live.conn!, 'after-restart')).line).toBe('after-restart');
       expect(status('a')!.pods.find((p) => p.name === 'cli')?.state).toBe('CAPTURE');
       await cli.close(live.conn!);

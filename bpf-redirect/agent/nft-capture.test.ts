@@ -1,0 +1,39 @@
+// The nftables fallback's ruleset: TPROXY into the same listeners as eBPF, anti-spoofing, and the
+// explicit reject that keeps TPROXY from failing open when no listener exists (research pitfall 2).
+import { describe, expect, it } from 'vitest';
+import { defaultConfig } from './config.js';
+import { POD_CAPTURE, POD_DRAIN, POD_NONE } from './maps.js';
+import { renderTproxyTable } from './nft-capture.js';
+
+const pods = [
+  { ip: '10.244.1.2', state: POD_CAPTURE, dev: 'h-a', ifindex: 3 },
+  { ip: '10.244.1.3', state: POD_DRAIN, dev: 'h-b', ifindex: 4 },
+  { ip: '10.244.1.4', state: POD_NONE, dev: 'h-c', ifindex: 5 },
+] as const;
+
+describe('nftables TPROXY fallback ruleset', () => {
+  const body = renderTproxyTable(defaultConfig('a'), [...pods]);
+
+  it('captures only CAPTURE pods (DRAIN and NONE go direct for new connections)', () => {
+    expect(body).toMatch(/set capture \{\s+type ipv4_addr;\s+elements = \{ 10\.244\.1\.2 \}/);
+    expect(body).toContain('tproxy to :15001');
+    expect(body).toContain('tcp dport 15008 tcp flags & (syn | ack) == syn tproxy to :15008');
+    expect(body).toContain('tproxy to :15006');
+  });
+
+  it('binds every pod IP to its own veth (anti-spoofing)', () => {
+    expect(body).toContain('elements = { 10.244.1.2 . "h-a", 10.244.1.3 . "h-b", 10.244.1.4 . "h-c" }');
+    expect(body).toContain('iifname @podifs ip saddr . iifname != @podsrc counter name spoofed drop');
+  });
+
+  it('rejects SYNs of enrolled pods that TPROXY did not take (fail closed) unless fail-open', () => {
+    expect(body).toMatch(/hook forward[\s\S]*reject with tcp reset/);
+    const open = renderTproxyTable({ ...defaultConfig('a'), failOpen: true }, [...pods]);
+    expect(open).not.toContain('reject');
+  });
+
+  it('renders empty sets without an elements clause (nft rejects `elements = { }`)', () => {
+    const empty = renderTproxyTable(defaultConfig('a'), []);
+    expect(empty).not.toContain('elements');
+  });
+});
