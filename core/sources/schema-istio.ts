@@ -4,14 +4,23 @@
 // ValidatePeerAuthentication). Specs are strict: an unknown field is an error, because a typo such as
 // `notPrincipal` silently dropped would widen what a policy allows.
 import ipaddr from 'ipaddr.js';
-import { z } from 'zod';
+// zod 4 (the `zod/v4` entry of the installed zod 3.25): about 3x faster than the v3 API, which the
+// 10,000-policy load budget needs.
+import { z } from 'zod/v4';
+
+/** A superRefine step: `ok` or one custom issue with a message built from the value. */
+export function check<T>(ok: (v: T) => boolean, message: (v: T) => string) {
+  return (v: T, ctx: z.RefinementCtx<T>): void => {
+    if (!ok(v)) ctx.addIssue({ code: 'custom', message: message(v), input: v });
+  };
+}
 
 export const ISTIO_SECURITY_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'] as const;
 
 const ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
 const MTLS_MODES = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'] as const;
 
-export const labelMap = z.record(z.string({ invalid_type_error: 'label values must be strings' }));
+export const labelMap = z.record(z.string(), z.string({ error: 'label values must be strings' }));
 
 /** An IP or a CIDR. Non-canonical CIDRs (10.0.0.1/8) are accepted like Istio does and match as the network. */
 export function isIpOrCidr(value: string): boolean {
@@ -28,7 +37,7 @@ export function isIpOrCidr(value: string): boolean {
   return Number(bits) <= (v6 ? 128 : 32);
 }
 
-const ipBlock = z.string().refine(isIpOrCidr, (v) => ({ message: `"${v}" is not an IP address or CIDR` }));
+const ipBlock = z.string().superRefine(check(isIpOrCidr, (v) => `"${v}" is not an IP address or CIDR`));
 
 /** Istio's port fields are strings holding a number 1–65535; YAML integers are accepted and stringified. */
 export const portString = z
@@ -37,7 +46,7 @@ export const portString = z
   .superRefine((v, ctx) => {
     const n = Number(v);
     if (!/^[0-9]+$/.test(v) || n < 1 || n > 65535)
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `port "${v}" out of range 1-65535` });
+      ctx.addIssue({ code: 'custom', message: `port "${v}" out of range 1-65535` });
   });
 
 const strings = z.array(z.string());
@@ -72,7 +81,7 @@ const source = z
       0;
     if (sa && other)
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: 'custom',
         path: ['serviceAccounts'],
         message: 'serviceAccounts cannot be combined with principals or namespaces',
       });
@@ -118,16 +127,15 @@ const condition = z
   .strict()
   .superRefine((c, ctx) => {
     if (!WHEN_KEYS.has(c.key) && !WHEN_PREFIXES.some((p) => c.key.startsWith(p)))
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['key'], message: `unknown attribute "${c.key}"` });
+      ctx.addIssue({ code: 'custom', path: ['key'], message: `unknown attribute "${c.key}"` });
     if ((c.values?.length ?? 0) + (c.notValues?.length ?? 0) === 0)
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: 'custom',
         message: 'at least one of values or notValues must be set',
       });
     const check = (field: 'values' | 'notValues', ok: (v: string) => boolean, what: string) =>
       c[field]?.forEach((v, i) => {
-        if (!ok(v))
-          ctx.addIssue({ code: z.ZodIssueCode.custom, path: [field, i], message: `"${v}" is not ${what}` });
+        if (!ok(v)) ctx.addIssue({ code: 'custom', path: [field, i], message: `"${v}" is not ${what}` });
       });
     if (c.key === 'source.ip' || c.key === 'remote.ip' || c.key === 'destination.ip') {
       check('values', isIpOrCidr, 'an IP address or CIDR');
@@ -166,11 +174,11 @@ export const authorizationPolicySpec = z
     targetRefs: z.array(targetRef).optional(),
     action: z
       .string()
-      .refine(
-        (a): a is (typeof ACTIONS)[number] => (ACTIONS as readonly string[]).includes(a),
-        (a) => ({
-          message: `unknown action "${a}" (expected ALLOW, DENY, AUDIT or CUSTOM)`,
-        }),
+      .superRefine(
+        check(
+          (a) => (ACTIONS as readonly string[]).includes(a),
+          (a) => `unknown action "${a}" (expected ALLOW, DENY, AUDIT or CUSTOM)`,
+        ),
       )
       .optional(),
     provider: z
@@ -184,25 +192,25 @@ export const authorizationPolicySpec = z
     const hasTargets = s.targetRef !== undefined || (s.targetRefs?.length ?? 0) > 0;
     if (s.selector !== undefined && hasTargets)
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: 'custom',
         path: [s.targetRefs ? 'targetRefs' : 'targetRef'],
         message: 'only one of selector or targetRef(s) may be set',
       });
     if (s.targetRef !== undefined && s.targetRefs !== undefined)
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: 'custom',
         path: ['targetRefs'],
         message: 'only one of targetRef or targetRefs may be set',
       });
     if (s.action === 'CUSTOM' && !s.provider)
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: 'custom',
         path: ['provider'],
         message: 'CUSTOM action requires a provider',
       });
     if (s.action !== 'CUSTOM' && s.provider)
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: 'custom',
         path: ['provider'],
         message: 'provider is only allowed with action CUSTOM',
       });
@@ -212,11 +220,11 @@ const mtls = z
   .object({
     mode: z
       .string()
-      .refine(
-        (m): m is (typeof MTLS_MODES)[number] => (MTLS_MODES as readonly string[]).includes(m),
-        (m) => ({
-          message: `unknown mTLS mode "${m}" (expected UNSET, DISABLE, PERMISSIVE or STRICT)`,
-        }),
+      .superRefine(
+        check(
+          (m) => (MTLS_MODES as readonly string[]).includes(m),
+          (m) => `unknown mTLS mode "${m}" (expected UNSET, DISABLE, PERMISSIVE or STRICT)`,
+        ),
       )
       .optional(),
   })
@@ -226,7 +234,7 @@ export const peerAuthenticationSpec = z
   .object({
     selector: selector.optional(),
     mtls: mtls.optional(),
-    portLevelMtls: z.record(mtls).optional(),
+    portLevelMtls: z.record(z.string(), mtls).optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
@@ -234,7 +242,7 @@ export const peerAuthenticationSpec = z
       const n = Number(port);
       if (!/^[0-9]+$/.test(port) || n < 1 || n > 65535)
         ctx.addIssue({
-          code: z.ZodIssueCode.custom,
+          code: 'custom',
           path: ['portLevelMtls', port],
           message: `port "${port}" out of range 1-65535`,
         });
@@ -245,7 +253,7 @@ export const peerAuthenticationSpec = z
       Object.keys(s.selector?.matchLabels ?? {}).length === 0
     )
       ctx.addIssue({
-        code: z.ZodIssueCode.custom,
+        code: 'custom',
         path: ['portLevelMtls'],
         message: 'portLevelMtls requires a workload selector',
       });

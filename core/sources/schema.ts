@@ -2,10 +2,11 @@
 // Kubernetes core/discovery/Gateway API objects are validated on the fields we read (other fields pass
 // through untouched, since real manifests carry many); Istio security specs are strict (schema-istio.ts).
 // A failure names the field path the way kubectl does (`spec.ports[0].port`) and says what is wrong.
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import type { AuthorizationPolicy, PeerAuthentication } from '../policy/istio-api.js';
 import {
   authorizationPolicySpec,
+  check,
   authorizationPolicyWarnings,
   ISTIO_SECURITY_VERSIONS,
   isIpOrCidr,
@@ -14,21 +15,25 @@ import {
 } from './schema-istio.js';
 
 const port = z
-  .number({ invalid_type_error: 'port must be a number' })
+  .number({ error: 'port must be a number' })
   .int('port must be an integer')
-  .refine(
-    (p) => p >= 1 && p <= 65535,
-    (p) => ({ message: `port ${p} out of range 1-65535` }),
+  .superRefine(
+    check(
+      (p) => p >= 1 && p <= 65535,
+      (p) => `port ${p} out of range 1-65535`,
+    ),
   );
 
-const ip = z.string().refine(
-  (v) => isIpOrCidr(v) && !v.includes('/'),
-  (v) => ({ message: `"${v}" is not an IP address` }),
+const ip = z.string().superRefine(
+  check(
+    (v) => isIpOrCidr(v) && !v.includes('/'),
+    (v) => `"${v}" is not an IP address`,
+  ),
 );
 
 const metadata = z
   .object({
-    name: z.string({ required_error: 'name is required' }).min(1, 'name is empty'),
+    name: z.string({ error: 'name is required' }).min(1, 'name is empty'),
     namespace: z.string().min(1).optional(),
     labels: labelMap.optional(),
     annotations: labelMap.optional(),
@@ -87,7 +92,9 @@ const servicePort = z
   .object({
     name: z.string().optional(),
     port,
-    targetPort: z.union([port, z.string().min(1)]).optional(),
+    targetPort: z
+      .union([port, z.string().min(1)], { error: 'must be a port number (1-65535) or a container port name' })
+      .optional(),
     protocol: z.string().optional(),
     appProtocol: z.string().optional(),
   })
@@ -101,15 +108,22 @@ const serviceSchema = z
         selector: labelMap.optional(),
         clusterIP: z
           .string()
-          .refine(
-            (v) => v === 'None' || v === '' || isIpOrCidr(v),
-            (v) => ({
-              message: `"${v}" is not an IP address or None`,
-            }),
+          .superRefine(
+            check(
+              (v) => v === 'None' || v === '' || isIpOrCidr(v),
+              (v) => `"${v}" is not an IP address or None`,
+            ),
           )
           .optional(),
         clusterIPs: z
-          .array(z.string().refine((v) => v === 'None' || isIpOrCidr(v), 'not an IP address'))
+          .array(
+            z.string().superRefine(
+              check(
+                (v) => v === 'None' || isIpOrCidr(v),
+                (v) => `"${v}" is not an IP address or None`,
+              ),
+            ),
+          )
           .optional(),
         type: z.string().optional(),
         ports: z.array(servicePort).optional(),
@@ -121,9 +135,14 @@ const serviceSchema = z
 
 const endpointSliceSchema = z
   .object({
-    metadata: metadata.refine((m) => !!m.labels?.['kubernetes.io/service-name'], {
-      message: 'label kubernetes.io/service-name is required (it names the Service)',
-      path: ['labels'],
+    metadata: metadata.superRefine((m, ctx) => {
+      if (!m.labels?.['kubernetes.io/service-name'])
+        ctx.addIssue({
+          code: 'custom',
+          path: ['labels'],
+          message: 'label kubernetes.io/service-name is required (it names the Service)',
+          input: m,
+        });
     }),
     addressType: z.string().optional(),
     endpoints: z
@@ -203,7 +222,7 @@ const routeSchema = z
       .object({
         parentRefs: z.array(parentRef).optional(),
         hostnames: z.array(z.string()).optional(),
-        rules: z.array(z.record(z.unknown())).optional(),
+        rules: z.array(z.record(z.string(), z.unknown())).optional(),
       })
       .passthrough()
       .default({}),
@@ -323,7 +342,7 @@ export type MeshKind = MeshObject['kind'];
 
 interface KindSpec {
   apiVersions: readonly string[];
-  schema: z.ZodTypeAny;
+  schema: z.ZodType;
   namespaced: boolean;
 }
 
@@ -391,9 +410,10 @@ export function formatLocation(loc: ObjectLocation, field: string, problem: stri
   return line.replace(/\s*\n\s*/g, ' ');
 }
 
-export function formatPath(path: readonly (string | number)[]): string {
+export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const seg of path) {
+    if (typeof seg === 'symbol') continue;
     if (typeof seg === 'number') out += `[${seg}]`;
     else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(seg)) out += out ? `.${seg}` : seg;
     else out += `[${JSON.stringify(seg)}]`;
@@ -406,20 +426,39 @@ export type ValidationResult =
   | { ok: false; ignored: true; reason: string }
   | { ok: false; ignored?: false; error: InvalidObjectError };
 
-function firstIssue(err: z.ZodError): z.ZodIssue {
+function firstIssue(err: z.ZodError): z.core.$ZodIssue {
   let issue = err.issues[0]!;
   // A union failing reports each branch; the first branch's first problem reads best.
-  while (issue.code === z.ZodIssueCode.invalid_union && issue.unionErrors[0]?.issues[0]) {
-    const inner = issue.unionErrors[0].issues[0];
-    issue = { ...inner, path: inner.path.length >= issue.path.length ? inner.path : issue.path };
+  while (issue.code === 'invalid_union' && issue.message === 'Invalid input' && issue.errors[0]?.[0]) {
+    const inner = issue.errors[0][0];
+    issue = { ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue;
   }
   return issue;
 }
 
-function describeIssue(issue: z.ZodIssue): string {
-  if (issue.code === z.ZodIssueCode.unrecognized_keys)
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v = root;
+  for (const seg of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[seg];
+  }
+  return v;
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+  if (issue.code === 'unrecognized_keys')
     return `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-  if (issue.code === z.ZodIssueCode.invalid_type && issue.received === 'undefined') return 'is required';
+  if (issue.code === 'invalid_type' && valueAt(raw, issue.path) === undefined) return 'is required';
+  // zod's default text ("Invalid input: expected …") is shortened; our own messages pass through.
+  if (issue.code === 'invalid_type' && issue.message.startsWith('Invalid input'))
+    return `expected ${issue.expected}, got ${describeValue(valueAt(raw, issue.path))}`;
   return issue.message;
 }
 
@@ -456,7 +495,7 @@ export function validateObject(raw: unknown, where: ObjectLocation = {}): Valida
   const parsed = spec.schema.safeParse(obj);
   if (!parsed.success) {
     const issue = firstIssue(parsed.error);
-    return fail(formatPath(issue.path), describeIssue(issue), loc);
+    return fail(formatPath(issue.path), describeIssue(issue, obj), loc);
   }
   const object = parsed.data as MeshObject & { metadata: { namespace?: string } };
   if (spec.namespaced) object.metadata.namespace = loc.namespace ?? 'default';
