@@ -125,6 +125,19 @@ describe('HBONE over TLS 1.3 + HTTP/2 (loopback)', () => {
       expect(sock.getProtocol()).toBe('TLSv1.3');
       expect(sock.getCipher().name).toMatch(/^TLS_AES_(128|256)_GCM_SHA(256|384)$/);
       expect(sock.alpnProtocol).toBe('h2');
+      // Istio's HTTP/2 settings, as the server advertised them and as our side applied them.
+      const session = t.session as http2.ClientHttp2Session;
+      expect(session.remoteSettings).toMatchObject({
+        initialWindowSize: 4 * 1024 * 1024,
+        maxFrameSize: 1024 * 1024,
+        maxConcurrentStreams: 200,
+        enablePush: false,
+      });
+      expect(session.localSettings).toMatchObject({
+        initialWindowSize: 4 * 1024 * 1024,
+        maxFrameSize: 1024 * 1024,
+      });
+      expect(session.state.effectiveLocalWindowSize).toBe(16 * 1024 * 1024);
       t.end();
       await readAll(t);
     } finally {
