@@ -19,6 +19,8 @@ const SERVER = id('default', 'httpbin');
 const ECHO_UPPER = 7001; // read to END_STREAM, answer the bytes upper-cased, then END_STREAM
 const ECHO = 7002; // pipe back as it comes (a long-lived tunnel)
 const DENIED = 7003; // the handler refuses by policy
+const SERVER_FIRST = 7004; // the server writes and half-closes first, then reads the client to END_STREAM
+const afterServerEnd: string[] = [];
 
 const normSerial = (s: string) => s.toLowerCase().replace(/^0+/, '');
 
@@ -43,6 +45,12 @@ beforeAll(async () => {
         const tunnel = info.accept({ 'k8s.namespace.name': 'default', 'service.name': 'httpbin' });
         const body = await readAll(tunnel);
         tunnel.end(body.toString('utf8').toUpperCase());
+        return;
+      }
+      if (info.authority.port === SERVER_FIRST) {
+        const tunnel = info.accept();
+        tunnel.end('banner');
+        afterServerEnd.push((await readAll(tunnel)).toString());
         return;
       }
       if (info.authority.port === ECHO) {
@@ -112,6 +120,21 @@ describe('HBONE over TLS 1.3 + HTTP/2 (loopback)', () => {
       expect(seen.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
       expect(seen.remoteAddress).toBe('127.0.0.1');
       expect(normSerial(seen.peerSerial)).toBe(normSerial(clientCert.serial));
+    } finally {
+      pool.destroy();
+    }
+  });
+
+  it('keeps the other direction open after the server half-closes', async () => {
+    const pool = newPool();
+    try {
+      const t = await tunnelTo(pool, SERVER_FIRST);
+      const fromServer = await readAll(t); // the server's END_STREAM arrives as 'end'
+      expect(fromServer.toString()).toBe('banner');
+      t.end('client data after the server closed its side');
+      for (let i = 0; i < 200 && afterServerEnd.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(afterServerEnd).toEqual(['client data after the server closed its side']);
     } finally {
       pool.destroy();
     }
