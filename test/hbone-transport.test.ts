@@ -541,6 +541,33 @@ describe('HBONE server certificate lookup', () => {
     }
   });
 
+  it('gives up on a certificate lookup that never answers, within the handshake deadline', async () => {
+    const stuck = new HboneServer({
+      certificateFor: () => new Promise<undefined>(() => undefined),
+      onConnect: () => undefined,
+      settings: { handshakeTimeoutMs: 200 },
+    });
+    const errors: HboneError[] = [];
+    stuck.on('tlsClientError', (e: HboneError) => errors.push(e));
+    const stuckPort = (await stuck.listen({ host: '127.0.0.1', port: 0 })).port;
+    const pool = newPool();
+    try {
+      const err = await pool
+        .connect({
+          sourceIdentity: CLIENT,
+          expectedIdentities: [SERVER],
+          nextHop: { host: '127.0.0.1', port: stuckPort },
+          authority: `127.0.0.1:${ECHO}`,
+        })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HboneError);
+      expect(errors[0]?.message).toMatch(/certificate lookup for 127.0.0.1 timed out/);
+    } finally {
+      pool.destroy();
+      stuck.destroy();
+    }
+  });
+
   it('closes a connection to an address it holds no certificate for', async () => {
     const none = new HboneServer({ certificateFor: () => undefined, onConnect: () => undefined });
     const errors: HboneError[] = [];

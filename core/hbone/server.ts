@@ -197,8 +197,17 @@ export class HboneServer extends EventEmitter {
     const remote = { address: canonicalIp(socket.remoteAddress), port: socket.remotePort ?? 0 };
     // Hold the bytes of the ClientHello while the certificate is looked up (it may be async).
     socket.pause();
-    Promise.resolve()
-      .then(() => this.opts.certificateFor(local))
+    // The lookup shares the handshake deadline: a connection never waits longer than that for a cert.
+    let lookupTimer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      lookupTimer = setTimeout(
+        () => reject(new UnknownDestination(`certificate lookup for ${local.address} timed out`)),
+        this.settings.handshakeTimeoutMs,
+      );
+      lookupTimer.unref();
+    });
+    Promise.race([Promise.resolve().then(() => this.opts.certificateFor(local)), deadline])
+      .finally(() => clearTimeout(lookupTimer))
       .then(
         (cert) => {
           if (socket.destroyed) return;
@@ -242,6 +251,14 @@ export class HboneServer extends EventEmitter {
     for (const l of this.listeners_) l.close();
     for (const s of this.sessions) s.destroy();
     for (const s of this.sockets) s.destroy();
+  }
+
+  /** Forgets the TLS terminator of an identity whose last workload left this node. */
+  releaseIdentity(identity: SpiffeId): void {
+    const key = formatSpiffeId(identity);
+    if (!this.terminators.has(key)) return;
+    // Connections mid-handshake keep their reference to it and finish normally.
+    this.terminators.delete(key);
   }
 
   private refuse(socket: net.Socket, err: HboneError, remote: Endpoint): void {
