@@ -186,7 +186,27 @@ const gatewaySchema = z
       .object({
         gatewayClassName: z.string().min(1, 'gatewayClassName is empty'),
         listeners: z
-          .array(z.object({ name: z.string(), port, protocol: z.string() }).passthrough())
+          .array(
+            z
+              .object({
+                name: z.string(),
+                port,
+                protocol: z.string(),
+                allowedRoutes: z
+                  .object({
+                    namespaces: z
+                      .object({
+                        from: z.enum(['All', 'Same', 'Selector']).optional(),
+                        selector: z.object({ matchLabels: labelMap.optional() }).passthrough().optional(),
+                      })
+                      .passthrough()
+                      .optional(),
+                  })
+                  .passthrough()
+                  .optional(),
+              })
+              .passthrough(),
+          )
           .optional(),
         addresses: z
           .array(z.object({ type: z.string().optional(), value: z.string() }).passthrough())
@@ -303,7 +323,17 @@ export interface EndpointSliceObject extends Base<'EndpointSlice'> {
 export interface GatewayObject extends Base<'Gateway'> {
   spec: {
     gatewayClassName: string;
-    listeners?: { name: string; port: number; protocol: string }[];
+    listeners?: {
+      name: string;
+      port: number;
+      protocol: string;
+      allowedRoutes?: {
+        namespaces?: {
+          from?: 'All' | 'Same' | 'Selector';
+          selector?: { matchLabels?: Record<string, string> };
+        };
+      };
+    }[];
     addresses?: { type?: string; value: string }[];
   };
   status?: { addresses?: { type?: string; value: string }[] };

@@ -34,12 +34,23 @@ const ap = (name: string, namespace: string, spec: object) =>
     metadata: { name, namespace },
     spec,
   });
-const gateway = (name: string, namespace: string, waypointFor?: string, cls = 'istio-waypoint') =>
+const gateway = (
+  name: string,
+  namespace: string,
+  waypointFor?: string,
+  cls = 'istio-waypoint',
+  allowedRoutes?: object,
+) =>
   obj({
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'Gateway',
     metadata: { name, namespace, labels: waypointFor ? { 'istio.io/waypoint-for': waypointFor } : {} },
-    spec: { gatewayClassName: cls, listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+    spec: {
+      gatewayClassName: cls,
+      listeners: [
+        { name: 'mesh', port: 15008, protocol: 'HBONE', ...(allowedRoutes ? { allowedRoutes } : {}) },
+      ],
+    },
   });
 const uid = (namespace: string, name: string) => `Kubernetes//v1/Pod/${namespace}/${name}`;
 
@@ -355,7 +366,7 @@ describe('waypoints', () => {
     const key = 'shop/a.shop.svc.cluster.local';
     expect(t.state.serviceByKey(key)?.waypoint).toBeUndefined();
     expect(t.notes()).toContainEqual({ object: 'Service/shop/a', message: 'waypoint infra/late not found' });
-    t.apply(gateway('late', 'infra'));
+    t.apply(gateway('late', 'infra', undefined, 'istio-waypoint', { namespaces: { from: 'All' } }));
     expect(t.state.serviceByKey(key)?.waypoint).toEqual({
       namespace: 'infra',
       hostname: 'late.infra.svc.cluster.local',
@@ -363,6 +374,34 @@ describe('waypoints', () => {
     });
     t.remove('Gateway', 'infra', 'late');
     expect(t.state.serviceByKey(key)?.waypoint).toBeUndefined();
+  });
+});
+
+describe('cross-namespace waypoints (allowedRoutes)', () => {
+  const uses = { 'istio.io/use-waypoint': 'wp', 'istio.io/use-waypoint-namespace': 'infra' };
+  const key = 'shop/a.shop.svc.cluster.local';
+
+  it('refuses another namespace by default (from: Same)', () => {
+    const t = new Translator();
+    t.applyBatch([gateway('wp', 'infra'), svc('a', 'shop', { ports: [{ port: 80 }] }, uses)]);
+    expect(t.state.serviceByKey(key)?.waypoint).toBeUndefined();
+    expect(t.notes()).toContainEqual({
+      object: 'Service/shop/a',
+      message: 'waypoint infra/wp does not allow namespace shop (allowedRoutes.namespaces.from is Same)',
+    });
+  });
+
+  it('admits namespaces whose labels match the selector, and follows namespace label edits', () => {
+    const t = new Translator();
+    const selector = { namespaces: { from: 'Selector', selector: { matchLabels: { team: 'shop' } } } };
+    t.applyBatch([
+      ns('shop'),
+      gateway('wp', 'infra', undefined, 'istio-waypoint', selector),
+      svc('a', 'shop', { ports: [{ port: 80 }] }, uses),
+    ]);
+    expect(t.state.serviceByKey(key)?.waypoint).toBeUndefined();
+    t.apply(ns('shop', { team: 'shop' }));
+    expect(t.state.serviceByKey(key)?.waypoint?.hostname).toBe('wp.infra.svc.cluster.local');
   });
 });
 

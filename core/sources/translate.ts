@@ -601,12 +601,47 @@ export class Translator {
     } else this.#usesOf.delete(user);
   }
 
-  #lookupWaypoint = (ns: string, name: string) => {
-    const gw = this.#gateways.get(nsName(ns, name));
-    return gw && gw.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS
-      ? { waypointFor: waypointForOf(gw.metadata.labels) }
-      : undefined;
-  };
+  /**
+   * Waypoint lookup for an object in namespace `from`. Istio only lets another namespace use a waypoint
+   * when the Gateway's HBONE listener allows it: allowedRoutes.namespaces.from Same (default) | All |
+   * Selector (matchLabels against the user's namespace labels).
+   */
+  #waypointLookup(from: string) {
+    return (
+      ns: string,
+      name: string,
+    ): { waypointFor: ReturnType<typeof waypointForOf>; refuses?: string } | undefined => {
+      const gw = this.#gateways.get(nsName(ns, name));
+      if (!gw || gw.spec.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) return undefined;
+      const waypointFor = waypointForOf(gw.metadata.labels);
+      if (ns === from) return { waypointFor };
+      const listener = gw.spec.listeners?.find((l) => l.protocol === 'HBONE') ?? gw.spec.listeners?.[0];
+      const allowed = (
+        listener as
+          | {
+              allowedRoutes?: {
+                namespaces?: { from?: string; selector?: { matchLabels?: Record<string, string> } };
+              };
+            }
+          | undefined
+      )?.allowedRoutes?.namespaces;
+      const mode = allowed?.from ?? 'Same';
+      if (mode === 'All') return { waypointFor };
+      if (mode === 'Selector') {
+        const want = allowed?.selector?.matchLabels ?? {};
+        const have = this.#namespaces.get(from) ?? {};
+        if (Object.entries(want).every(([k, v]) => have[k] === v)) return { waypointFor };
+        return {
+          waypointFor,
+          refuses: `does not allow namespace ${from} (allowedRoutes selector does not match)`,
+        };
+      }
+      return {
+        waypointFor,
+        refuses: `does not allow namespace ${from} (allowedRoutes.namespaces.from is ${mode})`,
+      };
+    };
+  }
 
   #deriveService(key: string): void {
     const [ns = '', name = ''] = key.split('/');
@@ -626,7 +661,7 @@ export class Translator {
       ? undefined
       : requestedWaypoint(ns, svc.metadata.labels, this.#namespaces.get(ns));
     this.#trackUse(`svc:${key}`, ref);
-    const binding = bindWaypoint('service', ref, this.#lookupWaypoint);
+    const binding = bindWaypoint('service', ref, this.#waypointLookup(ns));
     if (binding.problem) this.#note(objKey, binding.problem);
     const wp = binding.waypoint
       ? gatewayAddress(binding.waypoint.name, binding.waypoint.namespace, this.domainSuffix)
@@ -660,7 +695,7 @@ export class Translator {
     );
     const ref = nativeTunnel ? undefined : requestedWaypoint(ns, labels, nsLabels);
     this.#trackUse(`pod:${key}`, ref);
-    const binding = bindWaypoint('workload', ref, this.#lookupWaypoint);
+    const binding = bindWaypoint('workload', ref, this.#waypointLookup(ns));
     if (binding.problem) this.#note(objKey, binding.problem);
 
     // Service membership: EndpointSlices when a Service has any, else its selector (see #membership).

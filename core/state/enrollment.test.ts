@@ -125,6 +125,16 @@ describe('waypoint-for decides whether a binding applies', () => {
       problem: 'waypoint ns/w not found',
     });
   });
+  it('reports a waypoint that refuses the namespace and binds nothing', () => {
+    expect(
+      bindWaypoint('service', explicit, () => ({
+        waypointFor: 'all',
+        refuses: 'does not allow namespace x',
+      })),
+    ).toEqual({
+      problem: 'waypoint ns/w does not allow namespace x',
+    });
+  });
   it('binds nothing when nothing was requested', () => {
     expect(bindWaypoint('service', undefined, gw('all'))).toEqual({});
   });

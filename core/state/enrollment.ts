@@ -129,6 +129,7 @@ export interface WaypointBinding {
 /**
  * Whether a requested waypoint actually applies to a `service` or a `workload`:
  * - the waypoint must exist (istiod leaves WDS waypoint unset otherwise, so traffic goes direct);
+ * - the waypoint must accept the object's namespace (`refuses` says why not);
  * - services need waypoint-for service|all, workloads need workload|all;
  * - a mismatch inherited from the namespace is silently ignored; an explicit label on the object is
  *   reported as a problem (Istio: a status error on the object), but not applied either.
@@ -136,11 +137,13 @@ export interface WaypointBinding {
 export function bindWaypoint(
   target: 'service' | 'workload',
   ref: WaypointRef | undefined,
-  lookup: (namespace: string, name: string) => { waypointFor: WaypointFor } | undefined,
+  lookup: (namespace: string, name: string) => { waypointFor: WaypointFor; refuses?: string } | undefined,
 ): WaypointBinding {
   if (!ref) return {};
   const wp = lookup(ref.namespace, ref.name);
   if (!wp) return { problem: `waypoint ${ref.namespace}/${ref.name} not found` };
+  // Cross-namespace use must be allowed by the waypoint's listener (Gateway API allowedRoutes).
+  if (wp.refuses) return { problem: `waypoint ${ref.namespace}/${ref.name} ${wp.refuses}` };
   const accepts = wp.waypointFor === 'all' || wp.waypointFor === target;
   if (!accepts) {
     if (ref.from === 'namespace') return {};
