@@ -1,4 +1,5 @@
 import net from 'node:net';
+import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import {
   NativeAddonError,
@@ -9,6 +10,9 @@ import {
 } from './index.js';
 
 const root = process.getuid?.() === 0;
+const hasV6Loopback = Object.values(os.networkInterfaces()).some((ifs) =>
+  (ifs ?? []).some((i) => i.family === 'IPv6' && i.address === '::1'),
+);
 
 describe.skipIf(!nativeAvailable() || !root)('ambit native addon', () => {
   it('sets IP_TRANSPARENT on a listening server', async () => {
@@ -50,5 +54,26 @@ describe.skipIf(!nativeAvailable() || !root)('ambit native addon', () => {
     });
     server.close();
     expect(reply).toBe('ok');
+  });
+
+  it.skipIf(!hasV6Loopback)('does the same for IPv6 (IPV6_TRANSPARENT)', async () => {
+    const fd = listenInNetns(undefined, '::1', 0, { transparent: true });
+    const server = net.createServer((s) => s.end(s.remoteAddress));
+    await new Promise<void>((r) => server.listen({ fd }, r));
+    const port = (server.address() as net.AddressInfo).port;
+    // A client bound to a v6 address this host does not own (documentation prefix 2001:db8::/32).
+    const cfd = createTransparentSocket('2001:db8::7', 0);
+    new net.Socket({ fd: cfd }).destroy();
+    const reply = await new Promise<string>((resolve, reject) => {
+      const c = net.connect(port, '::1');
+      let buf = '';
+      c.on('data', (d) => {
+        buf += d;
+      });
+      c.on('end', () => resolve(buf));
+      c.on('error', reject);
+    });
+    server.close();
+    expect(reply).toBe('::1');
   });
 });
