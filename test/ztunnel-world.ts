@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningAgent, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
+import { type RunningAgent, readStatus, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
 import { HarnessError, type Topology as TopologyT, Topology } from './harness/topology.js';
 
@@ -133,6 +133,16 @@ export class ZtunnelWorld {
         }),
       );
     }
+    for (const n of ['a', 'b']) {
+      // The agent must really run the mode asked for (it may fall back from eBPF to nftables).
+      const status = readStatus(join(this.dir, `agent-${n}.json`));
+      if (status?.mode !== this.mode) {
+        throw new HarnessError(
+          'CAPTURE_MODE',
+          `agent on ${n} runs ${status?.mode} (${status?.fallbackReason ?? ''}), not ${this.mode}`,
+        );
+      }
+    }
     for (const n of ['a', 'b']) await this.startZtunnel(n);
     await startEchoServer(t, t.pod('b1').ns, [APP_PORT]);
     await startEchoServer(t, t.pod('b2').ns, [APP_PORT]);
@@ -222,6 +232,16 @@ export class ZtunnelWorld {
       'POLICY_TIMEOUT',
       `ztunnel on ${node} never ${present ? 'got' : 'dropped'} policy ${key}`,
     );
+  }
+
+  /** Waits (bounded) until node's ztunnel has logged `text` (logs arrive through a pipe, after the fact). */
+  async waitLog(node: string, text: string, timeoutMs = 5000): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      if (this.ztunnels.get(node)?.logs().includes(text)) return true;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return false;
   }
 
   client(pod: string): PodClient {
