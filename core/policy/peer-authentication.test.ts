@@ -191,7 +191,7 @@ describe('compilePeerAuthentications: portLevelMtls', () => {
     ]);
   });
 
-  it('Istio quirk kept: PERMISSIVE workload, STRICT port, STRICT mesh and no namespace policy → no rule, warned', () => {
+  it('fails closed where istiod does not: PERMISSIVE workload, STRICT port, STRICT mesh, no namespace policy', () => {
     const c = compilePeerAuthentications(
       [
         pa('istio-system', 'mesh', 'STRICT'),
@@ -201,7 +201,32 @@ describe('compilePeerAuthentications: portLevelMtls', () => {
       opts,
     );
     expect(c.policiesByWorkload.get('w1')).toEqual(['ns1/converted_peer_authentication_web-pa']);
-    expect(c.authorizations.some((a) => a.name === 'converted_peer_authentication_web-pa')).toBe(false);
-    expect(c.warnings?.[0]).toMatch(/compiles to no rules/);
+    const conv = c.authorizations.find((a) => a.name === 'converted_peer_authentication_web-pa');
+    expect(conv?.rules).toEqual([
+      { clauses: [{ matches: [m({ notPrincipals: [{ presence: true }], destinationPorts: [5432] })] }] },
+    ]);
+    expect(c.warnings ?? []).toEqual([]);
+  });
+
+  it('an UNSET namespace policy under a STRICT mesh inherits STRICT: only the PERMISSIVE port takes plaintext', () => {
+    const c = compilePeerAuthentications(
+      [
+        pa('istio-system', 'mesh', 'STRICT'),
+        pa('ns1', 'ns-default', 'UNSET'),
+        pa('ns1', 'web-pa', 'UNSET', { selector: { app: 'web' }, ports: { '8080': 'PERMISSIVE' } }),
+      ],
+      [wl],
+      opts,
+    );
+    expect(c.policiesByWorkload.get('w1')).toEqual(['ns1/converted_peer_authentication_web-pa']);
+    const conv = c.authorizations.find((a) => a.name === 'converted_peer_authentication_web-pa');
+    expect(conv?.rules).toEqual([
+      {
+        clauses: [
+          { matches: [m({ notDestinationPorts: [8080] })] },
+          { matches: [m({ notPrincipals: [{ presence: true }] })] },
+        ],
+      },
+    ]);
   });
 });

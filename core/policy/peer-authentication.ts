@@ -111,18 +111,16 @@ export function convertPeerAuthentication(
   if (mode === 'STRICT') clauses.push({ matches: [notPrincipalsPresence()] });
 
   let foundNonStrictPort = false;
+  const inherited = nsCfg !== undefined && !isUnset(nsCfg.spec.mtls) ? nsCfg : rootCfg;
+  const inheritedStrict = inherited !== undefined && isStrict(inherited.spec.mtls);
   for (const [port, mtls] of sortedPorts(cfg)) {
     const portMode = modeOf(mtls);
     if (portMode === 'STRICT') {
-      // Go precedence, kept exactly: `#1 || (unset && nsStrict || (nsNilOrUnset && rootStrict))`. The last
-      // term does not check the workload's own mode, so a PERMISSIVE workload with a STRICT port under a
-      // STRICT mesh policy (and no namespace policy) gets no rule for that port, as in istiod.
-      const skip =
-        isStrict(pa.mtls) ||
-        (isUnset(pa.mtls) && nsCfg !== undefined && isStrict(nsCfg.spec.mtls)) ||
-        ((nsCfg === undefined || isUnset(nsCfg.spec.mtls)) &&
-          rootCfg !== undefined &&
-          isStrict(rootCfg.spec.mtls));
+      // A STRICT port needs no rule only when the workload is STRICT anyway (its own mode, or UNSET
+      // inheriting STRICT). istiod's Go expression `#1 || (unset && nsStrict || (nsNilOrUnset && rootStrict))`
+      // drops the `unset &&` from its last term by operator precedence, so a PERMISSIVE workload with a STRICT
+      // port under a STRICT mesh gets no rule and that port accepts plaintext. Ambit fails closed instead.
+      const skip = isStrict(pa.mtls) || (isUnset(pa.mtls) && inheritedStrict);
       if (skip) continue;
       // Groups are OR'ed: one per STRICT port.
       const m = notPrincipalsPresence();
@@ -130,14 +128,10 @@ export function convertPeerAuthentication(
       groups.push({ clauses: [{ matches: [m] }] });
     } else if (portMode === 'PERMISSIVE' || portMode === 'DISABLE') {
       if (mode === 'PERMISSIVE' || mode === 'DISABLE') continue;
-      if (
-        mode === 'UNSET' &&
-        ((nsCfg !== undefined && !isStrict(nsCfg.spec.mtls)) ||
-          (nsCfg === undefined && rootCfg !== undefined && !isStrict(rootCfg.spec.mtls)) ||
-          (nsCfg === undefined && rootCfg === undefined))
-      ) {
-        continue;
-      }
+      // An UNSET workload inherits: namespace mode unless that is UNSET too, then the mesh's. istiod only
+      // looks at the namespace policy when one exists, so an UNSET namespace policy under a STRICT mesh
+      // made the whole workload plaintext-open; Ambit inherits through it (fail closed).
+      if (mode === 'UNSET' && !inheritedStrict) continue;
       foundNonStrictPort = true;
       // Deny plaintext unless the connection is to this exempted port (clauses AND'ed in one group).
       const m = emptyMatch();
