@@ -590,6 +590,18 @@ describe('incremental updates', () => {
     expect(t.state.workloadByUid(uid('ns-7', 'pod-2'))?.authorizationPolicies).toContain('ns-7/p-1');
   });
 
+  it('treats re-applying an identical object (a resync) as a no-op', () => {
+    const t = bigMesh(5);
+    const seen: StateChange[] = [];
+    t.state.onChange((c) => seen.push(...c));
+    t.applyBatch([ns('ns-1', { 'istio.io/dataplane-mode': 'ambient' }), ap('p-0', 'ns-1', { rules: [{}] })]);
+    expect(seen).toEqual([]);
+    expect(t.has('Namespace', '', 'ns-1')).toBe(true);
+    expect(t.has('AuthorizationPolicy', 'ns-1', 'p-0')).toBe(true);
+    t.remove('AuthorizationPolicy', 'ns-1', 'p-0');
+    expect(t.has('AuthorizationPolicy', 'ns-1', 'p-0')).toBe(false);
+  });
+
   it('re-derives only the edited pod', () => {
     const t = bigMesh(20);
     const seen: StateChange[] = [];

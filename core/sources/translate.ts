@@ -130,6 +130,9 @@ export class Translator {
   readonly #paByWorkload = new Map<string, string[]>();
 
   readonly #notes = new Map<string, string[]>();
+  /** `Kind/ns/name` → JSON of the applied object: re-applying an identical object (an informer resync,
+   * a manifest re-read) is a no-op, so it neither re-derives nor notifies the data path. */
+  readonly #applied = new Map<string, string>();
 
   // Dirty sets, drained at the end of each batch.
   #depth = 0;
@@ -190,30 +193,9 @@ export class Translator {
     return out;
   }
 
-  /** The raw object currently applied for this key, if any (for sources that diff). */
+  /** Whether an object of this kind/namespace/name is currently applied. */
   has(kind: MeshKind, namespace: string, name: string): boolean {
-    const k = nsName(namespace, name);
-    switch (kind) {
-      case 'Namespace':
-        return this.#namespaces.has(name);
-      case 'Pod':
-        return this.#pods.has(k);
-      case 'Service':
-        return this.#services.has(k);
-      case 'EndpointSlice':
-        return this.#slices.has(k);
-      case 'AuthorizationPolicy':
-        return this.#aps.has(k);
-      case 'PeerAuthentication':
-        return this.#pas.has(k);
-      case 'Gateway':
-        return this.#gateways.has(k);
-      case 'HTTPRoute':
-      case 'GRPCRoute':
-        return this.state
-          .routes()
-          .some((r) => r.kind === kind && r.namespace === namespace && r.name === name);
-    }
+    return this.#applied.has(objectKey(kind, kind === 'Namespace' ? '' : namespace, name));
   }
 
   // --- raw object handling ---------------------------------------------------------------------------
@@ -222,6 +204,10 @@ export class Translator {
     const ns = o.metadata.namespace ?? '';
     const name = o.metadata.name;
     const key = nsName(ns, name);
+    const appliedKey = objectKey(o.kind, ns, name);
+    const json = JSON.stringify(o);
+    if (this.#applied.get(appliedKey) === json) return;
+    this.#applied.set(appliedKey, json);
     switch (o.kind) {
       case 'Namespace': {
         this.#namespaces.set(name, { ...(o.metadata.labels ?? {}) });
@@ -286,7 +272,9 @@ export class Translator {
   }
 
   #remove(kind: MeshKind, ns: string, name: string): void {
+    if (kind === 'Namespace') ns = '';
     const key = nsName(ns, name);
+    this.#applied.delete(objectKey(kind, ns, name));
     switch (kind) {
       case 'Namespace':
         if (this.#namespaces.delete(name)) {
