@@ -180,7 +180,9 @@ export class HboneClientPool {
         cleanup();
         const status = Number(headers[':status']);
         if (status !== 200) {
-          // istio/ztunnel: any non-200 fails the connection ("http status: <code>").
+          // istio/ztunnel: any non-200 fails the connection ("http status: <code>"). The stream is
+          // ours to finish; a late reset on it must not become an unhandled 'error'.
+          stream.on('error', () => undefined);
           stream.close(http2.constants.NGHTTP2_CANCEL);
           reject(new HboneStatusError(status, req.authority));
           return;
@@ -242,7 +244,12 @@ export class HboneClientPool {
           e.pending = undefined;
         });
         const conn = await e.pending;
-        if (!conn.retired) e.conns.push(conn);
+        if (!conn.retired) {
+          // The entry may have been dropped and re-created while we dialled: add to the live one.
+          const live = this.entries.get(key) ?? e;
+          live.conns.push(conn);
+          this.entries.set(key, live);
+        }
         this.reserve(conn);
         return conn;
       }
@@ -305,6 +312,8 @@ export class HboneClientPool {
     const expected = req.expectedIdentities.map(formatSpiffeId);
     const tlsSocket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       let phase: 'tcp' | 'tls' = 'tcp';
+      // After the handshake settles, socket errors belong to the HTTP/2 session (or are only logged).
+      let settled = false;
       let timer = setTimeout(() => fail(new ConnectTimeout(hop, s.connectTimeoutMs)), s.connectTimeoutMs);
       raw.once('connect', () => {
         phase = 'tls';
@@ -329,14 +338,15 @@ export class HboneClientPool {
             : new IdentityMismatch(uriSansOf(peer), expected),
       });
       const fail = (err: HboneError) => {
+        settled = true;
         clearTimeout(timer);
         sock.destroy();
         raw.destroy();
         reject(err);
       };
       sock.once('secureConnect', () => {
+        settled = true;
         clearTimeout(timer);
-        sock.off('error', onError);
         if (sock.alpnProtocol !== 'h2') {
           fail(
             new TlsFailure(
@@ -353,8 +363,8 @@ export class HboneClientPool {
         else if (phase === 'tcp') fail(new UpstreamConnectFailed(hop, err));
         else fail(new TlsFailure(hop, err));
       };
-      sock.once('error', onError);
-      raw.once('error', onError);
+      sock.on('error', (err) => (settled ? this.log.debug({ err, hop }, 'HBONE TLS error') : onError(err)));
+      raw.on('error', (err) => (settled ? this.log.debug({ err, hop }, 'HBONE TCP error') : onError(err)));
     });
     const peer = tlsSocket.getPeerCertificate();
     const peerIdentity = matchExpectedIdentity(peer, req.expectedIdentities)!;
