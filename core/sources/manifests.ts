@@ -17,19 +17,11 @@ import { pino, type Logger } from 'pino';
 import jsyaml from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import type { MeshState } from '../state/state.js';
+import type { StateSource } from './source.js';
 import { InvalidObjectError, type MeshKind, type MeshObject, validateObject } from './schema.js';
 import { type TranslationNote, Translator, type TranslatorOptions } from './translate.js';
 
-/** What every state source (this one, the future Kubernetes informers) offers its owner. */
-export interface StateSource {
-  readonly state: MeshState;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** Objects rejected, each a one-line error naming file/object and field. */
-  errors(): InvalidObjectError[];
-  /** Accepted, but worth saying (values that can never match, L7 rules narrowed at L4, waypoint problems). */
-  warnings(): string[];
-}
+export type { StateSource } from './source.js';
 
 export interface ManifestSourceOptions {
   /** Share a translator (and so a MeshState) with others; else one is made from `translator`. */
