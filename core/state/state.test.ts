@@ -71,6 +71,17 @@ describe('MeshState indexes', () => {
     expect(s.workloadsOnNode('node-b').map((w) => w.name)).toEqual(['b']);
   });
 
+  it('resolves a reused pod IP to the healthy pod, and keeps it when the old pod goes', () => {
+    const s = new MeshState();
+    const old = workload('old', 'ns1', '10.0.0.7', { status: 'UNHEALTHY' });
+    const fresh = workload('new', 'ns1', '10.0.0.7');
+    s.upsertWorkload(fresh);
+    s.upsertWorkload(old);
+    expect(s.workloadByIp('10.0.0.7')?.name).toBe('new');
+    s.removeWorkload(old.uid);
+    expect(s.workloadByIp('10.0.0.7')?.name).toBe('new');
+  });
+
   it('never indexes host-network workloads by IP (they share the node IP)', () => {
     const s = new MeshState();
     s.upsertWorkload(workload('h', 'ns1', '192.168.1.10', { networkMode: 'HOST_NETWORK' }));

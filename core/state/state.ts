@@ -95,7 +95,8 @@ export class MeshState {
   readonly #waypoints = new Map<string, Waypoint>();
 
   // Indexes. Values are keys (not objects) so that an upsert only touches its own entries.
-  readonly #workloadByIp = new Map<string, string>();
+  /** IP → uids. Usually one; two while a pod IP is reused before the old pod is gone. */
+  readonly #workloadsByIp = new Map<string, Set<string>>();
   readonly #workloadsByNode = new Map<string, Set<string>>();
   readonly #workloadsByNamespace = new Map<string, Set<string>>();
   /** `node|spiffe id` → number of workloads with that identity on that node. */
@@ -170,7 +171,7 @@ export class MeshState {
     this.#workloads.set(w.uid, w);
     // istio/ztunnel: HOST_NETWORK workloads share the node IP, so they are never looked up by IP.
     if (w.networkMode !== 'HOST_NETWORK') {
-      for (const ip of w.addresses) this.#workloadByIp.set(normalizeIp(ip), w.uid);
+      for (const ip of w.addresses) addToSetMap(this.#workloadsByIp, normalizeIp(ip), w.uid);
     }
     addToSetMap(this.#workloadsByNode, w.node, w.uid);
     addToSetMap(this.#workloadsByNamespace, w.namespace, w.uid);
@@ -188,10 +189,7 @@ export class MeshState {
     const old = this.#workloads.get(uid);
     if (!old) return false;
     this.#workloads.delete(uid);
-    for (const ip of old.addresses) {
-      const n = normalizeIp(ip);
-      if (this.#workloadByIp.get(n) === uid) this.#workloadByIp.delete(n);
-    }
+    for (const ip of old.addresses) removeFromSetMap(this.#workloadsByIp, normalizeIp(ip), uid);
     removeFromSetMap(this.#workloadsByNode, old.node, uid);
     removeFromSetMap(this.#workloadsByNamespace, old.namespace, uid);
     const idKey = `${old.node}|${workloadIdentity(old)}`;
@@ -325,8 +323,16 @@ export class MeshState {
 
   /** Accepts IPv4, IPv6 and IPv4-mapped IPv6 (`::ffff:10.0.0.1`, as dual-stack sockets report it). */
   workloadByIp(ip: string): Workload | undefined {
-    const uid = this.#workloadByIp.get(normalizeIp(ip));
-    return uid === undefined ? undefined : this.#workloads.get(uid);
+    const uids = this.#workloadsByIp.get(normalizeIp(ip));
+    if (!uids) return undefined;
+    // While an IP is reused, the healthy (running) pod is the one that owns it; else the newest write.
+    let fallback: Workload | undefined;
+    for (const uid of uids) {
+      const w = this.#workloads.get(uid);
+      if (w?.status === 'HEALTHY') return w;
+      fallback = w ?? fallback;
+    }
+    return fallback;
   }
 
   workloadsOnNode(node: string): Workload[] {
