@@ -146,6 +146,31 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect(relays.get('a')!.events.length).toBe(before);
     });
 
+    it('gives the proxy the ClusterIP as original destination despite a kube-proxy DNAT rule', async () => {
+      // kube-proxy's shape in node a: DNAT the VIP in prerouting (pods) and output (the node itself).
+      const vip = '10.96.0.10';
+      const dnat = `ip daddr ${vip} tcp dport 80 dnat to ${serverIp()}:${SERVER_PORT}`;
+      await topo.exec(topo.node('a').ns, 'nft', ['-f', '-'], {
+        input: `table ip kube {\n chain pre { type nat hook prerouting priority -100; ${dnat}; }\n chain out { type nat hook output priority -100; ${dnat}; }\n}\n`,
+      });
+      // The node needs a route for the service range before output NAT (real nodes have a default route).
+      await topo.exec(topo.node('a').ns, 'ip', ['route', 'add', '10.96.0.0/12', 'via', nodeIp('b')]);
+      try {
+        const r = await clients.get('cli')!.whoami(vip, 80);
+        expect(r.ok, r.error).toBe(true);
+        expect(peerOf(r.line)).toBe(nodeIp('a'));
+        // tc runs before netfilter: without the agent's notrack rule the SYN would be DNATed after
+        // being assigned and the flow would hang (research pitfall 4).
+        expect(relays.get('a')!.acceptedFor(`${vip}:80`).length).toBeGreaterThan(0);
+        // A non-enrolled pod still goes through kube-proxy's DNAT, direct to the server.
+        const direct = await clients.get('plain')!.whoami(vip, 80);
+        expect(peerOf(direct.line)).toBe(topo.pod('plain').ip);
+      } finally {
+        await topo.exec(topo.node('a').ns, 'nft', ['delete', 'table', 'ip', 'kube']);
+        await topo.exec(topo.node('a').ns, 'ip', ['route', 'del', '10.96.0.0/12']);
+      }
+    });
+
     it('captures inbound connections to an enrolled pod on its node (15006)', async () => {
       await setEnrolled('srv', true);
       try {

@@ -36,13 +36,23 @@ export function renderTproxyTable(
     ),
     set('capture', 'ipv4_addr', capture),
     ...COUNTERS.map((c) => `  counter ${c} {}`),
-    '  chain prerouting {',
-    '    type filter hook prerouting priority mangle; policy accept;',
+    // raw (-300) runs before conntrack and kube-proxy's DNAT (-100). Captured SYNs and every packet of
+    // a flow a transparent socket owns skip conntrack, so the proxy's sockets are keyed by the address
+    // the app dialled (a ClusterIP stays the original destination) and later packets still find them
+    // — the nftables twin of the eBPF mode's notrack-on-mark rule (research pitfall 4). Known cost:
+    // with --fail-open and the proxy down, an untracked SYN to a ClusterIP misses kube-proxy's DNAT
+    // and fails (eBPF mode marks only SYNs it assigns, so it has no such gap).
+    '  chain raw {',
+    '    type filter hook prerouting priority raw; policy accept;',
     // Anti-spoofing, as the eBPF veth-ifindex check: a pod's packets carry its IP, on its veth only.
     '    iifname @podifs ip saddr . iifname != @podsrc counter name spoofed drop',
     '    ip saddr @podips ip saddr . iifname != @podsrc counter name spoofed drop',
-    // Later packets of flows a transparent socket owns: route locally (same fwmark rule as eBPF).
-    `    meta l4proto tcp socket transparent 1 meta mark set ${mark} accept`,
+    `    meta l4proto tcp socket transparent 1 meta mark set ${mark} notrack`,
+    `    iifname @podifs ip saddr @capture ${SYN} notrack`,
+    `    ip daddr @capture ${SYN} notrack`,
+    '  }',
+    '  chain prerouting {',
+    '    type filter hook prerouting priority mangle; policy accept;',
     `    iifname @podifs ip saddr @capture ${SYN} tproxy to :${cfg.outboundPort} meta mark set ${mark} counter name assigned_outbound accept`,
     `    ip daddr @capture tcp dport ${cfg.hbonePort} ${SYN} tproxy to :${cfg.hbonePort} meta mark set ${mark} counter name assigned_inbound accept`,
     `    ip daddr @capture ${SYN} tproxy to :${cfg.inboundPort} meta mark set ${mark} counter name assigned_inbound accept`,
