@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -20,6 +20,12 @@ afterEach(async () => {
   for (const s of sources.splice(0)) await s.stop();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
+
+/** Replaces a file atomically (write + rename), as editors and ConfigMap volumes do: the watcher never sees it half written. */
+function replaceFile(path: string, text: string): void {
+  writeFileSync(`${path}.tmp~`, text);
+  renameSync(`${path}.tmp~`, path);
+}
 
 /** Polls `cond` every 20 ms, at most `ms` (a bound, not a speed assertion). */
 async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
@@ -144,7 +150,7 @@ describe('ManifestSource watching a directory', () => {
     const s = await started(dir);
     expect(s.state.authorizationByKey('shop/gate')?.action).toBe('DENY');
 
-    writeFileSync(
+    replaceFile(
       join(dir, 'policies.yaml'),
       `${policy('gate', 'DENYY', '  rules: [{ from: [{ source: { namespaces: [evil] } }] }]')}---\n${policy('other', 'DENY')}`,
     );
@@ -158,7 +164,7 @@ describe('ManifestSource watching a directory', () => {
       ),
     ]);
 
-    writeFileSync(join(dir, 'policies.yaml'), `${policy('gate', 'ALLOW')}---\n${policy('other', 'DENY')}`);
+    replaceFile(join(dir, 'policies.yaml'), `${policy('gate', 'ALLOW')}---\n${policy('other', 'DENY')}`);
     await waitFor(() => s.errors().length === 0);
     expect(s.state.authorizationByKey('shop/gate')?.action).toBe('ALLOW');
     expect(s.state.authorizationByKey('shop/gate')?.rules).toEqual([]);
@@ -167,7 +173,7 @@ describe('ManifestSource watching a directory', () => {
   it('keeps every object of a file with a YAML syntax error', async () => {
     const dir = tempDir({ 'p.yaml': `${policy('a', 'DENY')}---\n${policy('b', 'DENY')}` });
     const s = await started(dir);
-    writeFileSync(join(dir, 'p.yaml'), `${policy('a', 'ALLOW')}---\nkind: [broken\n`);
+    replaceFile(join(dir, 'p.yaml'), `${policy('a', 'ALLOW')}---\nkind: [broken\n`);
     await waitFor(() => s.errors().length > 0);
     expect(s.state.authorizationByKey('shop/a')?.action).toBe('ALLOW');
     expect(s.state.authorizationByKey('shop/b')?.action).toBe('DENY');
@@ -181,13 +187,13 @@ describe('ManifestSource watching a directory', () => {
     });
     const s = await started(dir);
     expect(s.state.workloadByIp('10.9.0.1')).toBeDefined();
-    writeFileSync(join(dir, 'p.yaml'), policy('a', 'DENY'));
+    replaceFile(join(dir, 'p.yaml'), policy('a', 'DENY'));
     await waitFor(() => s.state.authorizationByKey('shop/b') === undefined);
     expect(s.state.authorizationByKey('shop/a')).toBeDefined();
     unlinkSync(join(dir, 'pods.yaml'));
     await waitFor(() => s.state.workloadByIp('10.9.0.1') === undefined);
     // A new file appears and applies.
-    writeFileSync(join(dir, 'new.yml'), policy('c', 'ALLOW'));
+    replaceFile(join(dir, 'new.yml'), policy('c', 'ALLOW'));
     await waitFor(() => s.state.authorizationByKey('shop/c') !== undefined);
   });
 
