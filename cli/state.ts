@@ -164,6 +164,11 @@ export function registerState(program: Command): void {
       new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'),
     )
     .action(async (opts: StateCommandOptions) => {
+      // `ambit state ... | head` closes the pipe early: that is the reader's choice, not an error.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+        throw err;
+      });
       process.exitCode = await runState(opts);
     });
 }
