@@ -123,6 +123,29 @@ describe('loadManifestDirectory', () => {
     ).toBe(true);
   });
 
+  it('reads `kind: List` documents (kubectl get -o yaml) item by item', async () => {
+    const dir = tempDir({
+      'dump.yaml': `apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: Pod
+    metadata: { name: a, namespace: shop }
+    spec: { nodeName: n1 }
+    status: { podIP: 10.8.0.1 }
+  - apiVersion: v1
+    kind: Pod
+    metadata: { name: b, namespace: shop }
+    spec: { containers: [{ name: c, ports: [{ containerPort: 0 }] }] }
+`,
+    });
+    const r = await loadManifestDirectory(dir, { logger: quiet });
+    expect(r.state.workloadByIp('10.8.0.1')?.name).toBe('a');
+    expect(r.errors.map((e) => e.message)).toEqual([
+      `${join(dir, 'dump.yaml')}: document 1 item 1 Pod shop/b: spec.containers[0].ports[0].containerPort: port 0 out of range 1-65535`,
+    ]);
+  });
+
   it('reports an object defined in two files once, and the first file keeps it', async () => {
     const dir = tempDir({ 'a.yaml': policy('dup', 'ALLOW'), 'b.yaml': policy('dup', 'DENY') });
     const r = await loadManifestDirectory(dir, { logger: quiet });
@@ -195,6 +218,16 @@ describe('ManifestSource watching a directory', () => {
     // A new file appears and applies.
     replaceFile(join(dir, 'new.yml'), policy('c', 'ALLOW'));
     await waitFor(() => s.state.authorizationByKey('shop/c') !== undefined);
+  });
+
+  it('re-reads a file that turns empty once before removing its objects, then removes them', async () => {
+    const dir = tempDir({ 'p.yaml': policy('a', 'DENY') });
+    const s = await started(dir);
+    const syncs: string[][] = [];
+    s.onSync((files) => syncs.push(files));
+    replaceFile(join(dir, 'p.yaml'), '');
+    await waitFor(() => s.state.authorizationByKey('shop/a') === undefined);
+    expect(syncs).toEqual([['p.yaml']]);
   });
 
   it('hands a duplicated object to the other file when its owner drops it', async () => {

@@ -18,7 +18,14 @@ import jsyaml from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import type { MeshState } from '../state/state.js';
 import type { StateSource } from './source.js';
-import { InvalidObjectError, type MeshKind, type MeshObject, validateObject } from './schema.js';
+import {
+  formatLocation,
+  InvalidObjectError,
+  type MeshKind,
+  type MeshObject,
+  type ObjectLocation,
+  validateObject,
+} from './schema.js';
 import { type TranslationNote, Translator, type TranslatorOptions } from './translate.js';
 
 export type { StateSource } from './source.js';
@@ -81,6 +88,7 @@ export class ManifestSource implements StateSource {
   readonly #maxWaitMs: number;
   readonly #watchers = new Map<string, FSWatcher>();
   readonly #changedNames = new Set<string>();
+  readonly #emptyOnce = new Set<string>();
   readonly #syncListeners = new Set<(files: string[]) => void>();
   #timer: NodeJS.Timeout | undefined;
   #firstEventAt = 0;
@@ -174,6 +182,14 @@ export class ManifestSource implements StateSource {
       if (prev && prev.fingerprint === fingerprint && !named.has(file)) continue;
       const text = await readFile(join(this.dir, file), 'utf8').catch(() => undefined);
       if (text === undefined) continue; // vanished between listing and reading: the next event says so
+      // A writer that truncates then writes (no atomic rename) can be caught in between. A file that
+      // suddenly reads empty is re-read once after the quiet period before its objects are removed.
+      if (this.#watch && text.trim() === '' && (prev?.good.size ?? 0) > 0 && !this.#emptyOnce.has(file)) {
+        this.#emptyOnce.add(file);
+        this.#schedule();
+        continue;
+      }
+      this.#emptyOnce.delete(file);
       updates.push({ file, text, fingerprint });
     }
     for (const file of this.#files.keys())
@@ -384,37 +400,40 @@ export function parseManifestText(file: string, text: string): ParsedManifests {
     }
     const raw = docs[i];
     if (raw === null || raw === undefined) continue; // empty document (a trailing `---`)
-    const v = validateObject(raw, { file, document });
-    if (v.ok) {
-      const k = keyOf(v.object);
-      const dup = out.good.get(k);
-      if (dup) {
-        out.errors.push(
-          new InvalidObjectError(
-            {
-              file,
-              document,
-              kind: v.object.kind,
-              namespace: v.object.metadata.namespace,
-              name: v.object.metadata.name,
-            },
-            'metadata.name',
-            `duplicate of document ${dup.document}; ignored`,
-          ),
-        );
-        continue;
-      }
-      out.good.set(k, { object: v.object, json: JSON.stringify(v.object), document });
-      const label = `${file}: document ${document} ${v.object.kind} ${v.object.metadata.namespace ? `${v.object.metadata.namespace}/` : ''}${v.object.metadata.name}`;
-      for (const w of v.warnings) out.warnings.push(`${label}: ${w}`);
-    } else if (!v.ignored) {
-      out.errors.push(v.error);
-      const loc = v.error.location;
-      if (loc.kind && loc.name) out.badKeys.add(`${loc.kind}/${loc.namespace ?? ''}/${loc.name}`);
-      else out.unidentified = true;
-    }
+    // `kubectl get ... -o yaml` writes one `kind: List` document holding the objects in `items`.
+    const list = raw as { kind?: unknown; items?: unknown };
+    if (list.kind === 'List' && Array.isArray(list.items)) {
+      list.items.forEach((item, index) => addObject(out, item, { file, document, item: index }));
+    } else addObject(out, raw, { file, document });
   }
   return out;
+}
+
+function addObject(out: ParsedManifests, raw: unknown, where: ObjectLocation): void {
+  const v = validateObject(raw, where);
+  if (v.ok) {
+    const k = keyOf(v.object);
+    const dup = out.good.get(k);
+    const loc: ObjectLocation = {
+      ...where,
+      kind: v.object.kind,
+      namespace: v.object.metadata.namespace,
+      name: v.object.metadata.name,
+    };
+    if (dup) {
+      out.errors.push(
+        new InvalidObjectError(loc, 'metadata.name', `duplicate of document ${dup.document}; ignored`),
+      );
+      return;
+    }
+    out.good.set(k, { object: v.object, json: JSON.stringify(v.object), document: where.document ?? 0 });
+    for (const w of v.warnings) out.warnings.push(`${formatLocation(loc, '', '').replace(/: $/, '')}: ${w}`);
+  } else if (!v.ignored) {
+    out.errors.push(v.error);
+    const loc = v.error.location;
+    if (loc.kind && loc.name) out.badKeys.add(`${loc.kind}/${loc.namespace ?? ''}/${loc.name}`);
+    else out.unidentified = true;
+  }
 }
 
 export interface LoadedManifests {

@@ -402,6 +402,8 @@ export interface ObjectLocation {
   file?: string;
   /** 1-based position of the document in its file. */
   document?: number;
+  /** 0-based index in the `items` of a `kind: List` document (what `kubectl get -o yaml` writes). */
+  item?: number;
   kind?: string;
   namespace?: string;
   name?: string;
@@ -433,6 +435,7 @@ export function formatLocation(loc: ObjectLocation, field: string, problem: stri
   const parts: string[] = [];
   if (loc.file !== undefined) parts.push(`${loc.file}:`);
   if (loc.document !== undefined) parts.push(`document ${loc.document}`);
+  if (loc.item !== undefined) parts.push(`item ${loc.item}`);
   if (loc.kind) parts.push(loc.kind);
   if (loc.name) parts.push(loc.namespace ? `${loc.namespace}/${loc.name}` : loc.name);
   const head = parts.join(' ').replace(/:$/, '');
