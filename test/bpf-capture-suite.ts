@@ -245,6 +245,27 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect(relays.get('a')!.events.some((e) => e.src.startsWith(`${ip}:`))).toBe(true);
     });
 
+    it('forgets a deleted pod: its entry and its veth hook go, the other pods stay', async () => {
+      pods = pods.filter((p) => p.name !== 'late');
+      writeManifests(join(dir, 'cluster'), namespaces, pods);
+      const s = await waitStatus(
+        opts('a').statusFile,
+        (st) => !st.pods.some((p) => p.name === 'late'),
+        'late gone',
+      );
+      expect(s.devices).not.toContain('h-late');
+      expect(s.pods.find((p) => p.name === 'cli')?.state).toBe('CAPTURE');
+      const f = await topo.exec(topo.node('a').ns, 'tc', [
+        '-j',
+        'filter',
+        'show',
+        'dev',
+        'h-late',
+        'ingress',
+      ]);
+      expect(f.stdout).not.toContain('steer');
+    });
+
     it("drops a pod sending with another pod's source IP and counts it", async () => {
       const evil = topo.pod('evil');
       await topo.exec(evil.ns, 'ip', ['addr', 'add', `${topo.pod('cli').ip}/32`, 'dev', 'eth0']);
