@@ -8,9 +8,7 @@
 // neighbourhood. Mirrors istiod's ambient index (pilot/pkg/serviceregistry/kube/controller/ambient),
 // which is also a set of derived collections keyed by object.
 import type { Logger } from 'pino';
-import { type CompiledPolicy, compileAuthorizationPolicy } from '../policy/compile.js';
 import { ROOT_NAMESPACE_DEFAULT } from '../policy/istio-api.js';
-import { compilePeerAuthentications } from '../policy/peer-authentication.js';
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import {
   bindWaypoint,
@@ -20,19 +18,18 @@ import {
   requestedWaypoint,
   waypointForOf,
 } from '../state/enrollment.js';
-import type { Authorization, PortMapping, Waypoint, Workload } from '../state/model.js';
-import { MeshState, policyKey, routeKey, serviceKey } from '../state/state.js';
+import type { PortMapping, Waypoint, Workload } from '../state/model.js';
+import { MeshState, routeKey, serviceKey } from '../state/state.js';
 import type {
-  AuthorizationPolicyObject,
   EndpointSliceObject,
   GatewayObject,
   MeshKind,
   MeshObject,
-  PeerAuthenticationObject,
   PodObject,
   RouteObject,
   ServiceObject,
 } from './schema.js';
+import { PolicyAttachment } from './policies.js';
 import { buildService, gatewayAddress, serviceHostname, waypointServiceObject } from './service.js';
 import {
   canonicalName,
@@ -107,8 +104,6 @@ export class Translator {
   readonly #pods = new Map<string, PodObject>();
   readonly #services = new Map<string, ServiceObject>();
   readonly #slices = new Map<string, EndpointSliceObject>();
-  readonly #aps = new Map<string, AuthorizationPolicyObject>();
-  readonly #pas = new Map<string, PeerAuthenticationObject>();
   readonly #gateways = new Map<string, GatewayObject>();
 
   // Indexes over raw objects.
@@ -116,18 +111,11 @@ export class Translator {
   readonly #servicesByNs = new Map<string, Set<string>>();
   readonly #slicesByService = new Map<string, Set<string>>();
   readonly #slicesByPod = new Map<string, Set<string>>();
-  readonly #pasByNs = new Map<string, Set<string>>();
-  /** Compiled WORKLOAD_SELECTOR policies by namespace (the root namespace's select in every namespace). */
-  readonly #selectorPolicies = new Map<string, Map<string, Authorization>>();
   /** Gateway key → `pod:`/`svc:` keys whose labels asked for it (present or not). */
   readonly #waypointUsers = new Map<string, Set<string>>();
   readonly #usesOf = new Map<string, string>();
 
-  // PeerAuthentication output per namespace (compiled per namespace: a workload's mode depends only on
-  // PeerAuthentications in its namespace and the root namespace).
-  readonly #paAuthByNs = new Map<string, Set<string>>();
-  readonly #paAuthRefs = new Map<string, number>();
-  readonly #paByWorkload = new Map<string, string[]>();
+  readonly #policies: PolicyAttachment;
 
   readonly #notes = new Map<string, string[]>();
   /** `Kind/ns/name` → JSON of the applied object: re-applying an identical object (an informer resync,
@@ -138,8 +126,6 @@ export class Translator {
   #depth = 0;
   readonly #dirtyPods = new Set<string>();
   readonly #dirtyServices = new Set<string>();
-  readonly #dirtyPaNs = new Set<string>();
-  #allPaNsDirty = false;
 
   constructor(opts: TranslatorOptions = {}) {
     this.state = opts.state ?? new MeshState();
@@ -149,6 +135,27 @@ export class Translator {
     this.domainSuffix = opts.domainSuffix ?? 'cluster.local';
     this.#excluded = opts.excludedNamespaces ?? DEFAULT_EXCLUDED_NAMESPACES;
     this.#log = opts.logger;
+    const pods = this.#pods;
+    const podsByNs = this.#podsByNs;
+    this.#policies = new PolicyAttachment({
+      state: this.state,
+      rootNamespace: this.rootNamespace,
+      trustDomain: this.trustDomain,
+      log: this.#log,
+      note: (object, message) => this.#note(object, message),
+      clearNotes: (object) => this.#notes.delete(object),
+      podsOf: (ns) =>
+        [...(podsByNs.get(ns) ?? [])].map((key) => {
+          const p = pods.get(key)!;
+          return { key, uid: podUid(this.clusterId, ns, p.metadata.name), labels: p.metadata.labels ?? {} };
+        }),
+      podNamespaces: () => podsByNs.keys(),
+      markPod: (key) => this.#dirtyPods.add(key),
+      markPodsOf: (ns) => this.#markPodsOfNamespace(ns),
+      markAllPods: () => {
+        for (const k of pods.keys()) this.#dirtyPods.add(k);
+      },
+    });
   }
 
   // --- public API ----------------------------------------------------------------------------------
@@ -221,7 +228,7 @@ export class Translator {
         addTo(this.#podsByNs, ns, key);
         this.#dirtyPods.add(key);
         if (!old || JSON.stringify(old.metadata.labels ?? {}) !== JSON.stringify(o.metadata.labels ?? {}))
-          this.#dirtyPaNs.add(ns);
+          this.#policies.podsChanged(ns);
         return;
       }
       case 'Service': {
@@ -248,17 +255,12 @@ export class Translator {
         this.#markPodsOfNamespace(ns);
         return;
       }
-      case 'AuthorizationPolicy': {
-        this.#aps.set(key, o);
-        this.#compilePolicy(key, o);
+      case 'AuthorizationPolicy':
+        this.#policies.applyAuthorizationPolicy(key, o);
         return;
-      }
-      case 'PeerAuthentication': {
-        this.#pas.set(key, o);
-        addTo(this.#pasByNs, ns, key);
-        this.#paChanged(ns);
+      case 'PeerAuthentication':
+        this.#policies.applyPeerAuthentication(key, ns, o);
         return;
-      }
       case 'Gateway': {
         this.#gateways.set(key, o);
         this.#gatewayChanged(ns, name);
@@ -286,7 +288,7 @@ export class Translator {
         if (this.#pods.delete(key)) {
           removeFrom(this.#podsByNs, ns, key);
           this.#dirtyPods.add(key);
-          this.#dirtyPaNs.add(ns);
+          this.#policies.podsChanged(ns);
         }
         return;
       case 'Service':
@@ -300,13 +302,10 @@ export class Translator {
         if (this.#unindexSlice(key)) this.#markPodsOfNamespace(ns);
         return;
       case 'AuthorizationPolicy':
-        if (this.#aps.delete(key)) this.#dropPolicy(key);
+        this.#policies.removeAuthorizationPolicy(key);
         return;
       case 'PeerAuthentication':
-        if (this.#pas.delete(key)) {
-          removeFrom(this.#pasByNs, ns, key);
-          this.#paChanged(ns);
-        }
+        this.#policies.removePeerAuthentication(key, ns);
         return;
       case 'Gateway':
         if (this.#gateways.delete(key)) this.#gatewayChanged(ns, name);
@@ -344,11 +343,6 @@ export class Translator {
     this.#markPodsOfNamespace(ns);
     for (const k of this.#servicesByNs.get(ns) ?? []) this.#dirtyServices.add(k);
     for (const k of this.#gateways.keys()) if (k.startsWith(`${ns}/`)) this.#dirtyServices.add(k);
-  }
-
-  #paChanged(ns: string): void {
-    if (ns === this.rootNamespace) this.#allPaNsDirty = true;
-    else this.#dirtyPaNs.add(ns);
   }
 
   #gatewayChanged(ns: string, name: string): void {
@@ -406,154 +400,10 @@ export class Translator {
     this.#notes.set(object, list);
   }
 
-  // --- policies ----------------------------------------------------------------------------------------
-
-  #compilePolicy(key: string, ap: AuthorizationPolicyObject): void {
-    this.#dropPolicy(key);
-    let compiled: CompiledPolicy;
-    const objKey = objectKey('AuthorizationPolicy', ap.metadata.namespace, ap.metadata.name);
-    try {
-      compiled = compileAuthorizationPolicy(ap, {
-        rootNamespace: this.rootNamespace,
-        trustDomain: this.trustDomain,
-      });
-    } catch (err) {
-      // Fail closed in the only safe direction available: the policy is not half-applied; say so loudly.
-      const message = `not compiled: ${err instanceof Error ? err.message : String(err)}`;
-      this.#note(objKey, message);
-      this.#log?.error({ policy: key, err }, 'AuthorizationPolicy failed to compile');
-      return;
-    }
-    for (const w of compiled.warnings) this.#note(objKey, w);
-    if (compiled.l4) {
-      const a = compiled.l4;
-      this.state.upsertAuthorization(a);
-      if (a.scope === 'WORKLOAD_SELECTOR' && a.selector) {
-        let m = this.#selectorPolicies.get(a.namespace);
-        if (!m) {
-          m = new Map();
-          this.#selectorPolicies.set(a.namespace, m);
-        }
-        m.set(key, a);
-        this.#markSelectable(a.namespace);
-      }
-    }
-    if (compiled.l7) this.state.upsertL7Policy(compiled.l7);
-  }
-
-  #dropPolicy(key: string): void {
-    const ns = key.slice(0, key.indexOf('/'));
-    this.#notes.delete(`AuthorizationPolicy/${key}`);
-    const m = this.#selectorPolicies.get(ns);
-    if (m?.delete(key)) {
-      if (m.size === 0) this.#selectorPolicies.delete(ns);
-      this.#markSelectable(ns);
-    }
-    this.state.removeAuthorization(key);
-    this.state.removeL7Policy(key);
-  }
-
-  /** Pods a selector policy in `ns` could select: its namespace's, or every pod for the root namespace. */
-  #markSelectable(ns: string): void {
-    if (ns === this.rootNamespace) for (const k of this.#pods.keys()) this.#dirtyPods.add(k);
-    else this.#markPodsOfNamespace(ns);
-  }
-
-  #selectedBy(ns: string, labels: Record<string, string>): string[] {
-    const out: string[] = [];
-    const scan = (m: Map<string, Authorization> | undefined) => {
-      if (!m) return;
-      for (const [k, a] of m) {
-        // An empty matchLabels selects every workload in scope (Istio: nil/empty selector matches all).
-        let ok = true;
-        for (const [lk, lv] of Object.entries(a.selector ?? {}))
-          if (labels[lk] !== lv) {
-            ok = false;
-            break;
-          }
-        if (ok) out.push(k);
-      }
-    };
-    scan(this.#selectorPolicies.get(ns));
-    if (ns !== this.rootNamespace) scan(this.#selectorPolicies.get(this.rootNamespace));
-    return out;
-  }
-
-  #compilePeerAuthentications(ns: string): void {
-    const pas = [
-      ...(this.#pasByNs.get(ns) ?? []),
-      ...(ns === this.rootNamespace ? [] : (this.#pasByNs.get(this.rootNamespace) ?? [])),
-    ]
-      .map((k) => this.#pas.get(k))
-      .filter((p): p is PeerAuthenticationObject => p !== undefined);
-    const podKeys = [...(this.#podsByNs.get(ns) ?? [])];
-    const workloads = podKeys.map((k) => {
-      const p = this.#pods.get(k)!;
-      return {
-        uid: podUid(this.clusterId, ns, p.metadata.name),
-        namespace: ns,
-        labels: p.metadata.labels ?? {},
-      };
-    });
-    const objKey = `PeerAuthentication/${ns}/*`;
-    this.#notes.delete(objKey);
-    let authorizations: Authorization[] = [];
-    let byWorkload = new Map<string, string[]>();
-    if (pas.length > 0) {
-      try {
-        const out = compilePeerAuthentications(pas, workloads, {
-          rootNamespace: this.rootNamespace,
-          trustDomain: this.trustDomain,
-        });
-        authorizations = out.authorizations;
-        byWorkload = out.policiesByWorkload;
-        for (const w of out.warnings ?? []) this.#note(objKey, w);
-      } catch (err) {
-        this.#note(objKey, `not compiled: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    }
-    // Swap this namespace's contribution; a key shared by namespaces (the static STRICT policy) is
-    // removed only when no namespace produces it any more.
-    const before = this.#paAuthByNs.get(ns) ?? new Set<string>();
-    const after = new Set<string>();
-    for (const a of authorizations) {
-      const k = policyKey(a);
-      after.add(k);
-      if (!before.has(k)) this.#paAuthRefs.set(k, (this.#paAuthRefs.get(k) ?? 0) + 1);
-      this.state.upsertAuthorization(a);
-    }
-    for (const k of before) {
-      if (after.has(k)) continue;
-      const n = (this.#paAuthRefs.get(k) ?? 1) - 1;
-      if (n <= 0) {
-        this.#paAuthRefs.delete(k);
-        // Never remove a key an AuthorizationPolicy of the same name owns.
-        if (!this.#aps.has(k)) this.state.removeAuthorization(k);
-      } else this.#paAuthRefs.set(k, n);
-    }
-    if (after.size > 0) this.#paAuthByNs.set(ns, after);
-    else this.#paAuthByNs.delete(ns);
-    for (const w of workloads) {
-      const keys = byWorkload.get(w.uid) ?? [];
-      const old = this.#paByWorkload.get(w.uid) ?? [];
-      if (keys.length > 0) this.#paByWorkload.set(w.uid, keys);
-      else this.#paByWorkload.delete(w.uid);
-      if (keys.join('\n') !== old.join('\n'))
-        this.#dirtyPods.add(nsName(ns, w.uid.slice(w.uid.lastIndexOf('/') + 1)));
-    }
-  }
-
   // --- derivation ---------------------------------------------------------------------------------------
 
   #derive(): void {
-    if (this.#allPaNsDirty) {
-      for (const ns of this.#podsByNs.keys()) this.#dirtyPaNs.add(ns);
-      for (const ns of this.#paAuthByNs.keys()) this.#dirtyPaNs.add(ns);
-      this.#dirtyPaNs.add(this.rootNamespace);
-      this.#allPaNsDirty = false;
-    }
-    for (const ns of this.#dirtyPaNs) this.#compilePeerAuthentications(ns);
-    this.#dirtyPaNs.clear();
+    this.#policies.derive();
     for (const key of this.#dirtyServices) this.#deriveService(key);
     this.#dirtyServices.clear();
     for (const key of this.#dirtyPods) this.#derivePod(key);
@@ -667,7 +517,7 @@ export class Translator {
     this.#notes.delete(objKey);
     if (!pod) {
       this.#trackUse(`pod:${key}`, undefined);
-      this.#paByWorkload.delete(uid);
+      this.#policies.forgetWorkload(uid);
       this.state.removeWorkload(uid);
       return;
     }
@@ -703,10 +553,7 @@ export class Translator {
       ] = m.ports;
     }
 
-    const authorizationPolicies = this.#selectedBy(ns, labels);
-    for (const k of this.#paByWorkload.get(uid) ?? [])
-      if (!authorizationPolicies.includes(k)) authorizationPolicies.push(k);
-    authorizationPolicies.sort();
+    const authorizationPolicies = this.#policies.policiesFor(uid, ns, labels);
 
     const owner = workloadNameOf(pod);
     const w: Workload = {
