@@ -8,7 +8,7 @@ import { parseJson, runCommand } from './command.js';
 import type { BpfAgentConfig } from './config.js';
 import { BpfAgentError } from './errors.js';
 import { loadSteer, pruneGenerations, removePins } from './loader.js';
-import { BpfMaps, IFACE_POD, IFACE_UPLINK, type PodState } from './maps.js';
+import { BpfMaps, IFACE_POD, IFACE_UPLINK, ifaceValue, type PodState, podValue } from './maps.js';
 import {
   deleteNftTable,
   ensureMarkRouting,
@@ -83,29 +83,29 @@ export class EbpfCapture implements CaptureBackend {
     const wantIfaces = new Map<number, { podIp: string | undefined; kind: number }>();
     for (const u of uplinks) wantIfaces.set(u.ifindex, { podIp: undefined, kind: IFACE_UPLINK });
     for (const p of pods) wantIfaces.set(p.ifindex, { podIp: p.ip, kind: IFACE_POD });
+    const writes: string[][] = [];
     for (const [ifindex, v] of wantIfaces) {
       const cur = this.ifaces.get(ifindex);
       if (cur && cur.podIp === v.podIp && cur.kind === v.kind) continue;
-      await this.maps.setIface(ifindex, v.podIp, v.kind);
-      this.ifaces.set(ifindex, v);
+      writes.push(
+        this.maps.updateArgs('ambit_ifaces', BpfMaps.ifaceKey(ifindex), ifaceValue(v.podIp, v.kind)),
+      );
     }
     const wantPods = new Map(pods.map((p) => [p.ip, p]));
     for (const p of pods) {
       const cur = this.pods.get(p.ip);
       if (cur && cur.state === p.state && cur.ifindex === p.ifindex) continue;
-      await this.maps.setPod(p.ip, p.state, p.ifindex);
-      this.pods.set(p.ip, { state: p.state, ifindex: p.ifindex });
+      writes.push(this.maps.updateArgs('ambit_pods', BpfMaps.podKey(p.ip), podValue(p.state, p.ifindex)));
     }
-    for (const ip of [...this.pods.keys()]) {
-      if (wantPods.has(ip)) continue;
-      await this.maps.deletePod(ip);
-      this.pods.delete(ip);
-    }
-    for (const ifindex of [...this.ifaces.keys()]) {
-      if (wantIfaces.has(ifindex)) continue;
-      await this.maps.deleteIface(ifindex);
-      this.ifaces.delete(ifindex);
-    }
+    const gonePods = [...this.pods.keys()].filter((ip) => !wantPods.has(ip));
+    const goneIfaces = [...this.ifaces.keys()].filter((i) => !wantIfaces.has(i));
+    for (const ip of gonePods) writes.push(this.maps.deleteArgs('ambit_pods', BpfMaps.podKey(ip)));
+    for (const i of goneIfaces) writes.push(this.maps.deleteArgs('ambit_ifaces', BpfMaps.ifaceKey(i)));
+    await this.maps.applyWrites(writes);
+    for (const [ifindex, v] of wantIfaces) this.ifaces.set(ifindex, v);
+    for (const p of pods) this.pods.set(p.ip, { state: p.state, ifindex: p.ifindex });
+    for (const ip of gonePods) this.pods.delete(ip);
+    for (const i of goneIfaces) this.ifaces.delete(i);
 
     // 2. Filters: every pod veth (enrolled or not: a non-enrolled pod's traffic TO an enrolled one is
     //    captured inbound on its veth) and every uplink.
