@@ -43,6 +43,8 @@ export interface TestApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Events kept for watch resume before older resourceVersions become 410. Default 10,000. */
   historyLimit?: number;
+  /** Serve an existing store (an API server restart: same cluster state, new listener). */
+  store?: ObjectStore;
 }
 
 interface Route {
@@ -63,7 +65,7 @@ export class TestKubernetesApiServer {
   #port = 0;
 
   constructor(opts: TestApiServerOptions = {}) {
-    this.store = new ObjectStore(opts.historyLimit);
+    this.store = opts.store ?? new ObjectStore(opts.historyLimit);
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch((err: unknown) => this.#fail(res, err));
     };
@@ -363,6 +365,8 @@ export class TestKubernetesApiServer {
       res.end();
     };
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    // Headers go out now, as the apiserver's do: a client waits for them before it reads events.
+    res.flushHeaders();
     const sink = {
       tkey: `${t.group}/${t.resource}`,
       namespace,
