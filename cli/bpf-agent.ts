@@ -12,12 +12,15 @@ import {
 } from '../bpf-redirect/agent/config.js';
 import { BpfAgentError } from '../bpf-redirect/agent/errors.js';
 import { ManifestSource } from '../core/sources/manifests.js';
+import type { MeshState } from '../core/state/state.js';
 import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
 
 interface Opts {
   node: string;
   manifests?: string;
   podsFile?: string;
+  kubernetes?: boolean;
+  kubeconfig?: string;
   mode: string;
   pinDir?: string;
   objDir?: string;
@@ -60,6 +63,38 @@ async function manifestPods(dir: string, node: string, log: Logger): Promise<Nod
   return meshStatePods(source.state, node);
 }
 
+/**
+ * The shared state from the Kubernetes API (a DaemonSet): Namespaces and only this node's Pods
+ * (`spec.nodeName` field selector), which is all enrollment depends on. core/sources/kubernetes is
+ * loaded lazily so the agent runs without it in local mode.
+ */
+async function kubernetesPods(
+  kubeconfig: string | undefined,
+  node: string,
+  log: Logger,
+): Promise<NodePodSource> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  try {
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new BpfAgentError('BAD_CONFIG', `bpf-agent: --kubeconfig ${kubeconfig}: ${(err as Error).message}`);
+  }
+  const modPath = '../core/sources/kubernetes.js';
+  const mod = (await import(modPath)) as {
+    KubernetesSource: new (o: Record<string, unknown>) => { start(): Promise<void>; state: MeshState };
+  };
+  const source = new mod.KubernetesSource({
+    kubeConfig: kc,
+    podNodeName: node,
+    kinds: ['Namespace', 'Pod'],
+    logger: log.child({ component: 'kubernetes' }),
+  });
+  await source.start();
+  return meshStatePods(source.state, node);
+}
+
 export function registerBpfAgent(program: Command): void {
   program
     .command('bpf-agent')
@@ -68,6 +103,11 @@ export function registerBpfAgent(program: Command): void {
     )
     .requiredOption('--node <name>', 'this node: only its pods are managed')
     .option('-m, --manifests <dir>', 'directory of manifests (the local cluster); watched')
+    .option(
+      '--kubernetes',
+      "read Namespaces and this node's Pods from the Kubernetes API (in-cluster or ~/.kube/config)",
+    )
+    .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
     .option('--pods-file <file>', 'JSON list of pods [{name,namespace,ip,node,enrolled}]; watched')
     .option('--mode <mode>', 'auto | ebpf | nftables (auto: eBPF, nftables if programs cannot load)', 'auto')
     .option('--pin-dir <dir>', 'bpffs directory the agent owns', '/sys/fs/bpf/ambit')
@@ -101,7 +141,13 @@ export function registerBpfAgent(program: Command): void {
       let source: NodePodSource;
       if (o.podsFile) source = filePods(o.podsFile, cfg.node, (msg) => log.error(msg));
       else if (o.manifests) source = await manifestPods(o.manifests, cfg.node, log);
-      else throw new BpfAgentError('BAD_CONFIG', 'bpf-agent: give -m <manifests dir> or --pods-file <file>');
+      else if (o.kubernetes || o.kubeconfig) source = await kubernetesPods(o.kubeconfig, cfg.node, log);
+      else {
+        throw new BpfAgentError(
+          'BAD_CONFIG',
+          'bpf-agent: give -m <manifests dir>, --kubernetes or --pods-file <file>',
+        );
+      }
       const agent = new BpfAgent(cfg, source, log);
       await agent.start();
       log.info({ mode: agent.mode, statusFile: cfg.statusFile }, 'bpf-agent running');
