@@ -118,9 +118,10 @@ export class Translator {
   readonly #policies: PolicyAttachment;
 
   readonly #notes = new Map<string, string[]>();
-  /** `Kind/ns/name` → JSON of the applied object: re-applying an identical object (an informer resync,
-   * a manifest re-read) is a no-op, so it neither re-derives nor notifies the data path. */
-  readonly #applied = new Map<string, string>();
+  /** `Kind/ns/name` → the applied object: re-applying an identical object (an informer resync, a
+   * manifest re-read) is a no-op, so it neither re-derives nor notifies the data path. Compared as JSON
+   * only when a key is applied again, so a first load pays nothing for it. */
+  readonly #applied = new Map<string, MeshObject>();
 
   // Dirty sets, drained at the end of each batch.
   #depth = 0;
@@ -212,9 +213,9 @@ export class Translator {
     const name = o.metadata.name;
     const key = nsName(ns, name);
     const appliedKey = objectKey(o.kind, ns, name);
-    const json = JSON.stringify(o);
-    if (this.#applied.get(appliedKey) === json) return;
-    this.#applied.set(appliedKey, json);
+    const previous = this.#applied.get(appliedKey);
+    if (previous !== undefined && JSON.stringify(previous) === JSON.stringify(o)) return;
+    this.#applied.set(appliedKey, o);
     switch (o.kind) {
       case 'Namespace': {
         this.#namespaces.set(name, { ...(o.metadata.labels ?? {}) });
