@@ -6,6 +6,7 @@ import { registerCa } from './ca.js';
 import { registerDemo } from './demo.js';
 import { registerPolicy } from './policy.js';
 import { registerState } from './state.js';
+import { registerStatus } from './status.js';
 import { registerZtunnel } from './ztunnel.js';
 import { registerZtunnelConfig } from './ztunnel-config.js';
 
@@ -20,6 +21,7 @@ registerBpfAgent(program);
 registerCa(program);
 registerPolicy(program);
 registerState(program);
+registerStatus(program);
 registerZtunnel(program);
 registerZtunnelConfig(program);
 

@@ -1,0 +1,244 @@
+// `ambit status`: what the local mesh (the one `ambit demo up` runs) is doing right now — which
+// components run, the capture mode (eBPF or the nftables fallback, and why), which pods are enrolled,
+// and each identity's certificate expiry as the ztunnels report it (admin /config_dump, the same data
+// as `istioctl ztunnel-config certificates`). Sources: the demo state file, the agents' status files,
+// and the ztunnels' admin APIs (reached inside each node's netns: admin listens on its 127.0.0.1).
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { nsPath } from '../core/netns/topology.js';
+import {
+  cmdlineOf,
+  DEFAULT_DEMO_DIR,
+  type DemoState,
+  pidAlive,
+  readDemoState,
+  stateFileOf,
+} from './demo/state-file.js';
+
+interface AgentStatusView {
+  mode: 'ebpf' | 'nftables';
+  fallbackReason?: string;
+  pid: number;
+  pods: { name: string; namespace: string; ip: string; state: string; pending?: string }[];
+}
+
+interface CertView {
+  identity: string;
+  state: string;
+  node: string;
+  expires?: string;
+}
+
+export interface StatusReport {
+  demo: { pid: number; running: boolean; startedAt: string; webUrl?: string; manifestsDir: string };
+  components: { role: string; pid: number; running: boolean; netns?: string }[];
+  capture: { node: string; mode: string; fallbackReason?: string; agentRunning: boolean }[];
+  pods: { namespace: string; name: string; node: string; ip: string; enrolled: boolean; capture?: string }[];
+  certificates: CertView[];
+  problems: string[];
+}
+
+function running(pid: number): boolean {
+  return pidAlive(pid) && cmdlineOf(pid).length > 0;
+}
+
+function adminGet(netns: string, path: string): Promise<string> {
+  return new Promise((res, rej) => {
+    execFile(
+      'nsenter',
+      [`--net=${nsPath(netns)}`, 'curl', '-sS', '--max-time', '3', `http://127.0.0.1:15000${path}`],
+      { timeout: 5000, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) =>
+        err ? rej(new Error(String(stderr).trim() || err.message)) : res(String(stdout)),
+    );
+  });
+}
+
+export async function collectStatus(state: DemoState): Promise<StatusReport> {
+  const problems: string[] = [];
+  const components = state.processes
+    .filter((p) => !p.role.startsWith('app-'))
+    .map((p) => ({
+      role: p.role,
+      pid: p.pid,
+      running: running(p.pid),
+      ...(p.netns ? { netns: p.netns } : {}),
+    }));
+  const apps = state.processes.filter((p) => p.role.startsWith('app-'));
+  const appsUp = apps.filter((p) => running(p.pid)).length;
+  components.push({
+    role: `sample apps (${appsUp}/${apps.length} running)`,
+    pid: 0,
+    running: appsUp === apps.length && apps.length > 0,
+  });
+  for (const c of components) if (!c.running) problems.push(`${c.role} is not running`);
+
+  const capture: StatusReport['capture'] = [];
+  const capturedPods = new Map<string, string>();
+  for (const n of state.nodes) {
+    try {
+      const s = JSON.parse(readFileSync(n.agentStatusFile, 'utf8')) as AgentStatusView;
+      capture.push({
+        node: n.name,
+        mode: s.mode,
+        ...(s.fallbackReason ? { fallbackReason: s.fallbackReason } : {}),
+        agentRunning: running(s.pid),
+      });
+      for (const p of s.pods)
+        capturedPods.set(p.ip, p.pending ? `${p.state} (pending: ${p.pending})` : p.state);
+    } catch (err) {
+      capture.push({ node: n.name, mode: 'unknown', agentRunning: false });
+      problems.push(
+        `bpf-agent status of ${n.name} unreadable (${n.agentStatusFile}): ${(err as Error).message}`,
+      );
+    }
+  }
+  const certificates: CertView[] = [];
+  if (process.getuid?.() !== 0) {
+    problems.push('certificate expiry needs root (the ztunnel admin API listens inside each node netns)');
+  } else {
+    for (const n of state.nodes) {
+      try {
+        const dump = JSON.parse(await adminGet(n.netns, '/config_dump')) as {
+          certificates: { identity: string; state: string; certChain: { expirationTime: string }[] }[];
+        };
+        for (const c of dump.certificates) {
+          certificates.push({
+            identity: c.identity,
+            state: c.state,
+            node: n.name,
+            ...(c.certChain[0] ? { expires: c.certChain[0].expirationTime } : {}),
+          });
+        }
+      } catch (err) {
+        problems.push(`ztunnel on ${n.name}: admin API not reachable: ${(err as Error).message}`);
+      }
+    }
+  }
+  return {
+    demo: {
+      pid: state.pid,
+      running: running(state.pid),
+      startedAt: state.startedAt,
+      ...(state.webUrl ? { webUrl: state.webUrl } : {}),
+      manifestsDir: state.manifestsDir,
+    },
+    components,
+    capture,
+    pods: state.pods.map((p) => ({
+      namespace: p.namespace,
+      name: p.name,
+      node: p.node,
+      ip: p.ip,
+      enrolled: p.enrolled,
+      ...(capturedPods.has(p.ip) ? { capture: capturedPods.get(p.ip) } : {}),
+    })),
+    certificates,
+    problems,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+function untilText(iso: string): string {
+  const ms = Date.parse(iso) - Date.now();
+  if (ms <= 0) return 'EXPIRED';
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / 60_000);
+  return `in ${h}h${String(m).padStart(2, '0')}m`;
+}
+
+export function renderStatus(r: StatusReport): string {
+  const out: string[] = [];
+  out.push(
+    `DEMO  pid ${r.demo.pid} ${r.demo.running ? 'running' : 'NOT RUNNING'} since ${r.demo.startedAt}${r.demo.webUrl ? `  flow view ${r.demo.webUrl}` : ''}`,
+  );
+  out.push(`      manifests ${r.demo.manifestsDir}`, '');
+  out.push('COMPONENTS');
+  out.push(
+    table([
+      ['COMPONENT', 'PID', 'STATE'],
+      ...r.components.map((c) => [c.role, c.pid ? String(c.pid) : '-', c.running ? 'running' : 'DOWN']),
+    ]),
+  );
+  out.push('', 'CAPTURE');
+  out.push(
+    table([
+      ['NODE', 'MODE', 'AGENT', 'NOTE'],
+      ...r.capture.map((c) => [
+        c.node,
+        c.mode === 'ebpf' ? 'eBPF' : c.mode === 'nftables' ? 'nftables (fallback)' : c.mode,
+        c.agentRunning ? 'running' : 'DOWN',
+        c.fallbackReason ?? '',
+      ]),
+    ]),
+  );
+  out.push('', 'PODS');
+  out.push(
+    table([
+      ['NAMESPACE', 'NAME', 'NODE', 'IP', 'MESH', 'CAPTURE'],
+      ...r.pods.map((p) => [
+        p.namespace,
+        p.name,
+        p.node,
+        p.ip,
+        p.enrolled ? 'enrolled' : '-',
+        p.capture ?? '-',
+      ]),
+    ]),
+  );
+  out.push('', 'CERTIFICATES');
+  out.push(
+    table([
+      ['IDENTITY', 'NODE', 'STATE', 'EXPIRES'],
+      ...r.certificates.map((c) => [
+        c.identity,
+        c.node,
+        c.state,
+        c.expires ? `${c.expires} (${untilText(c.expires)})` : '-',
+      ]),
+    ]),
+  );
+  if (r.problems.length > 0) out.push('', 'PROBLEMS', ...r.problems.map((p) => `  - ${p}`));
+  return `${out.join('\n')}\n`;
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description(
+      'components, capture mode, enrolled pods and certificate expiry of the local mesh (ambit demo)',
+    )
+    .option('--dir <dir>', 'the demo directory (state file)', process.env.AMBIT_DEMO_DIR ?? DEFAULT_DEMO_DIR)
+    .option('-o, --output <format>', 'text | json', 'text')
+    .action(async (f: { dir: string; output: string }) => {
+      if (!['text', 'json'].includes(f.output)) {
+        console.error(`ambit status: --output "${f.output}": one of text, json`);
+        process.exit(2);
+      }
+      const state = readDemoState(resolve(f.dir));
+      if (!state) {
+        console.error(
+          `ambit status: no local mesh running (no ${stateFileOf(resolve(f.dir))}); start one with \`sudo npm start\``,
+        );
+        process.exit(1);
+      }
+      const report = await collectStatus(state);
+      process.stdout.write(
+        f.output === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report),
+      );
+      process.exit(report.problems.length > 0 && !report.demo.running ? 1 : 0);
+    });
+}
