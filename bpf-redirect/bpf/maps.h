@@ -46,6 +46,7 @@ enum ambit_stat {
 	STAT_MAX,
 };
 
+#ifndef AMBIT_NO_STEER_MAPS /* sock_connect.bpf.c needs only the service map */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -74,6 +75,14 @@ struct {
 	__type(value, __u64);
 } ambit_stats SEC(".maps");
 
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&ambit_stats, &idx);
+	if (v)
+		*v += 1;
+}
+#endif
+
 /* Service map for O(1) VIP:port -> backend translation at connect() (sock_connect.bpf.c). */
 #define SVC_MAX_BACKENDS 8
 
@@ -94,12 +103,5 @@ struct svc_value {
 	__u32 pad;
 	struct svc_backend backends[SVC_MAX_BACKENDS];
 };
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&ambit_stats, &idx);
-	if (v)
-		*v += 1;
-}
 
 #endif

@@ -8,10 +8,12 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#define AMBIT_NO_STEER_MAPS
 #include "maps.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* 128k x 72-byte values: allocate on insert, not up front */
 	__uint(max_entries, 131072);
 	__type(key, struct svc_key);
 	__type(value, struct svc_value);
