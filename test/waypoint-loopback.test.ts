@@ -1,0 +1,331 @@
+// The waypoint driven directly over loopback: real HBONE (mTLS + HTTP/2 CONNECT) from a client identity,
+// real HTTP/1.1 (undici) and gRPC (@grpc/grpc-js) clients and servers, the real L7 engine and routes.
+// The through-ztunnel version on network namespaces is test/waypoint-e2e.test.ts.
+import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { Client, request } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readAll, withTimeout } from './hbone-fixtures.js';
+import { series } from './ztunnel-world.js';
+import {
+  CLIENT,
+  LoopbackWorld,
+  OTHER_CLIENT,
+  VIP_OTHER,
+  VIP_PRODUCTS,
+  VIP_USERS,
+  loadProductService,
+} from './waypoint-loopback-world.js';
+
+let w: LoopbackWorld;
+
+beforeAll(async () => {
+  w = await LoopbackWorld.create();
+}, 60_000);
+
+afterAll(async () => {
+  await w?.close();
+});
+
+afterEach(async () => {
+  w.usersDelayMs = 0;
+  w.failNext = 0;
+  for (const f of ['policy.yaml', 'route.yaml']) await w.remove(f);
+});
+
+const users = async () => {
+  const a = await w.clientRelay(`${VIP_USERS}:80`);
+  return `http://${a.host}:${a.port}`;
+};
+
+const seedPolicy = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: users-api, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: users }]
+  action: ALLOW
+  rules:
+    - to: [{ operation: { methods: [GET], paths: ["/api/v1/users", "/api/v1/users/*"] } }]
+`;
+
+describe('waypoint over loopback HBONE', () => {
+  it('allows HTTP GET to /api/v1/users but denies HTTP DELETE with 403 RBAC: access denied', async () => {
+    await w.apply('policy.yaml', seedPolicy);
+    const base = await users();
+    const get = await request(`${base}/api/v1/users`);
+    expect(get.statusCode).toBe(200);
+    const body = (await get.body.json()) as { method: string; path: string };
+    expect(body).toMatchObject({ method: 'GET', path: '/api/v1/users' });
+    const del = await request(`${base}/api/v1/users`, { method: 'DELETE' });
+    expect(del.statusCode).toBe(403);
+    expect(await del.body.text()).toBe('RBAC: access denied');
+    const metrics = await w.metrics();
+    expect(
+      series(metrics, 'istio_requests_total', {
+        reporter: 'waypoint',
+        response_code: '403',
+        response_flags: 'RBAC',
+      }).length,
+    ).toBe(1);
+    expect(
+      series(metrics, 'istio_requests_total', {
+        reporter: 'waypoint',
+        response_code: '200',
+        source_principal: 'spiffe://cluster.local/ns/demo/sa/client',
+        destination_service: 'users.demo.svc.cluster.local',
+        destination_principal: 'spiffe://cluster.local/ns/demo/sa/users',
+      })[0]?.value,
+    ).toBeGreaterThanOrEqual(1);
+    expect(metrics).toContain('istio_request_duration_milliseconds_bucket{');
+  });
+
+  it('gRPC: allows ProductService.GetProduct, denies DeleteProduct with PERMISSION_DENIED (7)', async () => {
+    await w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: products, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: products }]
+  action: ALLOW
+  rules:
+    - to: [{ operation: { paths: ["/shop.v1.ProductService/GetProduct"] } }]
+`,
+    );
+    const a = await w.clientRelay(`${VIP_PRODUCTS}:9000`);
+    const ProductService = loadProductService();
+    const client = new ProductService(
+      `${a.host}:${a.port}`,
+      grpc.credentials.createInsecure(),
+    ) as grpc.Client & {
+      getProduct(
+        req: { id: string },
+        cb: (err: grpc.ServiceError | null, res?: { id: string; name: string; servedBy: string }) => void,
+      ): void;
+      deleteProduct(req: { id: string }, cb: (err: grpc.ServiceError | null, res?: unknown) => void): void;
+    };
+    try {
+      const product = await new Promise<{ id: string; name: string; servedBy: string }>((resolve, reject) =>
+        client.getProduct({ id: '42' }, (err, res) => (err ? reject(err) : resolve(res!))),
+      );
+      expect(product).toEqual({ id: '42', name: 'product 42', servedBy: 'products-1' });
+      const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+        client.deleteProduct({ id: '42' }, (e) =>
+          e ? resolve(e) : reject(new Error('DeleteProduct succeeded')),
+        ),
+      );
+      expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(err.details).toBe('RBAC: access denied');
+      const metrics = await w.metrics();
+      expect(
+        series(metrics, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '7' })
+          .length,
+      ).toBe(1);
+      expect(
+        series(metrics, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '0' })
+          .length,
+      ).toBe(1);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("matches a policy naming the client's principal, and the destination sees the waypoint's identity", async () => {
+    await w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: only-client, namespace: demo }
+spec:
+  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: ["cluster.local/ns/demo/sa/client"] } }]
+`,
+    );
+    const dest = w.destinations.get(w.ip(11))!;
+    const before = dest.peers.length;
+    const mine = await w.clientRelay(`${VIP_USERS}:80`, CLIENT);
+    const theirs = await w.clientRelay(`${VIP_USERS}:80`, OTHER_CLIENT);
+    const ok = await request(`http://${mine.host}:${mine.port}/api/v1/users`);
+    expect(ok.statusCode).toBe(200);
+    await ok.body.text();
+    const denied = await request(`http://${theirs.host}:${theirs.port}/api/v1/users`);
+    expect(denied.statusCode).toBe(403);
+    await denied.body.text();
+    // Any new tunnel the destination accepted came from the waypoint's identity, never the client's.
+    const seen = dest.peers.slice(before);
+    for (const p of seen) expect(p).toBe('spiffe://cluster.local/ns/demo/sa/waypoint');
+    expect(dest.peers).toContain('spiffe://cluster.local/ns/demo/sa/waypoint');
+    expect(dest.peers).not.toContain('spiffe://cluster.local/ns/demo/sa/client');
+  });
+
+  it('refuses a tunnel whose authority is not bound to this waypoint with 400', async () => {
+    await expect(w.tunnel(`${VIP_OTHER}:80`)).rejects.toMatchObject({
+      message: expect.stringContaining('400'),
+    });
+    await expect(w.tunnel('10.1.2.3:80')).rejects.toMatchObject({ message: expect.stringContaining('400') });
+  });
+
+  it('splits an HTTPRoute 90/10 within 90±5% over 1,000 requests', async () => {
+    await w.apply(
+      'route.yaml',
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: users-split, namespace: demo }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: users, port: 80 }]
+  rules:
+    - backendRefs:
+        - { name: users, port: 80, weight: 90 }
+        - { name: users-v2, port: 80, weight: 10 }
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: { set: [{ name: x-route, value: split }] }
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: { add: [{ name: x-served-through, value: waypoint }] }
+`,
+    );
+    const base = await users();
+    const client = new Client(base, { connections: 8 });
+    try {
+      let v1 = 0;
+      let v2 = 0;
+      const one = async (): Promise<void> => {
+        const r = await client.request({ path: '/split', method: 'GET' });
+        expect(r.statusCode).toBe(200);
+        expect(r.headers['x-served-through']).toBe('waypoint');
+        const b = (await r.body.json()) as { version: string; headers: Record<string, string> };
+        expect(b.headers['x-route']).toBe('split');
+        if (b.version === 'v1') v1++;
+        else v2++;
+      };
+      for (let i = 0; i < 100; i++) await Promise.all(Array.from({ length: 10 }, one));
+      expect(v1 + v2).toBe(1000);
+      expect(v1 / 1000).toBeGreaterThanOrEqual(0.85);
+      expect(v1 / 1000).toBeLessThanOrEqual(0.95);
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
+
+  it('turns one injected 503 into 200 with 2 retry attempts', async () => {
+    await w.apply(
+      'route.yaml',
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: users-retry, namespace: demo }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: users }]
+  rules:
+    - backendRefs: [{ name: users, port: 80 }]
+      retry: { attempts: 2, codes: [503], backoff: 10ms }
+`,
+    );
+    const base = await users();
+    w.failNext = 1;
+    const r = await request(`${base}/retry-me`);
+    expect(r.statusCode).toBe(200);
+    await r.body.text();
+    expect(w.failNext).toBe(0);
+    // Without the retry the same failure reaches the client.
+    await w.remove('route.yaml');
+    w.failNext = 1;
+    const r2 = await request(`${base}/retry-me`);
+    expect(r2.statusCode).toBe(503);
+    await r2.body.text();
+  });
+
+  it('answers 504 when a 100 ms request timeout expires against a slow backend', async () => {
+    await w.apply(
+      'route.yaml',
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: users-timeout, namespace: demo }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: users }]
+  rules:
+    - backendRefs: [{ name: users, port: 80 }]
+      timeouts: { request: 100ms }
+`,
+    );
+    const base = await users();
+    w.usersDelayMs = 2000;
+    const r = await request(`${base}/slow`);
+    expect(r.statusCode).toBe(504);
+    expect(await r.body.text()).toBe('upstream request timeout');
+  });
+});
+
+describe('waypoint protections (loopback)', () => {
+  it('answers oversized headers with 431 while another client keeps getting 200', async () => {
+    const base = await users();
+    const big = await request(`${base}/x`, { headers: { 'x-big': 'a'.repeat(20_000) } });
+    expect(big.statusCode).toBe(431);
+    await big.body.text();
+    const ok = await request(`${base}/x`);
+    expect(ok.statusCode).toBe(200);
+    await ok.body.text();
+  });
+
+  it('answers a malformed request line with 400', async () => {
+    const t = await w.tunnel(`${VIP_USERS}:80`);
+    t.end('GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n');
+    const text = (await readAll(t)).toString();
+    expect(text.startsWith('HTTP/1.1 400 Bad Request')).toBe(true);
+  });
+
+  it('answers a slowloris client with 408 and cuts it off while others keep succeeding', async () => {
+    const t = await w.tunnel(`${VIP_USERS}:80`);
+    t.write('GET /slow HTTP/1.1\r\nHost: users\r\n');
+    const chunks: Buffer[] = [];
+    t.on('data', (c: Buffer) => chunks.push(c));
+    // Trickle one header line every 200 ms: the head never completes within headersTimeoutMs (1 s here).
+    const trickle = setInterval(() => {
+      if (!t.destroyed && t.writable) t.write(`x-${Date.now()}: y\r\n`);
+    }, 200);
+    try {
+      const base = await users();
+      const ok = await request(`${base}/x`);
+      expect(ok.statusCode).toBe(200);
+      await ok.body.text();
+      await withTimeout(
+        new Promise<void>((resolve) => {
+          t.once('close', () => resolve());
+          t.once('end', () => resolve());
+        }),
+        8000,
+        'slowloris tunnel to be cut off',
+      );
+      expect(Buffer.concat(chunks).toString()).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      clearInterval(trickle);
+      t.destroy();
+    }
+  }, 15_000);
+
+  it('refuses an HTTP/2 stream flood beyond max concurrent streams and cuts off a rapid-reset client', async () => {
+    const t = await w.tunnel(`${VIP_USERS}:80`);
+    const session = http2.connect(`http://${VIP_USERS}`, { createConnection: () => t });
+    session.on('error', () => undefined);
+    const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+    expect(settings.maxConcurrentStreams).toBe(100);
+    // Rapid reset: open and cancel streams in a bounded loop until the waypoint sends GOAWAY.
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code) => resolve(code)));
+    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+    for (let i = 0; i < 400 && !session.destroyed && !session.closed; i++) {
+      const s = session.request({ ':path': `/r${i}`, ':method': 'GET' });
+      s.on('error', () => undefined);
+      s.close(http2.constants.NGHTTP2_CANCEL);
+      if (i % 50 === 49) await new Promise((r) => setImmediate(r));
+    }
+    const code = await withTimeout(goaway, 5000, 'GOAWAY after rapid reset');
+    expect(code).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    await withTimeout(closed, 5000, 'session close');
+    // Another client is unaffected.
+    const base = await users();
+    const ok = await request(`${base}/after-attack`);
+    expect(ok.statusCode).toBe(200);
+    await ok.body.text();
+  }, 20_000);
+});

@@ -1,0 +1,78 @@
+// Request authorization at the waypoint: AuthorizationPolicies attached with `targetRefs` to this
+// waypoint's Gateway, to the destination Service, or to GatewayClass istio-waypoint in the root
+// namespace (istio-ambient.md §5.2, §5.7), decided by THE L7 engine core/policy/l7.ts — never a second one.
+// AUDIT policies never decide (istio/api authorization_policy.proto): a match is logged only.
+import type { Logger } from 'pino';
+import { evaluateRequest } from '../core/policy/l7.js';
+import { waypointPolicies } from '../core/policy/waypoint-hop.js';
+import type { Connection, PolicyDecision, RequestContext } from '../core/policy/evaluate.js';
+import type { L7AuthorizationPolicy, Service, Waypoint } from '../core/state/model.js';
+import type { MeshState } from '../core/state/state.js';
+
+interface PolicySet {
+  deciding: L7AuthorizationPolicy[];
+  audit: L7AuthorizationPolicy[];
+}
+
+export class RequestAuthorizer {
+  // Per destination service, the policies that apply: recomputed only when policies or waypoints change,
+  // so a request costs O(applicable policies), not O(all L7 policies in the mesh).
+  private readonly sets = new Map<string, PolicySet>();
+  // AUDIT policies are evaluated as if they were ALLOW to learn whether they match; one copy per object.
+  private readonly auditAsAllow = new WeakMap<L7AuthorizationPolicy, L7AuthorizationPolicy>();
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly state: MeshState,
+    private readonly waypoint: () => Waypoint,
+    private readonly log: Logger,
+    private readonly rootNamespace = 'istio-system',
+  ) {
+    this.unsubscribe = state.onChange((changes) => {
+      if (changes.some((c) => c.kind === 'l7policy' || c.kind === 'waypoint' || c.kind === 'service')) {
+        this.sets.clear();
+      }
+    });
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  policiesFor(service: Service | undefined): PolicySet {
+    const key = service ? `${service.namespace}/${service.hostname}` : '';
+    let set = this.sets.get(key);
+    if (!set) {
+      const all = waypointPolicies(this.state, this.waypoint(), service, this.rootNamespace);
+      set = {
+        deciding: all.filter((p) => p.action !== 'AUDIT'),
+        audit: all.filter((p) => p.action === 'AUDIT'),
+      };
+      this.sets.set(key, set);
+    }
+    return set;
+  }
+
+  authorize(conn: Connection, request: RequestContext, service: Service | undefined): PolicyDecision {
+    const set = this.policiesFor(service);
+    for (const p of set.audit) {
+      let asAllow = this.auditAsAllow.get(p);
+      if (!asAllow) {
+        asAllow = { ...p, action: 'ALLOW' };
+        this.auditAsAllow.set(p, asAllow);
+      }
+      const d = evaluateRequest(conn, request, [asAllow]);
+      if (d.allow) {
+        this.log.info(
+          { policy: `${p.namespace}/${p.name}`, rule: d.rule, method: request.method, path: request.path },
+          'AUDIT policy matched',
+        );
+      }
+    }
+    const decision = evaluateRequest(conn, request, set.deciding);
+    for (const dr of decision.dryRun) {
+      if (dr.matched) this.log.info({ policy: dr.policy, rule: dr.rule }, dr.message);
+    }
+    return decision;
+  }
+}

@@ -1,0 +1,89 @@
+// HTTP/1.1 on a tunneled stream. Node's HTTP server parses the stream handed to it with
+// `emit('connection', stream)` and enforces the request-head limits (limits.ts), which answer abusive
+// clients with a clear status and close only THEIR connection:
+//  - head over maxHeaderBytes → 431 Request Header Fields Too Large;
+//  - malformed request line / headers → 400 Bad Request;
+//  - head not complete within headersTimeoutMs (slowloris) → 408 Request Timeout.
+import * as http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { WaypointLimits } from './limits.js';
+import type { TunnelContext } from './request.js';
+import { tunnelSocket } from './tunnel-socket.js';
+
+export type RequestHandler = (
+  ctx: TunnelContext,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+) => Promise<void>;
+
+function clientErrorStatus(err: NodeJS.ErrnoException): [number, string] {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'Request Header Fields Too Large'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADER_TIMEOUT':
+      return [408, 'Request Timeout'];
+    default:
+      return [400, 'Bad Request'];
+  }
+}
+
+export class Http1Front {
+  readonly server: http.Server;
+  private readonly contexts = new WeakMap<object, TunnelContext>();
+
+  constructor(
+    limits: WaypointLimits,
+    handler: RequestHandler,
+    private readonly log: Logger,
+  ) {
+    this.server = http.createServer({
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      // Bodies are bounded by the route timeouts and the buffered-body cap, not by a server-wide clock.
+      requestTimeout: 0,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // How often the headers timeout is checked (Node default 30 s would let slowloris linger).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+      // Unknown methods, bad chunking and bare LF are rejected (Node's strict llhttp), like Envoy.
+      insecureHTTPParser: false,
+    });
+    this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const ctx = this.contexts.get(req.socket);
+      if (!ctx) {
+        res.writeHead(500).end();
+        return;
+      }
+      handler(ctx, req, res).catch((err: unknown) => {
+        this.log.error({ err: (err as Error).message }, 'HTTP/1.1 request handler failed');
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const [status, text] = clientErrorStatus(err);
+      this.log.info({ code: err.code, status, err: err.message }, 'HTTP/1.1 client error');
+      if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+        const body = `${text}\n`;
+        socket.end(
+          `HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        );
+      } else {
+        socket.destroy();
+      }
+    });
+  }
+
+  /** Serves HTTP/1.1 on one tunnel. */
+  serve(tunnel: Duplex, ctx: TunnelContext): void {
+    const socket = tunnelSocket(tunnel);
+    this.contexts.set(socket, ctx);
+    this.server.emit('connection', socket);
+  }
+
+  close(): void {
+    this.server.closeAllConnections();
+    this.server.close();
+  }
+}

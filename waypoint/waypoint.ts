@@ -1,0 +1,240 @@
+// The composition root: the one place that wires the waypoint's layers together — HBONE termination
+// (terminate.ts), protocol detection (detect.ts), HTTP/1.1 (http.ts) and HTTP/2 / gRPC (h2.ts) fronts,
+// the request pipeline (request.ts: authz.ts → routes.ts → forward.ts → upstream.ts), opaque TCP
+// (tcp.ts), metrics (metrics.ts) and the stats endpoint. istio-ambient.md §7; DESIGN.md §6.
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type Logger, pino } from 'pino';
+import type { HboneConnectRequest } from '../core/hbone/client-pool.js';
+import { UnknownDestination } from '../core/hbone/errors.js';
+import { HboneServer, type InboundConnect, canonicalIp } from '../core/hbone/server.js';
+import type { HboneCertificate } from '../core/hbone/tls.js';
+import { type SpiffeId, formatSpiffeId } from '../core/identity/spiffe.js';
+import type { Waypoint as WaypointModel } from '../core/state/model.js';
+import type { MeshState } from '../core/state/state.js';
+import type { PeerLabels } from '../core/telemetry/metrics.js';
+import { RequestAuthorizer } from './authz.js';
+import { type WaypointConfig, type WaypointConfigInput, resolveConfig } from './config.js';
+import { detectProtocol } from './detect.js';
+import { H2Front } from './h2.js';
+import { Http1Front } from './http.js';
+import { RequestMetrics } from './metrics.js';
+import { type TunnelContext, handleRequest, type RequestDeps } from './request.js';
+import { Router } from './routes.js';
+import { relayOpaque } from './tcp.js';
+import { resolveDestination } from './terminate.js';
+import { Upstream } from './upstream.js';
+
+/** The waypoint's own certificate (ca/client CertificateManager with impersonate:false, or a test CA). */
+export interface WaypointCertificates {
+  fetch(identity: SpiffeId): Promise<HboneCertificate>;
+  close?(): void;
+}
+
+export interface WaypointDeps {
+  state: MeshState;
+  certificates: WaypointCertificates;
+  /** HBONE client (core/hbone HboneClientPool). */
+  hbone: { connect(req: HboneConnectRequest): Promise<Duplex>; close?(): void };
+  logger?: Logger;
+  /** Random source for endpoint and backend choice (tests pin it). */
+  random?: () => number;
+}
+
+export class WaypointProxy {
+  readonly config: WaypointConfig;
+  readonly identity: SpiffeId;
+  readonly metrics = new RequestMetrics();
+  readonly hboneServer: HboneServer;
+  private readonly log: Logger;
+  private readonly authorizer: RequestAuthorizer;
+  private readonly router: Router;
+  private readonly upstream: Upstream;
+  private readonly http1: Http1Front;
+  private readonly h2: H2Front;
+  private readonly requestDeps: RequestDeps;
+  private stats: http.Server | undefined;
+  /** Bound ports (0 in the config → ephemeral, for tests). */
+  ports = { hbone: 0, stats: 0 };
+  /** Tunnels accepted so far, by detected protocol (admin and tests). */
+  readonly tunnels = { http1: 0, http2: 0, tcp: 0 };
+
+  constructor(
+    input: WaypointConfigInput,
+    private readonly deps: WaypointDeps,
+  ) {
+    this.config = resolveConfig(input);
+    const c = this.config;
+    this.log = deps.logger ?? pino({ level: c.logLevel, base: { component: 'waypoint' } });
+    this.identity = { trustDomain: c.trustDomain, namespace: c.namespace, serviceAccount: c.name };
+    const model = (): WaypointModel => this.model();
+    this.authorizer = new RequestAuthorizer(
+      deps.state,
+      model,
+      this.log.child({ scope: 'authz' }),
+      c.rootNamespace,
+    );
+    this.router = new Router(deps.state, model, this.log.child({ scope: 'routes' }));
+    this.upstream = new Upstream({
+      state: deps.state,
+      hbone: deps.hbone,
+      identity: this.identity,
+      hbonePort: c.upstreamHbonePort,
+      ...(deps.random ? { random: deps.random } : {}),
+    });
+    this.requestDeps = {
+      state: deps.state,
+      authorizer: this.authorizer,
+      router: this.router,
+      upstream: this.upstream,
+      metrics: this.metrics,
+      accessLog: this.log.child({ scope: 'access' }),
+      log: this.log.child({ scope: 'request' }),
+      maxBufferedBodyBytes: c.maxBufferedBodyBytes,
+    };
+    const handle = (
+      ctx: TunnelContext,
+      req: http.IncomingMessage | import('node:http2').Http2ServerRequest,
+      res: http.ServerResponse | import('node:http2').Http2ServerResponse,
+    ) => handleRequest(this.requestDeps, ctx, req, res);
+    this.http1 = new Http1Front(c.limits, handle, this.log.child({ scope: 'http1' }));
+    this.h2 = new H2Front(c.limits, handle, this.log.child({ scope: 'http2' }));
+    this.hboneServer = new HboneServer({
+      certificateFor: () => deps.certificates.fetch(this.identity),
+      // The authority is the ORIGINAL destination, not our address: it must be bound to this waypoint.
+      checkAuthority: (authority) => {
+        resolveDestination(deps.state, this.model(), authority);
+      },
+      onConnect: (stream, info) => this.onTunnel(stream, info),
+      logger: this.log.child({ scope: 'hbone' }),
+    });
+  }
+
+  /** This waypoint as the state declares it (its Gateway); a waypoint whose Gateway is gone serves nothing. */
+  model(): WaypointModel {
+    const c = this.config;
+    const wp = this.deps.state.waypointByKey(`${c.namespace}/${c.name}`);
+    if (wp) return wp;
+    return {
+      name: c.name,
+      namespace: c.namespace,
+      waypointFor: 'none',
+      trafficType: 'none',
+      hostname: `${c.name}.${c.namespace}.svc.cluster.local`,
+    };
+  }
+
+  private sourceLabels(info: InboundConnect, ip: string): PeerLabels {
+    const principal = formatSpiffeId(info.peerIdentity);
+    const w = this.deps.state.workloadByIp(ip);
+    // Labels from the workload only when it IS the identity that authenticated (no borrowed names).
+    if (
+      w &&
+      w.serviceAccount === info.peerIdentity.serviceAccount &&
+      w.namespace === info.peerIdentity.namespace
+    ) {
+      return {
+        workload: w.workloadName || w.name,
+        namespace: w.namespace,
+        principal,
+        canonicalService: w.canonicalName,
+        canonicalRevision: w.canonicalRevision,
+        cluster: this.config.clusterId,
+      };
+    }
+    return { namespace: info.peerIdentity.namespace, principal };
+  }
+
+  private async onTunnel(_stream: unknown, info: InboundConnect): Promise<void> {
+    const destination = resolveDestination(this.deps.state, this.model(), info.authority);
+    if (!destination.service && !destination.workload) throw new UnknownDestination(info.authorityText);
+    const sourceIp = canonicalIp(info.remoteAddress);
+    const ctx: TunnelContext = {
+      conn: {
+        // istio-ambient.md §7.3: the source principal is the client's SPIFFE ID from the mTLS handshake.
+        sourceIdentity: info.peerIdentity,
+        sourceIp,
+        destinationIp: destination.ip,
+        destinationPort: destination.port,
+      },
+      destination,
+      source: this.sourceLabels(info, sourceIp),
+      sourcePrincipal: formatSpiffeId(info.peerIdentity),
+    };
+    const tunnel = info.accept();
+    const { protocol, ended, head } = await detectProtocol(tunnel, this.config.limits.detectTimeoutMs);
+    this.tunnels[protocol === 'http2' ? 'http2' : protocol === 'http1' ? 'http1' : 'tcp']++;
+    if (protocol === 'http1') this.http1.serve(tunnel, ctx);
+    else if (protocol === 'http2') this.h2.serve(tunnel, ctx);
+    else
+      void relayOpaque(
+        { state: this.deps.state, authorizer: this.authorizer, upstream: this.upstream, log: this.log },
+        ctx,
+        tunnel,
+        head,
+        ended,
+      );
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    // Fetch our certificate first: a waypoint without its identity cannot serve anybody.
+    await this.deps.certificates.fetch(this.identity);
+    const a = await this.hboneServer.listen({ host: c.listenAddress, port: c.listenPort });
+    this.ports.hbone = a.port;
+    this.stats = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics' || path === '/stats/prometheus') {
+        this.metrics.render().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+            res.end(text);
+          },
+          (err: Error) => {
+            res.writeHead(500);
+            res.end(err.message);
+          },
+        );
+      } else if (path === '/healthz/ready') {
+        res.writeHead(200);
+        res.end('ready\n');
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.stats?.once('error', reject);
+      this.stats?.listen({ host: c.statsAddress, port: c.statsPort }, resolve);
+    });
+    this.ports.stats = (this.stats.address() as AddressInfo).port;
+    this.log.info(
+      { identity: formatSpiffeId(this.identity), hbone: this.ports.hbone, stats: this.ports.stats },
+      'waypoint ready',
+    );
+  }
+
+  /** Stops accepting, gives live tunnels `drainMs` to finish, then closes everything. */
+  async close(drainMs = 0): Promise<void> {
+    if (drainMs > 0) {
+      await Promise.race([
+        this.hboneServer.close().catch(() => undefined),
+        new Promise((r) => setTimeout(r, drainMs).unref()),
+      ]);
+    }
+    this.hboneServer.destroy();
+    this.http1.close();
+    this.h2.close();
+    await this.upstream.close();
+    this.authorizer.close();
+    this.router.close();
+    this.deps.hbone.close?.();
+    this.deps.certificates.close?.();
+    await new Promise<void>((resolve) => {
+      if (!this.stats) return resolve();
+      this.stats.closeAllConnections();
+      this.stats.close(() => resolve());
+    });
+  }
+}
