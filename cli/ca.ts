@@ -3,7 +3,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { DEFAULT_TRUST_DOMAIN, formatSpiffeId, parseIdentityArg } from '../core/identity/spiffe.js';
 import { CaServer } from '../ca/server/ca-server.js';
 import { caConfigFromEnv } from '../ca/server/config.js';
@@ -22,6 +22,10 @@ export function parseDuration(text: string, what: string): number {
 }
 
 interface RunOptions {
+  kubernetes?: boolean;
+  kubeconfig?: string;
+  namespace?: string;
+  leaderElection?: boolean;
   dir: string;
   cacerts?: string;
   listen: string;
@@ -35,6 +39,43 @@ interface IssueOptions {
   caDir: string;
   ttl: string;
   trustDomain?: string;
+}
+
+async function runKubernetesCa(
+  opts: RunOptions,
+  env: ReturnType<typeof caConfigFromEnv>,
+  logger: Logger,
+): Promise<void> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { startKubernetesCa } = await import('../ca/server/kube-ca.js');
+  const kubeConfig = new KubeConfig();
+  if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
+  else kubeConfig.loadFromDefault();
+  const ca = await startKubernetesCa({
+    kubeConfig,
+    namespace: opts.namespace,
+    leaderElection: opts.leaderElection ?? false,
+    ...(process.env.POD_NAME ? { identity: process.env.POD_NAME } : {}),
+    config: {
+      ...env,
+      listen: opts.listen,
+      ...(opts.cacerts ? { cacertsDir: opts.cacerts } : {}),
+      ...(opts.trustDomain ? { trustDomain: opts.trustDomain } : {}),
+    },
+    logger,
+  });
+  console.error(
+    `ambit ca: serving on ${ca.server.address} (${ca.server.authority.mode}, Kubernetes); Ctrl-C to stop`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      ca.close().then(resolve, resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
 }
 
 export function registerCa(program: Command): void {
@@ -53,9 +94,27 @@ export function registerCa(program: Command): void {
     .option('--listen <host:port>', 'gRPC listen address', '127.0.0.1:15012')
     .option('--tokens <file>', 'token file: tokens: [{token, identity: spiffe://..., node?}]')
     .option('--trust-domain <td>', `mesh trust domain (env TRUST_DOMAIN; default ${DEFAULT_TRUST_DOMAIN})`)
+    .option(
+      '--kubernetes',
+      'Kubernetes mode: root in Secret istio-ca-secret, TokenReview auth, istio-ca-root-cert in every namespace',
+    )
+    .option(
+      '--kubeconfig <file>',
+      'kubeconfig for --kubernetes (default: in-cluster, then $KUBECONFIG / ~/.kube/config)',
+    )
+    .option(
+      '--namespace <ns>',
+      'the CA namespace in --kubernetes mode (env POD_NAMESPACE)',
+      process.env.POD_NAMESPACE ?? 'istio-system',
+    )
+    .option('--leader-election', 'elect a leader on a Lease (run with more than one replica)')
     .action(async (opts: RunOptions) => {
       const logger = pino({ name: 'ambit-ca' });
       const env = caConfigFromEnv(process.env);
+      if (opts.kubernetes) {
+        await runKubernetesCa(opts, env, logger);
+        return;
+      }
       const server = await CaServer.start(
         {
           ...env,
