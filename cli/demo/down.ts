@@ -81,7 +81,8 @@ export async function demoDown(opts: { dir: string; prefix?: string; self?: numb
   const mine = (name: string) => name.startsWith(`${prefix}-`);
   const report: DownReport = { prefix, killed: 0, netns: [], pins: [], other: [], residue: [] };
 
-  // 1. Processes: the demo itself (unless it is us), what it recorded, and anything inside its netns.
+  // 1. Processes. A live demo process is asked first (SIGTERM: it says it stops and cleans up
+  //    itself); then whatever is left is killed: what the state recorded and anything inside its netns.
   const victims = new Set<number>();
   if (
     state &&
@@ -89,7 +90,10 @@ export async function demoDown(opts: { dir: string; prefix?: string; self?: numb
     pidAlive(state.pid) &&
     cmdlineOf(state.pid).includes('demo')
   ) {
-    victims.add(state.pid);
+    try {
+      process.kill(state.pid, 'SIGTERM');
+    } catch {}
+    if ((await waitGone([state.pid], 10_000)).length > 0) victims.add(state.pid);
   }
   for (const p of state?.processes ?? []) {
     if (p.pid !== process.pid && pidAlive(p.pid) && /node|nsenter|curl/.test(cmdlineOf(p.pid)))

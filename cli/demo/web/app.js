@@ -177,7 +177,7 @@ function matches(r) {
 function policyCell(r) {
   if (r.policy) return `<span class="policy">${esc(r.policy)}</span>`;
   const m = /policy (?:rejection|change): (.*)$/.exec(r.error ?? '');
-  return m ? `<span class="mute">${esc(m[1])}</span>` : '';
+  return m ? `<span class="mute" title="${esc(m[1])}">${esc(m[1])}</span>` : '';
 }
 
 function rowHtml(r) {
@@ -193,8 +193,8 @@ function rowHtml(r) {
       )
     : '';
   const bytes = r.bytesSent !== undefined ? `${r.bytesSent} / ${r.bytesRecv ?? 0}` : '';
-  const why = r.error ? `<small>${esc(r.error.slice(0, 90))}</small>` : '';
-  return `<tr data-verdict="${r.verdict}"><td>${time}</td><td>${esc(r.reporter)}<small>${esc(r.direction)}</small></td><td>${src}</td><td>${dst}</td><td class="identity">${ident}</td><td class="sec-${r.mtls ? 'mtls' : 'plain'}">${r.mtls ? 'mTLS' : 'plaintext'}</td><td class="verdict v-${r.verdict}">${r.verdict}${why}</td><td>${policyCell(r)}</td><td>${bytes}</td><td>${l7}</td></tr>`;
+  const why = r.error ? `<small title="${esc(r.error)}">${esc(r.error)}</small>` : '';
+  return `<tr data-verdict="${r.verdict}"><td>${time}</td><td>${esc(r.reporter)}<small>${esc(r.direction)}</small></td><td>${src}</td><td>${dst}</td><td class="identity">${ident}</td><td class="sec-${r.mtls ? 'mtls' : 'plain'}">${r.mtls ? 'mTLS' : 'plaintext'}</td><td class="verdict v-${r.verdict}">${r.verdict}${why}</td><td class="policy-cell">${policyCell(r)}</td><td>${bytes}</td><td>${l7}</td></tr>`;
 }
 
 function renderTable() {
