@@ -25,7 +25,7 @@ const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 export class H2Front {
   readonly server: http2.Http2Server;
   private readonly contexts = new WeakMap<http2.Http2Session, TunnelContext>();
-  private pending: TunnelContext | undefined;
+  private pending: { ctx: TunnelContext; tunnel: Duplex } | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(
@@ -45,9 +45,18 @@ export class H2Front {
     this.server.setTimeout(limits.keepAliveTimeoutMs);
     this.server.on('session', (session: http2.ServerHttp2Session) => {
       // `emit('connection')` creates the session synchronously: the tunnel context is the pending one.
-      if (this.pending) this.contexts.set(session, this.pending);
+      const pending = this.pending;
+      if (pending) this.contexts.set(session, pending.ctx);
       this.sessions.add(session);
-      session.once('close', () => this.sessions.delete(session));
+      session.once('close', () => {
+        this.sessions.delete(session);
+        // The session sits on a JS stream wrapper that does not end the tunnel: end it here, so the
+        // client sees the GOAWAY and then the tunnel close.
+        if (pending && !pending.tunnel.destroyed) {
+          pending.tunnel.end();
+          setTimeout(() => pending.tunnel.destroy(), 1000).unref();
+        }
+      });
       this.guardRapidReset(session);
     });
     this.server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
@@ -68,6 +77,7 @@ export class H2Front {
     const { maxResetsPerWindow, resetWindowMs } = this.limits;
     let windowStart = Date.now();
     let resets = 0;
+    let cutOff = false;
     session.on('stream', (stream: http2.ServerHttp2Stream) => {
       stream.once('close', () => {
         // A stream the CLIENT cancelled before we finished answering it.
@@ -83,13 +93,15 @@ export class H2Front {
           resets = 0;
         }
         resets++;
-        if (resets > maxResetsPerWindow && !session.destroyed) {
+        if (resets > maxResetsPerWindow && !session.destroyed && !cutOff) {
+          cutOff = true;
           this.log.warn(
             { resets, windowMs: resetWindowMs },
             'HTTP/2 rapid reset: closing the session (GOAWAY ENHANCE_YOUR_CALM)',
           );
           session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
-          session.destroy();
+          // Give the GOAWAY frame time to leave through the tunnel, then drop whatever is still open.
+          setTimeout(() => session.destroy(), 200).unref();
         }
       });
     });
@@ -97,7 +109,7 @@ export class H2Front {
 
   /** Serves HTTP/2 on one tunnel. */
   serve(stream: Duplex, ctx: TunnelContext): void {
-    this.pending = ctx;
+    this.pending = { ctx, tunnel: stream };
     try {
       this.server.emit('connection', stream);
     } finally {

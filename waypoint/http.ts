@@ -32,9 +32,10 @@ function clientErrorStatus(err: NodeJS.ErrnoException): [number, string] {
 export class Http1Front {
   readonly server: http.Server;
   private readonly contexts = new WeakMap<object, TunnelContext>();
+  private readonly heads = new WeakMap<object, { busy(): void; idle(): void }>();
 
   constructor(
-    limits: WaypointLimits,
+    private readonly limits: WaypointLimits,
     handler: RequestHandler,
     private readonly log: Logger,
   ) {
@@ -50,6 +51,9 @@ export class Http1Front {
       insecureHTTPParser: false,
     });
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const head = this.heads.get(req.socket);
+      head?.busy();
+      res.once('finish', () => head?.idle());
       const ctx = this.contexts.get(req.socket);
       if (!ctx) {
         res.writeHead(500).end();
@@ -79,7 +83,44 @@ export class Http1Front {
   serve(tunnel: Duplex, ctx: TunnelContext): void {
     const socket = tunnelSocket(tunnel);
     this.contexts.set(socket, ctx);
+    this.guardHead(socket);
     this.server.emit('connection', socket);
+  }
+
+  // Slowloris: Node's own headersTimeout is checked on its connection list, which does not follow
+  // sockets handed over with emit('connection'), so the head clock runs here: it starts with the first
+  // byte of a request and stops when the head is complete ('request'); a head still incomplete after
+  // headersTimeoutMs gets 408 and the tunnel is closed.
+  private guardHead(socket: Duplex): void {
+    let state: 'idle' | 'head' | 'busy' = 'idle';
+    let timer: NodeJS.Timeout | undefined;
+    const stop = (): void => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    };
+    socket.on('data', () => {
+      if (state !== 'idle') return;
+      state = 'head';
+      timer = setTimeout(() => {
+        if (state !== 'head' || socket.destroyed) return;
+        this.log.info({ timeoutMs: this.limits.headersTimeoutMs }, 'HTTP/1.1 request head timeout (408)');
+        const body = 'Request Timeout\n';
+        socket.end(
+          `HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        );
+        setTimeout(() => socket.destroy(), 1000).unref();
+      }, this.limits.headersTimeoutMs);
+    });
+    this.heads.set(socket, {
+      busy: () => {
+        state = 'busy';
+        stop();
+      },
+      idle: () => {
+        state = 'idle';
+      },
+    });
+    socket.once('close', stop);
   }
 
   close(): void {
