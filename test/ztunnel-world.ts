@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningAgent, readStatus, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
-import { HarnessError, type Topology as TopologyT, Topology } from './harness/topology.js';
+import { HarnessError, type Topology as TopologyT, Topology, distPath } from './harness/topology.js';
 
 export const VIP = '10.96.0.10';
 export const APP_PORT = 8080;
@@ -172,22 +172,31 @@ export class ZtunnelWorld {
 
   async startZtunnel(node: string, extra: string[] = []): Promise<ZtunnelProc> {
     const t = this.topo;
-    const child = t.spawnNode(t.node(node).ns, 'cli/ambit.ts', [
-      'ztunnel',
-      '--node',
-      node,
-      '-m',
-      this.manifests,
-      '--ca',
-      `${t.node('a').ip}:15012`,
-      '--ca-root',
-      this.caRoot,
-      '--token',
-      join(this.dir, `token-${node}`),
-      '--drain-deadline',
-      '3000',
-      ...extra,
-    ]);
+    // Profiling hook for benchmarks: AZT_ZTUNNEL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p".
+    const nodeArgs = (process.env.AZT_ZTUNNEL_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = t.spawnIn(
+      t.node(node).ns,
+      process.execPath,
+      [
+        ...nodeArgs,
+        distPath('cli/ambit.ts'),
+        'ztunnel',
+        '--node',
+        node,
+        '-m',
+        this.manifests,
+        '--ca',
+        `${t.node('a').ip}:15012`,
+        '--ca-root',
+        this.caRoot,
+        '--token',
+        join(this.dir, `token-${node}`),
+        '--drain-deadline',
+        '3000',
+        ...extra,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
+    );
     let logs = '';
     const keep = (d: Buffer) => {
       logs = (logs + d.toString()).slice(-400_000);

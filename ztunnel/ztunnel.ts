@@ -289,6 +289,7 @@ export class Ztunnel {
   /** Shutdown, then exit 0 (SIGTERM, /quitquitquit). */
   async terminate(reason: string): Promise<void> {
     await this.shutdown(reason);
+    this.logs.flush();
     this.deps.exit?.(0);
   }
 
@@ -366,7 +367,10 @@ export async function runZtunnel(
     hbone: pool,
     logs,
     exit: (code) => {
-      void source.stop().finally(() => (opts.exit ?? process.exit)(code));
+      void source.stop().finally(() => {
+        logs.flush();
+        (opts.exit ?? process.exit)(code);
+      });
     },
   });
   await ztunnel.start();
