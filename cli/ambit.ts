@@ -9,6 +9,7 @@ import { registerState } from './state.js';
 import { registerStatus } from './status.js';
 import { registerZtunnel } from './ztunnel.js';
 import { registerZtunnelConfig } from './ztunnel-config.js';
+import { registerWaypointController } from './waypoint-controller.js';
 
 const program = new Command();
 program
@@ -24,6 +25,7 @@ registerState(program);
 registerStatus(program);
 registerZtunnel(program);
 registerZtunnelConfig(program);
+registerWaypointController(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   console.error(`ambit: ${err instanceof Error ? err.message : String(err)}`);

@@ -124,6 +124,7 @@ export class ObjectStore {
       },
     } as Obj;
     delete obj.metadata.generateName;
+    if (t.kind === 'Service') this.#allocateClusterIp(obj);
     bucket.set(key, obj);
     this.#record({ rv, type: 'ADDED', tkey: typeKey(t), object: obj });
     return clone(obj);
@@ -159,6 +160,16 @@ export class ObjectStore {
       if (t.status) {
         if (cur.status === undefined) delete next.status;
         else next.status = clone(cur.status);
+      }
+      if (t.kind === 'Service') {
+        // apiserver patchAllocatedValues: an update that omits the allocated ClusterIP keeps it.
+        const ns_ = (next.spec ?? {}) as Record<string, unknown>;
+        const cs = (cur.spec ?? {}) as Record<string, unknown>;
+        next.spec = ns_;
+        if (!ns_.clusterIP && cs.clusterIP) {
+          ns_.clusterIP = cs.clusterIP;
+          ns_.clusterIPs = cs.clusterIPs;
+        }
       }
       const specChanged = JSON.stringify(cur.spec) !== JSON.stringify(next.spec);
       next.metadata.generation = (cur.metadata.generation ?? 1) + (specChanged ? 1 : 0);
@@ -240,6 +251,23 @@ export class ObjectStore {
   }
 
   // --- internals ---------------------------------------------------------------------------------
+
+  #nextClusterIp = 10;
+
+  /** The apiserver allocates a ClusterIP from the service CIDR (here 10.96.0.0/16) unless headless. */
+  #allocateClusterIp(svc: Obj): void {
+    const spec = (svc.spec ?? {}) as Record<string, unknown>;
+    svc.spec = spec;
+    if (spec.type === 'ExternalName' || spec.clusterIP === 'None') return;
+    if (typeof spec.clusterIP === 'string' && spec.clusterIP !== '') {
+      spec.clusterIPs ??= [spec.clusterIP];
+      return;
+    }
+    const n = this.#nextClusterIp++;
+    spec.clusterIP = `10.96.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+    spec.clusterIPs = [spec.clusterIP];
+    spec.type ??= 'ClusterIP';
+  }
 
   #bucket(t: ResourceType): Map<string, Obj> {
     return this.#objects.get(typeKey(t))!;

@@ -1,0 +1,54 @@
+// `ambit waypoint-controller`: keeps a Deployment + Service + ServiceAccount for every Gateway of
+// class istio-waypoint (waypoint/controller.ts). Runs in the cluster (the ambit-waypoint-controller
+// chart) or against any kubeconfig.
+import type { Command } from 'commander';
+import { pino } from 'pino';
+
+interface Options {
+  kubeconfig?: string;
+  image: string;
+  pullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  domainSuffix: string;
+}
+
+export function registerWaypointController(program: Command): void {
+  program
+    .command('waypoint-controller')
+    .description('create a Deployment, Service and ServiceAccount for every Gateway of class istio-waypoint')
+    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster, then $KUBECONFIG / ~/.kube/config)')
+    .option(
+      '--image <ref>',
+      'image of the waypoint pods (env WAYPOINT_IMAGE)',
+      process.env.WAYPOINT_IMAGE ?? 'ambit:latest',
+    )
+    .option('--pull-policy <policy>', 'imagePullPolicy of the waypoint pods', 'IfNotPresent')
+    .option('--domain-suffix <suffix>', 'cluster DNS suffix for Gateway status hostnames', 'cluster.local')
+    .action(async (opts: Options) => {
+      if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
+        throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
+      const { KubeConfig } = await import('@kubernetes/client-node');
+      const { WaypointController } = await import('../waypoint/controller.js');
+      const kubeConfig = new KubeConfig();
+      if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
+      else kubeConfig.loadFromDefault();
+      const logger = pino({ name: 'ambit-waypoint-controller' });
+      const controller = new WaypointController({
+        kubeConfig,
+        image: opts.image,
+        imagePullPolicy: opts.pullPolicy,
+        domainSuffix: opts.domainSuffix,
+        logger,
+      });
+      await controller.start();
+      console.error('ambit waypoint-controller: watching Gateways of class istio-waypoint; Ctrl-C to stop');
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          controller.stop().then(resolve, resolve);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+    });
+}

@@ -1,0 +1,182 @@
+// The waypoint controller against the test API server (a test double for the apiserver): a Gateway of
+// class istio-waypoint gets its ServiceAccount, Deployment and Service, and a status address; other
+// classes are left alone; a deleted Service comes back; deleting the Gateway garbage-collects them.
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WaypointController } from '../waypoint/controller.js';
+import { TestKubernetesApiServer } from './k8s-api-server/server.js';
+
+let api: TestKubernetesApiServer;
+let kc: KubeConfig;
+let core: CoreV1Api;
+let apps: AppsV1Api;
+let custom: CustomObjectsApi;
+let controller: WaypointController;
+
+async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 8000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 2000 && Date.now() < deadline; i++) {
+    const v = await get().catch(() => undefined);
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for: ${what}`);
+}
+
+const gateway = (name: string, gatewayClassName: string) => ({
+  group: 'gateway.networking.k8s.io',
+  version: 'v1',
+  namespace: 'shop',
+  plural: 'gateways',
+  body: {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name, namespace: 'shop', labels: { 'istio.io/waypoint-for': 'service' } },
+    spec: { gatewayClassName, listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  },
+});
+
+beforeAll(async () => {
+  api = new TestKubernetesApiServer();
+  await api.listen();
+  kc = new KubeConfig();
+  kc.loadFromString(api.kubeconfig());
+  core = kc.makeApiClient(CoreV1Api);
+  apps = kc.makeApiClient(AppsV1Api);
+  custom = kc.makeApiClient(CustomObjectsApi);
+  await core.createNamespace({ body: { metadata: { name: 'shop' } } });
+  controller = new WaypointController({
+    kubeConfig: kc,
+    image: 'ghcr.io/example/ambit:test',
+    logger: pino({ level: 'silent' }),
+  });
+  await controller.start();
+});
+
+afterAll(async () => {
+  await controller?.stop();
+  await api?.close();
+});
+
+describe('waypoint controller', () => {
+  it('gives a Gateway of class istio-waypoint a ServiceAccount, Deployment and Service, and a status address', async () => {
+    const gw = (await custom.createNamespacedCustomObject(gateway('waypoint', 'istio-waypoint'))) as {
+      metadata: { uid: string };
+    };
+    const svc = await until('Service', () =>
+      core.readNamespacedService({ namespace: 'shop', name: 'waypoint' }),
+    );
+    expect(svc.spec?.ports?.map((p) => `${p.name}:${p.port}`)).toEqual([
+      'status-port:15021',
+      'mesh:15008',
+      'metrics:15020',
+    ]);
+    expect(svc.spec?.selector).toEqual({ 'gateway.networking.k8s.io/gateway-name': 'waypoint' });
+    const sa = await core.readNamespacedServiceAccount({ namespace: 'shop', name: 'waypoint' });
+    const dep = await apps.readNamespacedDeployment({ namespace: 'shop', name: 'waypoint' });
+    for (const o of [svc, sa, dep])
+      expect(o.metadata?.ownerReferences).toEqual([
+        expect.objectContaining({
+          apiVersion: 'gateway.networking.k8s.io/v1',
+          kind: 'Gateway',
+          name: 'waypoint',
+          uid: gw.metadata.uid,
+        }),
+      ]);
+    const pod = dep.spec?.template.spec;
+    // Identity = the ServiceAccount named after the Gateway; CA token projected with audience istio-ca.
+    expect(pod?.serviceAccountName).toBe('waypoint');
+    expect(
+      pod?.volumes?.find((v) => v.name === 'istio-token')?.projected?.sources?.[0]?.serviceAccountToken
+        ?.audience,
+    ).toBe('istio-ca');
+    expect(pod?.containers[0]?.image).toBe('ghcr.io/example/ambit:test');
+    expect(pod?.containers[0]?.args).toEqual([
+      'waypoint',
+      '--kubernetes',
+      '--name',
+      'waypoint',
+      '--namespace',
+      'shop',
+    ]);
+    expect(dep.spec?.template.metadata?.labels?.['gateway.networking.k8s.io/gateway-name']).toBe('waypoint');
+
+    const status = await until('Gateway status', async () => {
+      const g = (await custom.getNamespacedCustomObject({
+        group: 'gateway.networking.k8s.io',
+        version: 'v1',
+        namespace: 'shop',
+        plural: 'gateways',
+        name: 'waypoint',
+      })) as {
+        status?: {
+          addresses?: { type: string; value: string }[];
+          conditions?: { type: string; status: string }[];
+        };
+      };
+      return g.status?.addresses ? g.status : undefined;
+    });
+    expect(status.addresses).toEqual([
+      { type: 'IPAddress', value: svc.spec?.clusterIP },
+      { type: 'Hostname', value: 'waypoint.shop.svc.cluster.local' },
+    ]);
+    expect(status.conditions?.map((c) => `${c.type}=${c.status}`)).toEqual([
+      'Accepted=True',
+      'Programmed=True',
+    ]);
+  });
+
+  it('leaves Gateways of other classes alone', async () => {
+    await custom.createNamespacedCustomObject(gateway('ingress', 'istio'));
+    await new Promise((r) => setTimeout(r, 200));
+    await controller.idle();
+    await expect(apps.readNamespacedDeployment({ namespace: 'shop', name: 'ingress' })).rejects.toMatchObject(
+      { code: 404 },
+    );
+  });
+
+  it('recreates a Service deleted by hand, and restores one edited by hand', async () => {
+    await core.deleteNamespacedService({ namespace: 'shop', name: 'waypoint' });
+    await until('Service recreated', () =>
+      core.readNamespacedService({ namespace: 'shop', name: 'waypoint' }),
+    );
+    const svc = await core.readNamespacedService({ namespace: 'shop', name: 'waypoint' });
+    await core.replaceNamespacedService({
+      namespace: 'shop',
+      name: 'waypoint',
+      body: { ...svc, spec: { ...svc.spec, ports: [{ name: 'x', port: 1 }] } },
+    });
+    await until('Service restored', async () => {
+      const s = await core.readNamespacedService({ namespace: 'shop', name: 'waypoint' });
+      return s.spec?.ports?.some((p) => p.port === 15008) ? s : undefined;
+    });
+  });
+
+  it('deleting the Gateway garbage-collects its Deployment, Service and ServiceAccount (ownerReferences)', async () => {
+    await custom.deleteNamespacedCustomObject({
+      group: 'gateway.networking.k8s.io',
+      version: 'v1',
+      namespace: 'shop',
+      plural: 'gateways',
+      name: 'waypoint',
+    });
+    await until('all gone', async () => {
+      const gone = await Promise.all([
+        apps.readNamespacedDeployment({ namespace: 'shop', name: 'waypoint' }).then(
+          () => false,
+          () => true,
+        ),
+        core.readNamespacedService({ namespace: 'shop', name: 'waypoint' }).then(
+          () => false,
+          () => true,
+        ),
+        core.readNamespacedServiceAccount({ namespace: 'shop', name: 'waypoint' }).then(
+          () => false,
+          () => true,
+        ),
+      ]);
+      return gone.every(Boolean) ? true : undefined;
+    });
+  });
+});

@@ -1,0 +1,471 @@
+// The waypoint controller: for every Gateway of class `istio-waypoint` it keeps a ServiceAccount, a
+// Deployment and a Service named after the Gateway, and writes the Gateway's status — what istiod's
+// gateway deployment controller does for waypoints (istio/istio
+// pilot/pkg/config/kube/gateway/deploymentcontroller.go + templates/waypoint.yaml):
+// - identity = ServiceAccount named after the Gateway (DESIGN.md §6);
+// - Service ports: 15021 status-port, 15008 mesh (HBONE), 15020 metrics; selector
+//   `gateway.networking.k8s.io/gateway-name: <name>`;
+// - every generated object carries `gateway.istio.io/managed: istio.io-mesh-controller` and an
+//   ownerReference to the Gateway, so deleting the Gateway lets Kubernetes' garbage collector delete
+//   them (nothing to clean up here, and nothing leaks if the controller is down at that moment);
+// - status.addresses = the Service's ClusterIP and hostname; conditions Accepted and Programmed.
+// Objects are created when missing and replaced when they drift from the template (the Service keeps
+// its allocated ClusterIP, the Deployment keeps replicas an autoscaler set).
+import {
+  ADD,
+  CoreV1Api,
+  CustomObjectsApi,
+  DELETE,
+  ERROR,
+  type KubeConfig,
+  type KubernetesObject,
+  KubernetesObjectApi,
+  ListWatch,
+  PatchStrategy,
+  setHeaderOptions,
+  UPDATE,
+  Watch,
+} from '@kubernetes/client-node';
+import { type Logger, pino } from 'pino';
+
+export const WAYPOINT_CLASS = 'istio-waypoint';
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+export const MANAGED_LABEL = 'gateway.istio.io/managed';
+export const MANAGED_VALUE = 'istio.io-mesh-controller';
+const GATEWAY_API = 'gateway.networking.k8s.io/v1';
+
+export interface WaypointControllerOptions {
+  kubeConfig: KubeConfig;
+  /** Image of the waypoint pods. */
+  image: string;
+  /** Container args; `{name}` and `{namespace}` are replaced. Default: `ambit waypoint --kubernetes ...`. */
+  args?: string[];
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** Container resources (requests/limits), passed through. */
+  resources?: Record<string, unknown>;
+  /** Cluster DNS suffix for status hostnames. Default cluster.local. */
+  domainSuffix?: string;
+  /** Retry delay after a failed reconcile (doubles to 30 s). Default 500 ms. */
+  retryMs?: number;
+  logger?: Logger;
+}
+
+export class WaypointControllerError extends Error {
+  constructor(
+    readonly code: 'RECONCILE_FAILED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WaypointControllerError';
+  }
+}
+
+interface GatewayObject extends KubernetesObject {
+  spec?: { gatewayClassName?: string; listeners?: unknown[] };
+  status?: { addresses?: { type?: string; value: string }[]; conditions?: Record<string, unknown>[] };
+}
+
+type Obj = KubernetesObject & Record<string, unknown>;
+
+const DEFAULT_ARGS = ['waypoint', '--kubernetes', '--name', '{name}', '--namespace', '{namespace}'];
+
+const code = (err: unknown) => (err as { code?: number })?.code;
+
+export class WaypointController {
+  readonly #o: WaypointControllerOptions;
+  readonly #log: Logger;
+  readonly #objects: KubernetesObjectApi;
+  readonly #custom: CustomObjectsApi;
+  readonly #core: CoreV1Api;
+  #gateways: ListWatch<GatewayObject> | undefined;
+  #services: ListWatch<Obj> | undefined;
+  readonly #queue = new Set<string>();
+  readonly #retryDelay = new Map<string, number>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #running: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(opts: WaypointControllerOptions) {
+    this.#o = opts;
+    this.#log = opts.logger ?? pino({ name: 'ambit-waypoint-controller' });
+    this.#objects = KubernetesObjectApi.makeApiClient(opts.kubeConfig);
+    this.#custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#core = opts.kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    const watch = new Watch(this.#o.kubeConfig);
+    const gateways = new ListWatch<GatewayObject>(
+      '/apis/gateway.networking.k8s.io/v1/gateways',
+      watch,
+      async () =>
+        (await this.#custom.listClusterCustomObject({
+          group: 'gateway.networking.k8s.io',
+          version: 'v1',
+          plural: 'gateways',
+        })) as never,
+      false,
+    );
+    const selector = `${MANAGED_LABEL}=${MANAGED_VALUE}`;
+    // Our Services: when the ClusterIP is known (or the Service was deleted by hand), re-reconcile.
+    const services = new ListWatch<Obj>(
+      '/api/v1/services',
+      watch,
+      async () => (await this.#core.listServiceForAllNamespaces({ labelSelector: selector })) as never,
+      false,
+      selector,
+    );
+    this.#gateways = gateways;
+    this.#services = services;
+    const gwKey = (g: KubernetesObject) => `${g.metadata?.namespace}/${g.metadata?.name}`;
+    gateways.on(ADD, (g) => this.#enqueue(gwKey(g)));
+    gateways.on(UPDATE, (g) => this.#enqueue(gwKey(g)));
+    gateways.on(DELETE, (g) =>
+      this.#log.info({ gateway: gwKey(g) }, 'waypoint: gateway deleted; owned objects are garbage-collected'),
+    );
+    const owner = (s: Obj) => {
+      const name = (s.metadata?.labels as Record<string, string> | undefined)?.[GATEWAY_NAME_LABEL];
+      if (name) this.#enqueue(`${s.metadata?.namespace}/${name}`);
+    };
+    services.on(UPDATE, owner);
+    services.on(DELETE, owner);
+    for (const inf of [gateways, services] as ListWatch<never>[]) {
+      inf.on(ERROR, (err: unknown) => {
+        if (this.#stopped) return;
+        this.#log.warn(
+          { err: (err as Error)?.message?.split('\n')[0] },
+          'waypoint controller: watch failed; restarting',
+        );
+        this.#later(() => void inf.start().catch(() => {}), 1000);
+      });
+    }
+    await services.start();
+    await gateways.start();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    await this.#gateways?.stop();
+    await this.#services?.stop();
+    await this.#running;
+  }
+
+  /** Resolves when the work queue is empty (tests, status). */
+  async idle(): Promise<void> {
+    for (let i = 0; i < 1000 && (this.#running || this.#queue.size > 0); i++)
+      await (this.#running ?? new Promise((r) => setTimeout(r, 5)));
+  }
+
+  #later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      if (!this.#stopped) fn();
+    }, ms);
+    t.unref();
+    this.#timers.add(t);
+  }
+
+  #enqueue(key: string): void {
+    if (this.#stopped) return;
+    this.#queue.add(key);
+    this.#running ??= this.#drain().finally(() => {
+      this.#running = undefined;
+    });
+  }
+
+  async #drain(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    while (this.#queue.size > 0 && !this.#stopped) {
+      const key = this.#queue.values().next().value as string;
+      this.#queue.delete(key);
+      try {
+        await this.reconcile(key);
+        this.#retryDelay.delete(key);
+      } catch (err) {
+        const delay = Math.min(30_000, (this.#retryDelay.get(key) ?? (this.#o.retryMs ?? 500) / 2) * 2);
+        this.#retryDelay.set(key, delay);
+        this.#log.warn(
+          { gateway: key, err: (err as Error).message.split('\n')[0], retryInMs: delay },
+          'waypoint: reconcile failed',
+        );
+        this.#later(() => this.#enqueue(key), delay);
+      }
+    }
+  }
+
+  /** Brings one Gateway's objects and status to the desired state. `key` is `namespace/name`. */
+  async reconcile(key: string): Promise<void> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const gw = this.#gateways?.get(name, namespace);
+    if (!gw || gw.spec?.gatewayClassName !== WAYPOINT_CLASS) return;
+    const owner = {
+      apiVersion: GATEWAY_API,
+      kind: 'Gateway',
+      name,
+      uid: gw.metadata?.uid ?? '',
+    };
+    if (!owner.uid) throw new WaypointControllerError('RECONCILE_FAILED', `Gateway ${key} has no uid`);
+    const labels = { [GATEWAY_NAME_LABEL]: name, [MANAGED_LABEL]: MANAGED_VALUE };
+    await this.#ensure(serviceAccountFor(name, namespace, labels, owner));
+    await this.#ensure(deploymentFor(name, namespace, labels, owner, this.#o));
+    const svc = await this.#ensure(serviceFor(name, namespace, labels, owner));
+    await this.#writeStatus(gw, svc);
+  }
+
+  /** Creates `desired`, or replaces what exists when the fields we own differ. Returns the live object. */
+  async #ensure(desired: Obj): Promise<Obj> {
+    const ref = {
+      apiVersion: desired.apiVersion as string,
+      kind: desired.kind as string,
+      metadata: { name: desired.metadata?.name ?? '', namespace: desired.metadata?.namespace ?? '' },
+    };
+    let live: Obj | undefined;
+    try {
+      live = (await this.#objects.read(ref)) as Obj;
+    } catch (err) {
+      if (code(err) !== 404) throw err;
+    }
+    if (!live) {
+      try {
+        const created = (await this.#objects.create(desired)) as Obj;
+        this.#log.info(
+          { kind: desired.kind, object: `${ref.metadata.namespace}/${ref.metadata.name}` },
+          'waypoint: created',
+        );
+        return created;
+      } catch (err) {
+        if (code(err) !== 409) throw err;
+        live = (await this.#objects.read(ref)) as Obj;
+      }
+    }
+    const merged = preserveLiveFields(desired, live);
+    if (ownedFieldsEqual(merged, live)) return live;
+    merged.metadata = { ...merged.metadata, resourceVersion: live.metadata?.resourceVersion };
+    const replaced = (await this.#objects.replace(merged)) as Obj;
+    this.#log.info(
+      { kind: desired.kind, object: `${ref.metadata.namespace}/${ref.metadata.name}` },
+      'waypoint: updated',
+    );
+    return replaced;
+  }
+
+  async #writeStatus(gw: GatewayObject, svc: Obj): Promise<void> {
+    const name = gw.metadata?.name ?? '';
+    const namespace = gw.metadata?.namespace ?? '';
+    const spec = (svc.spec ?? {}) as { clusterIP?: string };
+    const addresses: { type: string; value: string }[] = [];
+    if (spec.clusterIP && spec.clusterIP !== 'None')
+      addresses.push({ type: 'IPAddress', value: spec.clusterIP });
+    addresses.push({
+      type: 'Hostname',
+      value: `${name}.${namespace}.svc.${this.#o.domainSuffix ?? 'cluster.local'}`,
+    });
+    const generation = gw.metadata?.generation;
+    const prev = gw.status?.conditions ?? [];
+    const condition = (type: string, reason: string, message: string) => {
+      const old = prev.find((c) => c.type === type);
+      const same =
+        old && old.status === 'True' && old.reason === reason && old.observedGeneration === generation;
+      return {
+        type,
+        status: 'True',
+        reason,
+        message,
+        observedGeneration: generation,
+        lastTransitionTime: same
+          ? old.lastTransitionTime
+          : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      };
+    };
+    const status = {
+      addresses,
+      conditions: [
+        condition('Accepted', 'Accepted', 'Resource accepted'),
+        condition(
+          'Programmed',
+          'Programmed',
+          `Resources for waypoint ${name} are created (Deployment, Service, ServiceAccount)`,
+        ),
+      ],
+    };
+    if (
+      JSON.stringify(status) ===
+      JSON.stringify({ addresses: gw.status?.addresses, conditions: gw.status?.conditions })
+    )
+      return;
+    await this.#custom.patchNamespacedCustomObjectStatus(
+      {
+        group: 'gateway.networking.k8s.io',
+        version: 'v1',
+        namespace,
+        plural: 'gateways',
+        name,
+        body: { status },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+}
+
+type Owner = { apiVersion: string; kind: string; name: string; uid: string };
+
+function meta(name: string, namespace: string, labels: Record<string, string>, owner: Owner) {
+  return { name, namespace, labels: { ...labels }, ownerReferences: [{ ...owner }] };
+}
+
+export function serviceAccountFor(
+  name: string,
+  namespace: string,
+  labels: Record<string, string>,
+  owner: Owner,
+): Obj {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(name, namespace, labels, owner) } as Obj;
+}
+
+export function serviceFor(
+  name: string,
+  namespace: string,
+  labels: Record<string, string>,
+  owner: Owner,
+): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(name, namespace, labels, owner),
+    spec: {
+      type: 'ClusterIP',
+      selector: { [GATEWAY_NAME_LABEL]: name },
+      ports: [
+        { name: 'status-port', port: 15021, protocol: 'TCP', targetPort: 15021 },
+        { name: 'mesh', port: 15008, protocol: 'TCP', targetPort: 15008, appProtocol: 'all' },
+        { name: 'metrics', port: 15020, protocol: 'TCP', targetPort: 15020 },
+      ],
+    },
+  } as Obj;
+}
+
+export function deploymentFor(
+  name: string,
+  namespace: string,
+  labels: Record<string, string>,
+  owner: Owner,
+  o: Pick<WaypointControllerOptions, 'image' | 'args' | 'imagePullPolicy' | 'resources'>,
+): Obj {
+  const args = (o.args ?? DEFAULT_ARGS).map((a) =>
+    a.replaceAll('{name}', name).replaceAll('{namespace}', namespace),
+  );
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: meta(name, namespace, labels, owner),
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { [GATEWAY_NAME_LABEL]: name } },
+      template: {
+        metadata: {
+          labels: { ...labels, 'istio.io/dataplane-mode': 'none' },
+          annotations: {
+            'prometheus.io/scrape': 'true',
+            'prometheus.io/port': '15020',
+            'prometheus.io/path': '/stats/prometheus',
+          },
+        },
+        spec: {
+          serviceAccountName: name,
+          terminationGracePeriodSeconds: 30,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 1337,
+            runAsGroup: 1337,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'waypoint',
+              image: o.image,
+              imagePullPolicy: o.imagePullPolicy ?? 'IfNotPresent',
+              args,
+              ports: [
+                { name: 'mesh', containerPort: 15008, protocol: 'TCP' },
+                { name: 'status-port', containerPort: 15021, protocol: 'TCP' },
+                { name: 'metrics', containerPort: 15020, protocol: 'TCP' },
+              ],
+              env: [
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                {
+                  name: 'SERVICE_ACCOUNT',
+                  valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } },
+                },
+              ],
+              readinessProbe: { httpGet: { path: '/healthz/ready', port: 15021 }, periodSeconds: 5 },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              ...(o.resources ? { resources: o.resources } : {}),
+              volumeMounts: [
+                { name: 'istio-token', mountPath: '/var/run/secrets/tokens', readOnly: true },
+                { name: 'istiod-ca-cert', mountPath: '/var/run/secrets/istio', readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            {
+              // The CA token: audience istio-ca, re-read by the cert client on every request (kubelet rotates it).
+              name: 'istio-token',
+              projected: {
+                sources: [
+                  {
+                    serviceAccountToken: {
+                      audience: 'istio-ca',
+                      expirationSeconds: 43200,
+                      path: 'istio-token',
+                    },
+                  },
+                ],
+              },
+            },
+            { name: 'istiod-ca-cert', configMap: { name: 'istio-ca-root-cert' } },
+          ],
+        },
+      },
+    },
+  } as Obj;
+}
+
+/** Fields the cluster owns on live objects that a replace must keep. */
+function preserveLiveFields(desired: Obj, live: Obj): Obj {
+  const out = structuredClone(desired);
+  if (desired.kind === 'Service') {
+    const ls = (live.spec ?? {}) as Record<string, unknown>;
+    const ds = out.spec as Record<string, unknown>;
+    if (ls.clusterIP) ds.clusterIP = ls.clusterIP;
+    if (ls.clusterIPs) ds.clusterIPs = ls.clusterIPs;
+  }
+  if (desired.kind === 'Deployment') {
+    const lr = (live.spec as { replicas?: number } | undefined)?.replicas;
+    if (lr !== undefined) (out.spec as { replicas?: number }).replicas = lr;
+  }
+  return out;
+}
+
+/** Compares the labels, ownerReferences and spec we set (not fields the server defaults or adds). */
+function ownedFieldsEqual(desired: Obj, live: Obj): boolean {
+  const sub = (want: unknown, have: unknown): boolean => {
+    if (want === null || typeof want !== 'object') return want === have;
+    if (Array.isArray(want))
+      return Array.isArray(have) && want.length === have.length && want.every((w, i) => sub(w, have[i]));
+    if (have === null || typeof have !== 'object') return false;
+    return Object.entries(want).every(([k, v]) => sub(v, (have as Record<string, unknown>)[k]));
+  };
+  const dm = desired.metadata ?? {};
+  const lm = live.metadata ?? {};
+  return (
+    sub(dm.labels, lm.labels) && sub(dm.ownerReferences, lm.ownerReferences) && sub(desired.spec, live.spec)
+  );
+}
