@@ -238,3 +238,70 @@ export class WaypointProxy {
     });
   }
 }
+
+export interface RunWaypointOptions extends WaypointConfigInput {
+  /** Manifest directory that is the cluster (watched). */
+  manifestsDir: string;
+  /** CA gRPC address host:port. */
+  caAddress: string;
+  /** PEM roots that signed the CA's serving certificate. */
+  caRootFile: string;
+  /** Token presented to the CA; it must map to this waypoint's own identity (no impersonation). */
+  tokenFile: string;
+}
+
+/** `ambit waypoint`: state from the manifest directory, its own certificate from the CA, then serve. */
+export async function runWaypoint(
+  opts: RunWaypointOptions,
+): Promise<{ waypoint: WaypointProxy; stop(): Promise<void> }> {
+  const { ManifestSource } = await import('../core/sources/manifests.js');
+  const { CaClient } = await import('../ca/client/ca-client.js');
+  const { CertificateManager } = await import('../ca/client/cert-manager.js');
+  const { HboneClientPool } = await import('../core/hbone/client-pool.js');
+  const { readFile } = await import('node:fs/promises');
+  const config = resolveConfig(opts);
+  const logger = pino({ level: config.logLevel, base: { component: 'waypoint' } });
+  const source = new ManifestSource(opts.manifestsDir, {
+    logger: logger.child({ scope: 'manifests' }),
+    translatorOptions: { trustDomain: config.trustDomain },
+  });
+  await source.start();
+  const ca = new CaClient({
+    address: opts.caAddress,
+    rootsPem: () => readFile(opts.caRootFile, 'utf8'),
+    token: async () => (await readFile(opts.tokenFile, 'utf8')).trim(),
+    clusterId: config.clusterId,
+  });
+  // A waypoint asks for its OWN identity with its own token: no ImpersonatedIdentity.
+  const manager = new CertificateManager({
+    source: ca,
+    impersonate: false,
+    logger: logger.child({ scope: 'certificates' }),
+  });
+  const certificates: WaypointCertificates = {
+    fetch: (id) => manager.fetch(id),
+    close: () => {
+      manager.close();
+      ca.close();
+    },
+  };
+  const pool = new HboneClientPool({
+    certificateFor: (id) => certificates.fetch(id),
+    logger: logger.child({ scope: 'hbone-client' }),
+  });
+  const waypoint = new WaypointProxy(opts, { state: source.state, certificates, hbone: pool, logger });
+  try {
+    await waypoint.start();
+  } catch (err) {
+    await waypoint.close();
+    await source.stop();
+    throw err;
+  }
+  return {
+    waypoint,
+    stop: async () => {
+      await waypoint.close(5000);
+      await source.stop();
+    },
+  };
+}

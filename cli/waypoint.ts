@@ -1,0 +1,116 @@
+// `ambit waypoint`: runs the L7 proxy for one waypoint Gateway (identity spiffe://<td>/ns/<ns>/sa/<name>)
+// against a manifest directory and the CA; `ambit waypoint apply` writes the Gateway that declares one,
+// like `istioctl waypoint apply` (print it with -o yaml, or write it into the manifest directory with --out).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { gatewayManifestYaml } from '../waypoint/gateway-manifest.js';
+import { runWaypoint } from '../waypoint/waypoint.js';
+
+interface RunFlags {
+  name?: string;
+  namespace?: string;
+  manifests?: string;
+  ca?: string;
+  caRoot?: string;
+  token?: string;
+  trustDomain?: string;
+  listen?: string;
+  port?: string;
+  statsPort?: string;
+  logLevel: string;
+}
+
+function int(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new Error(`waypoint: --${name} ${JSON.stringify(v)} is not a port number 0..65535`);
+  }
+  return n;
+}
+
+function required(flag: string, v: string | undefined): string {
+  if (!v) throw new Error(`waypoint: --${flag} is required`);
+  return v;
+}
+
+export function registerWaypoint(program: Command): void {
+  const wp = program
+    .command('waypoint')
+    .description('run a waypoint (L7 proxy for a Gateway of class istio-waypoint), or write its Gateway')
+    .option('--name <name>', 'Gateway name = service account of the waypoint identity', 'waypoint')
+    .option('-n, --namespace <ns>', 'namespace of the Gateway')
+    .option('-m, --manifests <dir>', 'manifest directory that is the cluster (watched)')
+    .option('--ca <host:port>', 'CA gRPC address (CA_ADDRESS)')
+    .option('--ca-root <file>', 'PEM roots that signed the CA serving certificate')
+    .option('--token <file>', "token presented to the CA, mapped to the waypoint's own identity")
+    .option('--trust-domain <td>', 'mesh trust domain (TRUST_DOMAIN)')
+    .option('--listen <addr>', 'HBONE listen address', '0.0.0.0')
+    .option('--port <port>', 'HBONE port (the Gateway mesh listener)', '15008')
+    .option('--stats-port <port>', 'Prometheus /metrics and /healthz/ready port', '15020')
+    .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
+    .action(async (f: RunFlags) => {
+      const { waypoint, stop } = await runWaypoint({
+        name: required('name', f.name),
+        namespace: required('namespace', f.namespace),
+        manifestsDir: required('manifests', f.manifests),
+        caAddress: required('ca', f.ca),
+        caRootFile: required('ca-root', f.caRoot),
+        tokenFile: required('token', f.token),
+        ...(f.trustDomain ? { trustDomain: f.trustDomain } : {}),
+        listenAddress: f.listen ?? '0.0.0.0',
+        listenPort: int('port', f.port) ?? 15008,
+        statsPort: int('stats-port', f.statsPort) ?? 15020,
+        logLevel: (f.logLevel === 'off' ? 'silent' : f.logLevel) as 'info',
+      });
+      const shutdown = (): void => {
+        void stop().finally(() => process.exit(0));
+      };
+      process.once('SIGTERM', shutdown);
+      process.once('SIGINT', shutdown);
+      // Tests and `ambit demo` start the waypoint as a child with an IPC channel: tell the parent we are up.
+      process.send?.({ ready: true, ports: waypoint.ports });
+    });
+
+  wp.command('apply')
+    .description('write the Gateway that declares a waypoint, like `istioctl waypoint apply`')
+    // -n and --name are the parent's options too; commander hands them to whichever parses first, so the
+    // action reads both levels (optsWithGlobals).
+    .option('-n, --namespace <ns>', 'namespace of the waypoint (required)')
+    .option('--name <name>', 'waypoint (Gateway) name (default: waypoint)')
+    .option('--for <type>', 'traffic type: service | workload | all | none', 'service')
+    .option('--revision <rev>', 'istio.io/rev label')
+    .option('-o, --output <format>', 'print the manifest instead of writing it: yaml')
+    .option('--out <dir>', 'write <dir>/waypoint-<ns>-<name>.yaml (a manifest directory is the cluster)')
+    .action((_local: unknown, cmd: Command) => {
+      const f = cmd.optsWithGlobals() as {
+        namespace?: string;
+        name?: string;
+        for: string;
+        revision?: string;
+        output?: string;
+        out?: string;
+      };
+      const namespace = required('namespace', f.namespace);
+      const name = f.name ?? 'waypoint';
+      if (f.output !== undefined && f.output !== 'yaml') {
+        throw new Error(`waypoint apply: -o ${JSON.stringify(f.output)}: only yaml is supported`);
+      }
+      if (!f.output && !f.out) throw new Error('waypoint apply: give -o yaml to print or --out DIR to write');
+      const text = gatewayManifestYaml({
+        name,
+        namespace,
+        waypointFor: f.for,
+        ...(f.revision ? { revision: f.revision } : {}),
+      });
+      if (f.output === 'yaml') process.stdout.write(text);
+      if (f.out) {
+        mkdirSync(f.out, { recursive: true });
+        const file = join(f.out, `waypoint-${namespace}-${name}.yaml`);
+        writeFileSync(file, text);
+        // istioctl's wording.
+        process.stderr.write(`✅ waypoint ${namespace}/${name} applied (${file})\n`);
+      }
+    });
+}
