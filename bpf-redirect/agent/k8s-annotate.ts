@@ -1,0 +1,175 @@
+// The pod annotation `ambient.istio.io/redirection`, written by the node agent when it runs with a
+// Kubernetes source, as istio-cni does (istio/istio cni/pkg/nodeagent: AnnotateEnrolledPod /
+// AnnotateUnenrollPod, annotation.AmbientRedirection):
+// - `enabled`  — the pod's traffic is steered to ztunnel (its capture entry is programmed);
+// - `pending`  — the pod is enrolled but not programmed yet (its veth/route is not there yet);
+// - removed    — the pod is not (or no longer) captured (DRAIN or NONE).
+// Operators and tools (`istioctl ztunnel-config workloads`, kubectl) read it to see which pods the
+// data plane actually captures, as opposed to which ones are merely labelled.
+//
+// The agent is followed through its public status() (pods with their state), so the agent itself needs
+// no Kubernetes code: `followAgent(agent, annotator)`. Writes are JSON merge patches on the pod's
+// annotations only, serialized, deduplicated against what was last written, retried with backoff;
+// a pod that is gone (404) is simply forgotten.
+import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+export const REDIRECTION_ANNOTATION = 'ambient.istio.io/redirection';
+export type RedirectionState = 'enabled' | 'pending';
+
+/** The part of the agent's PodStatus this module reads. */
+export interface AnnotatedPodStatus {
+  name: string;
+  namespace: string;
+  /** CAPTURE / DRAIN / NONE / PENDING (podStateName). */
+  state: string;
+  /** Set while the pod is known but cannot be programmed yet. */
+  pending?: string;
+}
+
+/** What the annotation should say for a pod, or undefined to remove it. */
+export function redirectionOf(p: AnnotatedPodStatus): RedirectionState | undefined {
+  const s = p.state.toUpperCase();
+  if (s === 'CAPTURE') return p.pending ? 'pending' : 'enabled';
+  if (s === 'PENDING') return 'pending';
+  return undefined;
+}
+
+export interface RedirectionAnnotatorOptions {
+  kubeConfig: KubeConfig;
+  /** First retry delay after a failed write (doubles, capped at 30 s). Default 500 ms. */
+  retryMs?: number;
+  logger?: Logger;
+}
+
+type Want = RedirectionState | null;
+
+export class RedirectionAnnotator {
+  readonly #api: CoreV1Api;
+  readonly #o: RedirectionAnnotatorOptions;
+  /** ns/name → what the annotation should be (null = absent). */
+  readonly #desired = new Map<string, Want>();
+  /** ns/name → what we last wrote successfully. */
+  readonly #written = new Map<string, Want>();
+  readonly #retryDelay = new Map<string, number>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #running: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(opts: RedirectionAnnotatorOptions) {
+    this.#o = opts;
+    this.#api = opts.kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  /** Sets every listed pod's annotation from its status; pods no longer listed are forgotten. */
+  update(pods: readonly AnnotatedPodStatus[]): void {
+    const seen = new Set<string>();
+    for (const p of pods) {
+      const key = `${p.namespace}/${p.name}`;
+      seen.add(key);
+      this.set(p.namespace, p.name, redirectionOf(p));
+    }
+    for (const key of [...this.#desired.keys()])
+      if (!seen.has(key)) {
+        // The pod left this node's view (deleted or moved): nothing to annotate.
+        this.#desired.delete(key);
+        this.#written.delete(key);
+      }
+  }
+
+  /** Sets one pod's annotation (undefined removes it). */
+  set(namespace: string, name: string, state: RedirectionState | undefined): void {
+    const key = `${namespace}/${name}`;
+    const want: Want = state ?? null;
+    this.#desired.set(key, want);
+    // A pod never annotated needs no removal.
+    if (this.#written.get(key) === want || (want === null && !this.#written.has(key))) return;
+    this.#kick();
+  }
+
+  /** Resolves when every desired annotation is written (or pending a retry timer). */
+  async idle(): Promise<void> {
+    for (let i = 0; i < 1000 && this.#running; i++) await this.#running;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+  }
+
+  #kick(): void {
+    if (this.#stopped) return;
+    this.#running ??= this.#drain().finally(() => {
+      this.#running = undefined;
+    });
+  }
+
+  async #drain(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    for (let guard = 0; guard < 100_000 && !this.#stopped; guard++) {
+      const next = [...this.#desired].find(
+        ([k, want]) =>
+          this.#written.get(k) !== want &&
+          !(want === null && !this.#written.has(k)) &&
+          !this.#retryDelay.has(k),
+      );
+      if (!next) return;
+      const [key, want] = next;
+      const [namespace, name] = key.split('/') as [string, string];
+      try {
+        await this.#api.patchNamespacedPod(
+          { namespace, name, body: { metadata: { annotations: { [REDIRECTION_ANNOTATION]: want } } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        this.#written.set(key, want);
+        this.#o.logger?.debug({ pod: key, [REDIRECTION_ANNOTATION]: want }, 'pod annotated');
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) {
+          this.#desired.delete(key);
+          this.#written.delete(key);
+          continue;
+        }
+        const delay = Math.min(30_000, (this.#o.retryMs ?? 500) * 2 ** Math.min(10, this.#attempts(key)));
+        this.#retryDelay.set(key, delay);
+        this.#o.logger?.warn(
+          { pod: key, err: (err as Error).message.split('\n')[0], retryInMs: delay },
+          'could not annotate pod',
+        );
+        const t = setTimeout(() => {
+          this.#timers.delete(t);
+          this.#retryDelay.delete(key);
+          this.#kick();
+        }, delay);
+        t.unref();
+        this.#timers.add(t);
+      }
+    }
+  }
+
+  readonly #attemptCount = new Map<string, number>();
+  #attempts(key: string): number {
+    const n = this.#attemptCount.get(key) ?? 0;
+    this.#attemptCount.set(key, n + 1);
+    return n;
+  }
+}
+
+/**
+ * Follows an agent's status (polled: the agent re-derives it on every reconcile) and keeps the
+ * annotations equal to it. Returns a function that stops following.
+ */
+export function followAgent(
+  agent: { status(): { pods: readonly AnnotatedPodStatus[] } | undefined },
+  annotator: RedirectionAnnotator,
+  intervalMs = 500,
+): () => void {
+  const tick = () => {
+    const s = agent.status();
+    if (s) annotator.update(s.pods);
+  };
+  tick();
+  const timer = setInterval(tick, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
