@@ -2,7 +2,15 @@
 // for telemetry. A FIN in one direction becomes end() on the other side (istio/ztunnel src/copy.rs:
 // half-close maps to END_STREAM on HBONE), and an error on either side destroys both: a reset stays a
 // reset. Resolves once both sides are closed, with the first error seen.
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
+
+/** Aborts one side: a TCP socket gets an RST (the app sees ECONNRESET, as behind istio/ztunnel), a stream is destroyed (RST_STREAM). */
+function abort(side: Duplex): void {
+  if (side.destroyed) return;
+  if (side instanceof net.Socket && !side.connecting) side.resetAndDestroy();
+  else side.destroy();
+}
 
 export interface RelayCounters {
   /** Client → server bytes (downstream → upstream). */
@@ -27,7 +35,7 @@ export function relay(downstream: Duplex, upstream: Duplex, counters: RelayCount
       (other: Duplex) =>
       (err: Error): void => {
         firstError ??= err;
-        other.destroy();
+        abort(other);
       };
     downstream.on('data', (b: Buffer) => counters.onRequestBytes(b.length));
     upstream.on('data', (b: Buffer) => counters.onResponseBytes(b.length));
@@ -36,11 +44,11 @@ export function relay(downstream: Duplex, upstream: Duplex, counters: RelayCount
     // A side that closes without a clean end (reset, destroy) takes the other down too; a clean end
     // only half-closes, which pipe() does through end().
     downstream.once('close', () => {
-      if (!downstream.readableEnded || !downstream.writableFinished) upstream.destroy();
+      if (!downstream.readableEnded || !downstream.writableFinished) abort(upstream);
       onClose();
     });
     upstream.once('close', () => {
-      if (!upstream.readableEnded || !upstream.writableFinished) downstream.destroy();
+      if (!upstream.readableEnded || !upstream.writableFinished) abort(downstream);
       onClose();
     });
     // Once both directions have ended, close both (a socket with allowHalfOpen stays open otherwise).

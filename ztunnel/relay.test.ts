@@ -1,0 +1,85 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { relay } from './relay.js';
+
+const servers: net.Server[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
+
+function listen(onSocket: (s: net.Socket) => void): Promise<number> {
+  const server = net.createServer({ allowHalfOpen: true }, onSocket);
+  servers.push(server);
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+  );
+}
+
+function dial(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** A proxy on loopback that relays each accepted socket to `upstreamPort`, reporting what relay() saw. */
+async function proxy(upstreamPort: number) {
+  const seen: { request: number; response: number; error?: string }[] = [];
+  const port = await listen(async (down) => {
+    const up = await dial(upstreamPort);
+    const counts = { request: 0, response: 0 };
+    const r = await relay(down, up, {
+      onRequestBytes: (n) => {
+        counts.request += n;
+      },
+      onResponseBytes: (n) => {
+        counts.response += n;
+      },
+    });
+    seen.push({ ...counts, ...(r.error ? { error: r.error.message } : {}) });
+  });
+  return { port, seen };
+}
+
+describe('relay', () => {
+  it('maps a client FIN to a half-close upstream and still delivers the answer, counting both ways', async () => {
+    // The server answers only after the client finished sending: it needs the half-close to arrive.
+    const upstream = await listen((s) => {
+      let n = 0;
+      s.on('data', (d: Buffer) => {
+        n += d.length;
+      });
+      s.on('end', () => s.end(`got ${n} bytes`));
+    });
+    const p = await proxy(upstream);
+    const client = await dial(p.port);
+    const payload = Buffer.alloc(300_000, 7);
+    client.end(payload);
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      client.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      client.on('end', () => resolve(text));
+    });
+    expect(answer).toBe('got 300000 bytes');
+    for (let i = 0; i < 100 && p.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(p.seen).toEqual([{ request: 300_000, response: 'got 300000 bytes'.length }]);
+  });
+
+  it('turns an upstream reset into a reset of the client and reports it', async () => {
+    const upstream = await listen((s) => {
+      s.once('data', () => s.resetAndDestroy());
+    });
+    const p = await proxy(upstream);
+    const client = await dial(p.port);
+    const outcome = await new Promise<string>((resolve) => {
+      client.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      client.on('close', () => resolve('closed'));
+      client.write('hello');
+    });
+    expect(outcome).toBe('ECONNRESET');
+    for (let i = 0; i < 100 && p.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(p.seen[0]?.error).toMatch(/ECONNRESET|reset/i);
+  });
+});
