@@ -27,6 +27,7 @@ interface Opts {
   statusFile?: string;
   uplink: string[];
   failOpen?: boolean;
+  holdUnknownPods?: boolean;
   drainGraceMs?: string;
   mark?: string;
   nftPrefix?: string;
@@ -49,6 +50,7 @@ function configFrom(o: Opts): BpfAgentConfig {
   if (o.statusFile) c.statusFile = o.statusFile;
   c.uplinks = o.uplink;
   c.failOpen = o.failOpen === true;
+  c.holdUnknownPods = o.holdUnknownPods !== false;
   if (o.drainGraceMs) c.drainGraceMs = int('--drain-grace-ms', o.drainGraceMs);
   if (o.mark) c.mark = int('--mark', o.mark);
   if (o.nftPrefix) c.nftPrefix = o.nftPrefix;
@@ -120,6 +122,7 @@ export function registerBpfAgent(program: Command): void {
       [],
     )
     .option('--fail-open', 'while ztunnel is down, let enrolled pods connect directly (INSECURE; logged)')
+    .option('--no-hold-unknown-pods', "don't hold SYNs of pod veths the mesh state does not know yet")
     .option('--drain-grace-ms <ms>', 'max time a leaving pod keeps proxied flows steered', '30000')
     .option('--mark <n>', 'packet mark for proxy-owned flows (default 0x400)')
     .option('--nft-prefix <name>', 'prefix of the nftables tables the agent owns', 'ambit')

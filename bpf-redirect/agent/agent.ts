@@ -15,7 +15,7 @@ import { runCommand } from './command.js';
 import type { BpfAgentConfig } from './config.js';
 import { EbpfCapture } from './ebpf-capture.js';
 import { BpfAgentError } from './errors.js';
-import { POD_CAPTURE, POD_DRAIN, POD_NONE, type PodState, podStateName } from './maps.js';
+import { POD_CAPTURE, POD_DRAIN, POD_NONE, POD_PENDING, type PodState, podStateName } from './maps.js';
 import { NftCapture } from './nft-capture.js';
 import { type NodePodSource, readLinksAndRoutes } from './pods.js';
 
@@ -42,6 +42,8 @@ export interface AgentStatus {
   generation: number;
   pods: PodStatus[];
   uplinks: string[];
+  /** Pod veths held (SYNs dropped) until the state knows their pod. */
+  unknownPodVeths: { ip: string; dev: string }[];
   devices: string[];
   createdQdiscs: string[];
   counters: Record<string, number>;
@@ -246,12 +248,27 @@ export class BpfAgent {
     }
     for (const ip of [...this.tracked.keys()]) if (!seen.has(ip)) this.tracked.delete(ip);
 
-    const podDevs = new Set(desired.map((p) => p.dev));
     let uplinkNames = this.cfg.uplinks;
     if (uplinkNames.length === 0) {
       const defaults = gatewayDevs.filter((g) => g.isDefault).map((g) => g.dev);
       uplinkNames = [...new Set(defaults.length ? defaults : gatewayDevs.map((g) => g.dev))];
     }
+    // Pod veths (a /32 route onto a veth into another netns) whose pod the state does not know yet.
+    const unknown: { ip: string; dev: string }[] = [];
+    if (this.cfg.holdUnknownPods) {
+      const known = new Set(desired.map((p) => p.dev));
+      for (const [ip, dev] of hostRoutes) {
+        const link = links.get(dev);
+        // Only the host side of a veth into another netns can be a pod; never an uplink.
+        if (seen.has(ip) || known.has(dev) || uplinkNames.includes(dev) || !link?.podVeth) continue;
+        desired.push({ ip, state: POD_PENDING, dev, ifindex: link.ifindex });
+        unknown.push({ ip, dev });
+        known.add(dev);
+      }
+      if (unknown.length > 0)
+        this.log.info({ unknown }, 'holding SYNs of pod veths the mesh state does not know yet');
+    }
+    const podDevs = new Set(desired.map((p) => p.dev));
     const uplinks: Uplink[] = [];
     for (const name of uplinkNames) {
       const l = links.get(name);
@@ -274,6 +291,7 @@ export class BpfAgent {
       generation: this.generation,
       pods: statuses.sort((a, b) => a.ip.localeCompare(b.ip)),
       uplinks: uplinks.map((u) => u.dev),
+      unknownPodVeths: unknown,
       devices: att.devices,
       createdQdiscs: att.createdQdiscs,
       counters,

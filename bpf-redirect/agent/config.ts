@@ -33,6 +33,11 @@ export interface BpfAgentConfig {
   uplinks: string[];
   /** Let SYNs of enrolled pods go direct when the proxy is down (Istio has no such switch: off). */
   failOpen: boolean;
+  /** Hold (drop) SYNs from a pod veth (a /32 route to a veth) whose pod the mesh state does not know
+   *  yet, until it does: no bypass even if an app starts before the agent learns of its pod
+   *  (istio/istio#48286). Costs a non-enrolled pod's very first connections up to a SYN retry (1 s)
+   *  in that window. Default true. */
+  holdUnknownPods: boolean;
   /** How long a DRAINing pod keeps its proxied flows steered before the entry goes (default 30 s);
    *  earlier if the node netns holds no socket of that pod any more. */
   drainGraceMs: number;
@@ -66,6 +71,7 @@ export function defaultConfig(node: string): BpfAgentConfig {
     tcHandle: 1,
     uplinks: [],
     failOpen: false,
+    holdUnknownPods: true,
     drainGraceMs: 30_000,
     resyncMs: 2_000,
     nftPrefix: 'ambit',

@@ -7,8 +7,10 @@ import { BpfAgentError } from './errors.js';
 export const POD_NONE = 0;
 export const POD_CAPTURE = 1;
 export const POD_DRAIN = 2;
-export type PodState = typeof POD_NONE | typeof POD_CAPTURE | typeof POD_DRAIN;
-export const podStateName = (s: number): string => ['NONE', 'CAPTURE', 'DRAIN'][s] ?? `UNKNOWN(${s})`;
+export const POD_PENDING = 3;
+export type PodState = typeof POD_NONE | typeof POD_CAPTURE | typeof POD_DRAIN | typeof POD_PENDING;
+export const podStateName = (s: number): string =>
+  ['NONE', 'CAPTURE', 'DRAIN', 'PENDING'][s] ?? `UNKNOWN(${s})`;
 
 export const IFACE_POD = 1;
 export const IFACE_UPLINK = 2;
@@ -24,6 +26,7 @@ export const STAT_NAMES = [
   'fail_open',
   'assign_failed',
   'spoofed',
+  'held_unknown_pod',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 

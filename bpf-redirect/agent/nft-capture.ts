@@ -8,11 +8,17 @@ import type { Logger } from 'pino';
 import type { CaptureBackend, DesiredPod, Uplink } from './capture.js';
 import { parseJson, runCommand } from './command.js';
 import type { BpfAgentConfig } from './config.js';
-import { POD_CAPTURE, POD_NONE, type PodState } from './maps.js';
+import { POD_CAPTURE, POD_NONE, POD_PENDING, type PodState } from './maps.js';
 import { deleteNftTable, ensureMarkRouting, removeMarkRouting, replaceNftTable } from './routing.js';
 
 const SYN = 'tcp flags & (syn | ack) == syn';
-const COUNTERS = ['spoofed', 'assigned_outbound', 'assigned_inbound', 'proxy_missing'] as const;
+const COUNTERS = [
+  'spoofed',
+  'assigned_outbound',
+  'assigned_inbound',
+  'proxy_missing',
+  'held_unknown_pod',
+] as const;
 
 export function renderTproxyTable(
   cfg: Pick<BpfAgentConfig, 'mark' | 'outboundPort' | 'inboundPort' | 'hbonePort' | 'failOpen'>,
@@ -35,6 +41,11 @@ export function renderTproxyTable(
       pods.map((p) => `${p.ip} . "${p.dev}"`),
     ),
     set('capture', 'ipv4_addr', capture),
+    set(
+      'pending',
+      'ipv4_addr',
+      pods.filter((p) => p.state === POD_PENDING).map((p) => p.ip),
+    ),
     ...COUNTERS.map((c) => `  counter ${c} {}`),
     // raw (-300) runs before conntrack and kube-proxy's DNAT (-100). Captured SYNs and every packet of
     // a flow a transparent socket owns skip conntrack, so the proxy's sockets are keyed by the address
@@ -47,6 +58,8 @@ export function renderTproxyTable(
     // Anti-spoofing, as the eBPF veth-ifindex check: a pod's packets carry its IP, on its veth only.
     '    iifname @podifs ip saddr . iifname != @podsrc counter name spoofed drop',
     '    ip saddr @podips ip saddr . iifname != @podsrc counter name spoofed drop',
+    // A pod veth whose pod the state does not know yet: hold its SYNs (no bypass at pod start).
+    `    iifname @podifs ip saddr @pending ${SYN} counter name held_unknown_pod drop`,
     `    meta l4proto tcp socket transparent 1 meta mark set ${mark} notrack`,
     `    iifname @podifs ip saddr @capture ${SYN} notrack`,
     `    ip daddr @capture ${SYN} notrack`,

@@ -46,6 +46,8 @@ export function meshStatePods(state: MeshState, node: string): NodePodSource {
 export interface LinkInfo {
   ifname: string;
   ifindex: number;
+  /** A veth whose peer lives in another network namespace: the host side of a pod. */
+  podVeth: boolean;
 }
 
 /** Interfaces of this netns by name, and the device of each /32 (host) route and of gateway routes. */
@@ -55,12 +57,19 @@ export async function readLinksAndRoutes(): Promise<{
   gatewayDevs: { dev: string; isDefault: boolean }[];
 }> {
   const [linksJson, routesJson] = await Promise.all([
-    runCommand('ip', ['-j', 'link', 'show']),
+    runCommand('ip', ['-j', '-d', 'link', 'show']),
     runCommand('ip', ['-j', '-4', 'route', 'show', 'table', 'main']),
   ]);
   const links = new Map<string, LinkInfo>();
-  for (const l of parseJson<{ ifname: string; ifindex: number }[]>('ip link show', linksJson) ?? []) {
-    links.set(l.ifname, { ifname: l.ifname, ifindex: l.ifindex });
+  type LinkJson = {
+    ifname: string;
+    ifindex: number;
+    link_netnsid?: number;
+    linkinfo?: { info_kind?: string };
+  };
+  for (const l of parseJson<LinkJson[]>('ip link show', linksJson) ?? []) {
+    const podVeth = l.linkinfo?.info_kind === 'veth' && l.link_netnsid !== undefined;
+    links.set(l.ifname, { ifname: l.ifname, ifindex: l.ifindex, podVeth });
   }
   const hostRoutes = new Map<string, string>();
   const gatewayDevs: { dev: string; isDefault: boolean }[] = [];

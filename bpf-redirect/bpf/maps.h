@@ -9,6 +9,9 @@
 #define POD_NONE 0    /* known local pod, not in the mesh: only anti-spoofing applies */
 #define POD_CAPTURE 1 /* enrolled: new connections go to the proxy */
 #define POD_DRAIN 2   /* leaving: flows the proxy owns keep flowing, new ones go direct */
+#define POD_PENDING 3 /* a new pod veth the mesh state does not know yet: its SYNs are held (dropped,
+		       * the client retries) until the agent knows whether it is enrolled, so an app that
+		       * starts before the agent learns of its pod cannot bypass capture (istio#48286) */
 
 /* ambit_ifaces value.kind */
 #define IFACE_POD 1    /* host side of a pod veth: every IPv4 source must be the pod's IP */
@@ -43,6 +46,7 @@ enum ambit_stat {
 	STAT_FAIL_OPEN,        /* no listener: sent direct because fail_open = 1 */
 	STAT_ASSIGN_FAILED,    /* bpf_sk_assign refused: dropped */
 	STAT_SPOOFED,          /* source IP does not belong to the veth it came from: dropped */
+	STAT_HELD_UNKNOWN,     /* SYN from a pod the agent does not know yet: dropped, client retries */
 	STAT_MAX,
 };
 

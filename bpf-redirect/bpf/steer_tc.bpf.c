@@ -13,6 +13,8 @@
  * mark too. Packets of flows that started before enrollment are left alone (no socket, not a SYN), so
  * enrolling never breaks a live connection; DRAIN stops new captures but keeps proxied flows flowing.
  * No listener (proxy down): drop the SYN (fail closed) unless cfg.fail_open.
+ * A pod veth the agent found before the mesh state knew its pod (POD_PENDING): its SYNs are dropped
+ * until the pod is known, so no app can connect around the mesh at pod start.
  * Anti-spoofing: a packet whose IPv4 source is not the pod of the veth it arrived on, or that carries
  * a local pod's address on another interface, is dropped and counted (STAT_SPOOFED). */
 #include "vmlinux.h"
@@ -63,7 +65,7 @@ int steer(struct __sk_buff *skb)
 	if (!outbound) {
 		__u32 daddr = ip->daddr;
 		struct pod_info *dst = bpf_map_lookup_elem(&ambit_pods, &daddr);
-		if (!dst || dst->state == POD_NONE)
+		if (!dst || dst->state == POD_NONE || dst->state == POD_PENDING)
 			return TC_ACT_OK; /* neither end enrolled on this node */
 		state = dst->state;
 	}
@@ -93,6 +95,10 @@ int steer(struct __sk_buff *skb)
 	if (!tcp->syn || tcp->ack) {
 		stat_inc(STAT_PASS);
 		return TC_ACT_OK;
+	}
+	if (state == POD_PENDING) {
+		stat_inc(STAT_HELD_UNKNOWN);
+		return TC_ACT_SHOT;
 	}
 	if (state != POD_CAPTURE) {
 		stat_inc(STAT_DRAIN_PASS);

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitReady } from './processes.js';
-import { distPath, HarnessError, type Topology } from './topology.js';
+import { distPath, HarnessError, run, type Topology } from './topology.js';
 
 export interface PodSpec {
   name: string;
@@ -58,6 +58,8 @@ export interface AgentStatusView {
   fallbackReason?: string;
   pods: { name: string; ip: string; state: string; dev?: string; pending?: string }[];
   devices: string[];
+  /** Pod veths whose pod the state does not know yet (their SYNs are held). */
+  unknownPodVeths?: { ip: string; dev: string }[];
   counters: Record<string, number>;
 }
 
@@ -236,4 +238,37 @@ export class Relay {
   acceptedFor(dst: string): RelayEvent[] {
     return this.events.filter((e) => e.dst === dst);
   }
+}
+
+/**
+ * Delete a pod as Kubernetes does: its processes are killed (pass them), its netns goes, and with the
+ * last reference the host veth and its /32 route disappear (waited for, bounded).
+ */
+export async function deletePod(topo: Topology, podName: string, processes: ChildProcess[]): Promise<void> {
+  const pod = topo.pod(podName);
+  await Promise.all(
+    processes.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const t = setTimeout(resolve, 3000);
+          child.once('exit', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          child.kill('SIGKILL');
+        }),
+    ),
+  );
+  await run('ip', ['netns', 'del', pod.ns]);
+  const node = topo.node(pod.node);
+  for (let i = 0; i < 100; i++) {
+    const gone = await topo.exec(node.ns, 'ip', ['-o', 'link', 'show', 'dev', pod.hostVeth]).then(
+      () => false,
+      () => true,
+    );
+    if (gone) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  topo.pods.delete(podName);
 }
