@@ -36,7 +36,16 @@ export function meshStatePods(state: MeshState, node: string): NodePodSource {
           const ip = w.addresses.find((a) => IPV4.test(a));
           if (!ip) return [];
           return [
-            { uid: w.uid, name: w.name, namespace: w.namespace, ip, enrolled: w.tunnelProtocol === 'HBONE' },
+            // A waypoint pod speaks HBONE itself (nativeTunnel) and carries istio.io/dataplane-mode=none:
+            // istio-cni never redirects it, else its own upstream HBONE (and its CA call) would loop
+            // through ztunnel.
+            {
+              uid: w.uid,
+              name: w.name,
+              namespace: w.namespace,
+              ip,
+              enrolled: w.tunnelProtocol === 'HBONE' && !w.nativeTunnel,
+            },
           ];
         }),
     onChange: (listener) => state.onChange(() => listener()),

@@ -44,6 +44,7 @@ export interface UpOptions {
 const START_TIMEOUT_MS = 30_000;
 const CA_PORT = 15012;
 const NODE_TOKEN = (node: string) => `demo-ztunnel-${node}-${process.pid}-token`;
+const WAYPOINT_TOKEN = (pod: string) => `demo-waypoint-${pod}-${process.pid}-token`;
 
 function waitIpcReady(
   child: ChildProcess,
@@ -229,9 +230,15 @@ export async function demoUp(o: UpOptions): Promise<void> {
     state.caAddress = `${first.ip}:${CA_PORT}`;
     const caDir = join(o.dir, 'ca');
     const tokens = join(o.dir, 'ca-tokens.yaml');
+    // Node tokens (ztunnels impersonate their pods' identities) and one token per waypoint, which
+    // asks only for its own identity (its Gateway's service account), as Istio's waypoint pod does.
+    const waypointPods = state.pods.filter((p) => p.run === 'waypoint');
+    const waypointTokens = waypointPods
+      .map((p) => `  - token: ${WAYPOINT_TOKEN(p.name)}\n    identity: ${p.identity}\n`)
+      .join('');
     writeFileSync(
       tokens,
-      `tokens:\n${state.nodes
+      `tokens:\n${waypointTokens}${state.nodes
         .map(
           (n) =>
             `  - token: ${NODE_TOKEN(n.name)}\n    identity: spiffe://cluster.local/ns/istio-system/sa/ztunnel\n    node: ${n.name}\n`,
@@ -241,6 +248,8 @@ export async function demoUp(o: UpOptions): Promise<void> {
     );
     for (const n of state.nodes)
       writeFileSync(join(o.dir, `token-${n.name}`), `${NODE_TOKEN(n.name)}\n`, { mode: 0o600 });
+    for (const p of waypointPods)
+      writeFileSync(join(o.dir, `token-waypoint-${p.name}`), `${WAYPOINT_TOKEN(p.name)}\n`, { mode: 0o600 });
     const ca = spawnRecorded('ca', first.netns, process.execPath, [
       ambit,
       'demo',
@@ -305,6 +314,7 @@ export async function demoUp(o: UpOptions): Promise<void> {
     }
     writeDemoState(state);
     if (state.captureMode === 'ebpf') step('capture: eBPF (tc sk_assign steering) on every node');
+    else if (o.captureMode === 'nftables') step('capture: nftables TPROXY (asked for with --capture nftables)');
     else
       step(
         `capture: nftables TPROXY fallback — eBPF could not load${state.captureFallbackReason ? `: ${state.captureFallbackReason}` : ''}`,
@@ -340,7 +350,6 @@ export async function demoUp(o: UpOptions): Promise<void> {
     );
 
     // 5. The waypoint (a pod of its own, like Istio's waypoint Deployment).
-    const waypointPods = state.pods.filter((p) => p.run === 'waypoint');
     const waypointCli = existsSync(join(root, 'dist', 'cli', 'waypoint.js'));
     if (waypointPods.length > 0 && !waypointCli) {
       state.waypoint = 'unavailable';
@@ -362,6 +371,8 @@ export async function demoUp(o: UpOptions): Promise<void> {
         state.caAddress,
         '--ca-root',
         join(caDir, 'root-cert.pem'),
+        '--token',
+        join(o.dir, `token-waypoint-${wp.name}`),
       ]);
       await waitIpcReady(w.child, `the waypoint ${wp.namespace}/${wp.name}`, w.logFile);
       collector.follow({
