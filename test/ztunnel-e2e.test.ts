@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { assertNoResidue, nsenterArgs, run } from './harness/topology.js';
+import { assertNoResidue, distPath, nsenterArgs, run } from './harness/topology.js';
 import {
   APP_PORT,
   CLIENT_ID,
@@ -42,6 +42,8 @@ describe.skipIf(!root).each(['ebpf', 'nftables'] as const)(
       ]) {
         if (w.ztunnels.get('b')?.child.exitCode === null) await w.waitPolicy('b', key, false);
       }
+      if (w.ztunnels.get('a')?.child.exitCode === null)
+        await w.waitPolicy('a', 'demo/other-allow-nobody', false);
     });
 
     afterAll(async () => {
@@ -300,6 +302,65 @@ spec: { mtls: { mode: ${mode} } }
       });
       expect(ok.status).toBe(200);
       expect((await w.client('a1').whoami(VIP, 80)).line).toMatch(/^peer /);
+    });
+
+    it("applies the destination's inbound policy to a same-node destination", async () => {
+      const a1 = w.client('a1');
+      const ok = await a1.whoami(w.ip('a2'), APP_PORT);
+      expect(ok.line).toMatch(new RegExp(`^peer ${w.ip('a1').replace(/\./g, '\\.')}:`));
+      w.apply(
+        'policy.yaml',
+        `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: other-allow-nobody, namespace: demo }
+spec:
+  selector: { matchLabels: { app: other } }
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: [cluster.local/ns/demo/sa/nobody] } }]
+`,
+      );
+      await w.waitPolicy('a', 'demo/other-allow-nobody', true);
+      expect((await a1.whoami(w.ip('a2'), APP_PORT)).ok).toBe(false);
+      expect(await w.waitLog('a', 'allow policies exist, but none allowed')).toBe(true);
+      w.remove('policy.yaml');
+      await w.waitPolicy('a', 'demo/other-allow-nobody', false);
+    });
+
+    it('is read by ambit ztunnel-config like istioctl ztunnel-config', async () => {
+      const cli = (what: string) =>
+        w.topo.exec(w.node('a').ns, process.execPath, [distPath('cli/ambit.ts'), 'ztunnel-config', what]);
+      const workloads = (await cli('workloads')).stdout;
+      expect(workloads).toMatch(/^NAMESPACE\s+POD NAME\s+ADDRESS\s+NODE\s+WAYPOINT\s+PROTOCOL/);
+      expect(workloads).toMatch(
+        new RegExp(`demo\\s+a1\\s+${w.ip('a1').replace(/\./g, '\\.')}\\s+a\\s+None\\s+HBONE`),
+      );
+      expect(workloads).toMatch(/demo\s+b2\s+\S+\s+b\s+None\s+NONE/);
+      const certs = (await cli('certificates')).stdout;
+      expect(certs).toMatch(
+        /spiffe:\/\/cluster\.local\/ns\/demo\/sa\/client\s+Leaf\s+Available\s+true\s+[0-9a-f]+/,
+      );
+      expect(certs).toMatch(/spiffe:\/\/cluster\.local\/ns\/demo\/sa\/client\s+Root\s+Available/);
+    });
+
+    it('drains the connections of a pod that leaves the mesh, after the deadline', async () => {
+      const a2 = w.client('a2');
+      const c = await a2.connect(VIP, 80);
+      expect((await a2.send(c.conn!, 'before')).line).toBe('before');
+      w.setEnrolled('a2', false);
+      try {
+        // The live connection keeps flowing for the drain deadline (3 s here), then ztunnel closes it.
+        let alive = true;
+        for (let i = 0; i < 80 && alive; i++) {
+          alive = (await a2.send(c.conn!, `tick-${i}`, 1000)).ok;
+          if (alive) await new Promise((r) => setTimeout(r, 100));
+        }
+        expect(alive).toBe(false);
+        expect(await w.waitLog('a', 'pod left the mesh')).toBe(true);
+      } finally {
+        await a2.close(c.conn!).catch(() => undefined);
+        w.setEnrolled('a2', true);
+      }
     });
 
     it('drains on SIGTERM: the open connection completes, new ones are refused, exit 0', async () => {

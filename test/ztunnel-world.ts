@@ -79,16 +79,32 @@ export class ZtunnelWorld {
     rmSync(join(this.manifests, name), { force: true });
   }
 
+  /** Pods labelled istio.io/dataplane-mode=none (taken out of the mesh). */
+  readonly optedOut = new Set<string>(['b2']);
+
+  /** Takes a pod out of the mesh (or back in) by its label, as an operator would. */
+  setEnrolled(pod: string, enrolled: boolean): void {
+    if (enrolled) this.optedOut.delete(pod);
+    else this.optedOut.add(pod);
+    this.writeFile('cluster.yaml', this.clusterYaml());
+  }
+
   private clusterYaml(): string {
-    const pod = (name: string, node: string, sa: string, labels: Record<string, string>) =>
-      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: demo\n  labels:\n${Object.entries(
-        labels,
-      )
-        .map(([k, v]) => `    ${k}: ${v}\n`)
-        .join(
-          '',
-        )}spec:\n  nodeName: ${node}\n  serviceAccountName: ${sa}\n  containers: [{ name: app, image: example/app:1 }]\n` +
-      `status:\n  phase: Running\n  podIP: ${this.ip(name)}\n`;
+    const pod = (name: string, node: string, sa: string, appLabels: Record<string, string>) => {
+      const labels: Record<string, string> = this.optedOut.has(name)
+        ? { ...appLabels, 'istio.io/dataplane-mode': 'none' }
+        : appLabels;
+      return (
+        `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: demo\n  labels:\n${Object.entries(
+          labels,
+        )
+          .map(([k, v]) => `    ${k}: ${v}\n`)
+          .join(
+            '',
+          )}spec:\n  nodeName: ${node}\n  serviceAccountName: ${sa}\n  containers: [{ name: app, image: example/app:1 }]\n` +
+        `status:\n  phase: Running\n  podIP: ${this.ip(name)}\n`
+      );
+    };
     return [
       'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n',
       'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels:\n    istio.io/dataplane-mode: ambient\n',
@@ -96,7 +112,7 @@ export class ZtunnelWorld {
       pod('a2', 'a', 'other', { app: 'other' }),
       pod('b1', 'b', 'server', { app: 'echo' }),
       // Opted out of the mesh by its own label: plain TCP destination and plaintext client.
-      pod('b2', 'b', 'plain', { app: 'plain', 'istio.io/dataplane-mode': 'none' }),
+      pod('b2', 'b', 'plain', { app: 'plain' }),
       `apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: demo\nspec:\n  clusterIP: ${VIP}\n  selector:\n    app: echo\n  ports:\n    - { name: tcp, port: 80, targetPort: ${APP_PORT} }\n`,
     ].join('---\n');
   }
@@ -146,6 +162,7 @@ export class ZtunnelWorld {
     for (const n of ['a', 'b']) await this.startZtunnel(n);
     await startEchoServer(t, t.pod('b1').ns, [APP_PORT]);
     await startEchoServer(t, t.pod('b2').ns, [APP_PORT]);
+    await startEchoServer(t, t.pod('a2').ns, [APP_PORT]);
     await startEchoServer(t, t.node('b').ns, [NODE_PORT]);
     for (const p of ['a1', 'a2', 'b2']) this.clients.set(p, await PodClient.start(t, t.pod(p).ns));
   }

@@ -107,6 +107,8 @@ export class Ztunnel {
   private readonly plaintext: CaptureListener;
   private readonly inbound: CaptureListener;
   private readonly certs = new Map<string, CertState>();
+  /** Pods that left the mesh whose connections are running out their drain deadline. */
+  private readonly drainingPods = new Set<string>();
   private ready = false;
   private unsubscribe: (() => void) | undefined;
   private readonly log;
@@ -238,7 +240,9 @@ export class Ztunnel {
       // Un-enrollment: a local pod that left the mesh keeps its connections until the drain deadline.
       const local = new Set(this.localWorkloads().flatMap((w) => w.addresses));
       for (const ip of this.connections.countsByPod().keys()) {
-        if (!local.has(ip)) void this.drain.drainPod(ip);
+        if (local.has(ip) || this.drainingPods.has(ip)) continue;
+        this.drainingPods.add(ip);
+        void this.drain.drainPod(ip).finally(() => this.drainingPods.delete(ip));
       }
     }
   }
