@@ -27,6 +27,7 @@ export const STAT_NAMES = [
   'assign_failed',
   'spoofed',
   'held_unknown_pod',
+  'ipv6_dropped',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 

@@ -47,6 +47,7 @@ enum ambit_stat {
 	STAT_ASSIGN_FAILED,    /* bpf_sk_assign refused: dropped */
 	STAT_SPOOFED,          /* source IP does not belong to the veth it came from: dropped */
 	STAT_HELD_UNKNOWN,     /* SYN from a pod the agent does not know yet: dropped, client retries */
+	STAT_IPV6_DROPPED,     /* IPv6 TCP of an enrolled pod: not captured yet, so dropped (fail closed) */
 	STAT_MAX,
 };
 

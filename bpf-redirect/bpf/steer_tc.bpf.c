@@ -24,10 +24,34 @@
 #include "maps.h"
 
 #define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define NEXTHDR_ICMPV6 58
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
+
+/* IPv6 is not captured yet (no pods6 map, no IPv6 listener lookup). An enrolled pod's IPv6 TCP would
+ * leave around the mesh — and a peer's IPv6 SYN would reach it unproxied, since its SYN-ACK comes back
+ * through here — so drop it, fail closed. ICMPv6 (neighbour discovery) and UDP pass, as UDP does on
+ * IPv4; any other next header (TCP, or TCP hidden behind extension headers) is dropped. */
+static __always_inline int steer_ipv6(struct __sk_buff *skb, struct ipv6hdr *ip6, void *data_end)
+{
+	if ((void *)(ip6 + 1) > data_end)
+		return TC_ACT_OK;
+	__u32 ifindex = skb->ifindex;
+	struct iface_info *iface = bpf_map_lookup_elem(&ambit_ifaces, &ifindex);
+	if (!iface || iface->kind != IFACE_POD)
+		return TC_ACT_OK;
+	__u32 pod_ip = iface->pod_ip;
+	struct pod_info *pod = bpf_map_lookup_elem(&ambit_pods, &pod_ip);
+	if (!pod || (pod->state != POD_CAPTURE && pod->state != POD_PENDING))
+		return TC_ACT_OK;
+	if (ip6->nexthdr == NEXTHDR_ICMPV6 || ip6->nexthdr == IPPROTO_UDP)
+		return TC_ACT_OK;
+	stat_inc(STAT_IPV6_DROPPED);
+	return TC_ACT_SHOT;
+}
 
 SEC("tc")
 int steer(struct __sk_buff *skb)
@@ -35,7 +59,11 @@ int steer(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_OK;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return steer_ipv6(skb, (void *)(eth + 1), data_end);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
