@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Connection, RequestContext } from '../core/policy/evaluate.js';
 import type { Service } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
+import type { FlowEvents } from '../core/telemetry/flow-events.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import type { RequestAuthorizer } from './authz.js';
 import { WaypointError, asWaypointError } from './errors.js';
@@ -37,7 +38,11 @@ export interface RequestDeps {
   log: Logger;
   /** Largest request body buffered for retries; bigger → 413. */
   maxBufferedBodyBytes: number;
+  /** Live request events (the demo's flow view reads them from the stats port's /flows, loopback only). */
+  flows?: FlowEvents;
 }
+
+let nextFlowId = 1;
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -164,6 +169,7 @@ export async function handleRequest(
   let endpoint: UpstreamEndpoint | undefined;
   let tries = 0;
   let reason: string | undefined;
+  let policy: string | undefined;
 
   const localReply = (err: WaypointError): void => {
     status = err.status;
@@ -198,6 +204,7 @@ export async function handleRequest(
       headers: req.headers as RequestContext['headers'],
     };
     const decision = deps.authorizer.authorize(tunnel.conn, request, dst.service);
+    policy = decision.policy;
     if (!decision.allow) {
       throw new WaypointError('WAYPOINT_RBAC_DENIED', decision.reason);
     }
@@ -268,6 +275,38 @@ export async function handleRequest(
       responseFlags: flag,
       durationMs,
     });
+    // The same facts as one flow event, shaped like ztunnel's (core/telemetry/flow-events.ts) plus the
+    // request's method, path and status.
+    deps.flows?.publish({
+      id: nextFlowId++,
+      phase: 'close',
+      time: new Date().toISOString(),
+      direction: 'inbound',
+      path: 'inbound',
+      src: {
+        addr: tunnel.conn.sourceIp,
+        identity: tunnel.sourcePrincipal,
+        ...(tunnel.source.workload ? { workload: tunnel.source.workload } : {}),
+        ...(tunnel.source.namespace ? { namespace: tunnel.source.namespace } : {}),
+      },
+      dst: {
+        addr: endpoint ? `${endpoint.ip}:${endpoint.targetPort}` : `${dst.ip}:${dst.port}`,
+        ...(svc ? { service: svc.hostname } : {}),
+        ...(endpoint ? { workload: endpoint.workload.name, namespace: endpoint.workload.namespace } : {}),
+      },
+      securityPolicy: 'mutual_tls',
+      durationMs: Math.round(durationMs),
+      responseFlags: flag,
+      ...(reason ? { error: reason } : {}),
+      ...(policy ? { policy } : {}),
+      request: {
+        protocol: grpc ? 'GRPC' : h2 ? 'HTTP/2' : 'HTTP/1.1',
+        method,
+        path,
+        status,
+        ...(grpcStatus ? { grpcStatus: Number(grpcStatus) } : {}),
+      },
+    } as Parameters<FlowEvents['publish']>[0]);
     // Istio's access-log field names (Envoy %RESPONSE_CODE%, %UPSTREAM_HOST%, ...).
     deps.accessLog.info(
       {

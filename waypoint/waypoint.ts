@@ -13,6 +13,7 @@ import type { HboneCertificate } from '../core/hbone/tls.js';
 import { type SpiffeId, formatSpiffeId } from '../core/identity/spiffe.js';
 import type { Waypoint as WaypointModel } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
+import { FlowEvents } from '../core/telemetry/flow-events.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import { RequestAuthorizer } from './authz.js';
 import { type WaypointConfig, type WaypointConfigInput, resolveConfig } from './config.js';
@@ -46,6 +47,8 @@ export class WaypointProxy {
   readonly config: WaypointConfig;
   readonly identity: SpiffeId;
   readonly metrics = new RequestMetrics();
+  /** One event per request (method, path, status, deciding policy) for `ambit demo`'s flow view. */
+  readonly flows = new FlowEvents();
   readonly hboneServer: HboneServer;
   private readonly log: Logger;
   private readonly authorizer: RequestAuthorizer;
@@ -92,6 +95,7 @@ export class WaypointProxy {
       accessLog: this.log.child({ scope: 'access' }),
       log: this.log.child({ scope: 'request' }),
       maxBufferedBodyBytes: c.maxBufferedBodyBytes,
+      flows: this.flows,
     };
     const handle = (
       ctx: TunnelContext,
@@ -196,6 +200,15 @@ export class WaypointProxy {
             res.end(err.message);
           },
         );
+      } else if (path === '/flows') {
+        // Like ztunnel's admin /flows, but this port listens on every address: local callers only.
+        const peer = req.socket.remoteAddress ?? '';
+        if (peer !== '127.0.0.1' && peer !== '::1' && peer !== '::ffff:127.0.0.1') {
+          res.writeHead(403);
+          res.end('flows: local callers only\n');
+          return;
+        }
+        this.flows.serve(req, res);
       } else if (path === '/healthz/ready') {
         res.writeHead(200);
         res.end('ready\n');

@@ -32,38 +32,32 @@ export interface FlowRow {
   l7?: { protocol?: string; method?: string; path?: string; status?: number; grpcStatus?: number };
 }
 
-/** Fields a waypoint's request events may add on top of a ztunnel FlowEvent. */
+/** A waypoint's request event: a ztunnel-shaped FlowEvent plus what the request was (waypoint/request.ts). */
 type AnyFlowEvent = FlowEvent & {
-  method?: string;
-  path?: string;
-  status?: number;
-  grpcStatus?: number;
-  protocol?: string;
+  request?: { protocol?: string; method?: string; path?: string; status?: number; grpcStatus?: number };
   reporter?: string;
   verdict?: string;
-  [k: string]: unknown;
 };
 
 const DENIED = /denied|\b401\b|\b403\b|RBAC|PERMISSION_DENIED/i;
 
 export function toFlowRow(reporter: string, e: AnyFlowEvent, seq: number): FlowRow {
-  // `path` alone is ztunnel's listener path (outbound/inbound); a request has a method or a status.
-  const l7 =
-    e.method !== undefined || e.status !== undefined || e.grpcStatus !== undefined
-      ? {
-          ...(e.protocol ? { protocol: e.protocol } : {}),
-          ...(e.method ? { method: e.method } : {}),
-          ...(e.path ? { path: e.path } : {}),
-          ...(typeof e.status === 'number' ? { status: e.status } : {}),
-          ...(typeof e.grpcStatus === 'number' ? { grpcStatus: e.grpcStatus } : {}),
-        }
-      : undefined;
+  const q = e.request;
+  const l7 = q
+    ? {
+        ...(q.protocol ? { protocol: q.protocol } : {}),
+        ...(q.method ? { method: q.method } : {}),
+        ...(q.path ? { path: q.path } : {}),
+        ...(typeof q.status === 'number' ? { status: q.status } : {}),
+        ...(typeof q.grpcStatus === 'number' ? { grpcStatus: q.grpcStatus } : {}),
+      }
+    : undefined;
   const denied =
     e.verdict === 'DENIED' ||
     e.responseFlags === 'DENY' ||
     (e.error !== undefined && DENIED.test(e.error)) ||
-    e.status === 403 ||
-    e.grpcStatus === 7;
+    q?.status === 403 ||
+    q?.grpcStatus === 7;
   const verdict: FlowRow['verdict'] = denied
     ? 'DENIED'
     : e.error || (e.responseFlags && e.responseFlags !== '-')

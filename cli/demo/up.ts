@@ -314,7 +314,8 @@ export async function demoUp(o: UpOptions): Promise<void> {
     }
     writeDemoState(state);
     if (state.captureMode === 'ebpf') step('capture: eBPF (tc sk_assign steering) on every node');
-    else if (o.captureMode === 'nftables') step('capture: nftables TPROXY (asked for with --capture nftables)');
+    else if (o.captureMode === 'nftables')
+      step('capture: nftables TPROXY (asked for with --capture nftables)');
     else
       step(
         `capture: nftables TPROXY fallback — eBPF could not load${state.captureFallbackReason ? `: ${state.captureFallbackReason}` : ''}`,
@@ -375,10 +376,11 @@ export async function demoUp(o: UpOptions): Promise<void> {
         join(o.dir, `token-waypoint-${wp.name}`),
       ]);
       await waitIpcReady(w.child, `the waypoint ${wp.namespace}/${wp.name}`, w.logFile);
+      // The waypoint's request events, on its stats port (local callers only).
       collector.follow({
         reporter: `waypoint/${wp.namespace}/${wp.name}`,
         netns: wp.netns,
-        url: 'http://127.0.0.1:15000/flows',
+        url: 'http://127.0.0.1:15020/flows',
       });
       state.waypoint = 'running';
       step(

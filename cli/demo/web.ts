@@ -95,6 +95,7 @@ export async function startWebView(o: WebViewOptions): Promise<{ url: string; cl
         vips: sv.addresses,
         ports: sv.ports,
         waypoint: sv.waypoint?.hostname ?? null,
+        endpoints: st.workloadsOfService(sv).map((w) => `${w.namespace}/${w.name}`),
       })),
       policies: [
         ...st

@@ -21,6 +21,11 @@ async function loadTopology() {
   state.topo = t;
   state.byIp = new Map();
   state.byName = new Map();
+  // A service VIP stands for its (first) endpoint: the waypoint reports denied requests by VIP.
+  for (const sv of t.services) {
+    const w = t.workloads.find((x) => `${x.namespace}/${x.name}` === sv.endpoints?.[0]);
+    if (w) for (const vip of sv.vips) state.byIp.set(vip, w);
+  }
   for (const w of t.workloads) {
     if (w.ip) state.byIp.set(w.ip, w);
     state.byName.set(`${w.namespace}/${w.name}`, w);
