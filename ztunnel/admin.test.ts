@@ -15,6 +15,7 @@ async function start(opts: { ready: boolean } = { ready: true }) {
   const logs = new LoggerFamily('info', { write() {} });
   let quits = 0;
   const metrics = new TrafficMetrics();
+  const flows = new FlowEvents();
   server = new AdminServer({
     config: { node: 'node-a' },
     workloads: () => [
@@ -49,7 +50,7 @@ async function start(opts: { ready: boolean } = { ready: true }) {
     logLevel: () => logs.level,
     setLogLevel: (l) => logs.setLevel(l),
     metrics,
-    flows: new FlowEvents(),
+    flows,
     ready: () => opts.ready,
     quit: () => {
       quits++;
@@ -63,7 +64,7 @@ async function start(opts: { ready: boolean } = { ready: true }) {
     readinessAddress: '127.0.0.1',
     readinessPort: 0,
   });
-  return { ports: server.ports, logs, quits: () => quits };
+  return { ports: server.ports, logs, quits: () => quits, flows };
 }
 
 describe('ztunnel admin surfaces', () => {
@@ -103,5 +104,28 @@ describe('ztunnel admin surfaces', () => {
       200,
     );
     expect(quits()).toBe(1);
+  });
+
+  it('streams connection events as JSON lines on /flows', async () => {
+    const { ports, flows } = await start();
+    const res = await fetch(`http://127.0.0.1:${ports.admin}/flows?history=0`);
+    expect(res.headers.get('content-type')).toBe('application/x-ndjson');
+    const reader = res.body!.getReader();
+    // Publish once the stream is attached (the listener registers when the response starts).
+    await new Promise((r) => setTimeout(r, 50));
+    flows.publish({
+      id: 7,
+      phase: 'open',
+      time: new Date().toISOString(),
+      direction: 'inbound',
+      path: 'inbound',
+      src: { addr: '10.0.0.1:1234' },
+      dst: { addr: '10.0.0.2:15008' },
+      securityPolicy: 'mutual_tls',
+    });
+    const { value } = await reader.read();
+    const line = JSON.parse(new TextDecoder().decode(value).trim()) as { id: number; phase: string };
+    expect(line).toMatchObject({ id: 7, phase: 'open' });
+    await reader.cancel();
   });
 });

@@ -63,6 +63,8 @@ export class FlowEvents extends EventEmitter<{ flow: [FlowEvent] }> {
   serve(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
+    // Send the headers now: a client waits for them before reading, and no event may come for a while.
+    res.flushHeaders();
     if (url.searchParams.get('history') !== '0') {
       for (const e of this.recent) res.write(`${JSON.stringify(e)}\n`);
     }
