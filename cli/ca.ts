@@ -51,6 +51,12 @@ async function runKubernetesCa(
   const kubeConfig = new KubeConfig();
   if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
   else kubeConfig.loadFromDefault();
+  // Istio's environment names for the TTLs (the chart sets them from values).
+  const ttl = (name: string): number | undefined =>
+    process.env[name] ? parseDuration(process.env[name] as string, name) : undefined;
+  const defaultTtlSeconds = ttl('DEFAULT_WORKLOAD_CERT_TTL');
+  const maxTtlSeconds = ttl('MAX_WORKLOAD_CERT_TTL');
+  if (process.env.LOG_LEVEL) logger.level = process.env.LOG_LEVEL;
   const ca = await startKubernetesCa({
     kubeConfig,
     namespace: opts.namespace,
@@ -58,6 +64,8 @@ async function runKubernetesCa(
     ...(process.env.POD_NAME ? { identity: process.env.POD_NAME } : {}),
     config: {
       ...env,
+      ...(defaultTtlSeconds ? { defaultTtlSeconds } : {}),
+      ...(maxTtlSeconds ? { maxTtlSeconds } : {}),
       listen: opts.listen,
       ...(opts.cacerts ? { cacertsDir: opts.cacerts } : {}),
       ...(opts.trustDomain ? { trustDomain: opts.trustDomain } : {}),

@@ -1,0 +1,25 @@
+{{/* Name of the chart's objects: the release-independent component name, as Istio's charts do. */}}
+{{- define "ambit-ca.name" -}}
+ambit-ca
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "ambit-ca.labels" -}}
+app.kubernetes.io/name: {{ include "ambit-ca.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: ambit
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/* Selector labels (immutable once deployed). */}}
+{{- define "ambit-ca.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ambit-ca.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The image reference. */}}
+{{- define "ambit-ca.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
