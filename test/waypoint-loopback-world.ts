@@ -10,9 +10,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { pino } from 'pino';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
 import { HboneServer } from '../core/hbone/server.js';
@@ -20,6 +18,9 @@ import { type SpiffeId, formatSpiffeId } from '../core/identity/spiffe.js';
 import { ManifestSource } from '../core/sources/manifests.js';
 import { WaypointProxy } from '../waypoint/waypoint.js';
 import { type TestCa, id, makeCa } from './hbone-fixtures.js';
+import { loadProductService } from './waypoint-proto.js';
+
+export { loadProductService };
 
 export const VIP_USERS = '10.96.0.20';
 export const VIP_PRODUCTS = '10.96.0.21';
@@ -27,16 +28,6 @@ export const VIP_OTHER = '10.96.0.22';
 export const CLIENT = id('demo', 'client');
 export const OTHER_CLIENT = id('demo', 'other');
 export const WAYPOINT = id('demo', 'waypoint');
-
-const PROTO = join(fileURLToPath(new URL('.', import.meta.url)), 'waypoint-product.proto');
-
-export function loadProductService(): grpc.ServiceClientConstructor {
-  const def = protoLoader.loadSync(PROTO, { keepCase: false, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    shop: { v1: { ProductService: grpc.ServiceClientConstructor } };
-  };
-  return pkg.shop.v1.ProductService;
-}
 
 /** What each destination HBONE server saw: the peer identity of every tunnel it accepted. */
 export interface DestinationLog {

@@ -1,0 +1,222 @@
+// The waypoint end to end (issue 6 "Done when"), on real network namespaces: a client pod's connection
+// to a service VIP is captured into its node's ztunnel, handed over HBONE (client identity,
+// `:authority` = VIP:port) to a real `ambit waypoint` in its own pod, which applies L7 policy and routes,
+// then reaches the endpoint over HBONE with its own identity through the destination node's ztunnel.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { assertNoResidue } from './harness/topology.js';
+import { VIP_PRODUCTS, VIP_USERS, WaypointWorld } from './waypoint-world.js';
+import { series } from './ztunnel-world.js';
+
+const root = process.getuid?.() === 0;
+
+/** Repeats `probe` (bounded) until it returns true: the waypoint picks manifest changes up by watching. */
+async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what}: not seen within ${timeoutMs} ms`);
+}
+
+describe.skipIf(!root)('waypoint end to end (netns, CA, two ztunnels, waypoint pod)', () => {
+  let w: WaypointWorld;
+  const users = `http://${VIP_USERS}`;
+
+  beforeAll(async () => {
+    w = await WaypointWorld.create();
+  }, 180_000);
+
+  afterEach(async () => {
+    if (!w) return;
+    w.remove('policy.yaml');
+    w.remove('route.yaml');
+    // Back to the unconfigured waypoint before the next test (routes and policies gone).
+    await eventually('policies and routes removed', async () => {
+      const r = await w.client('a2').http(`${users}/api/v1/users`, { method: 'DELETE' });
+      return r.first?.status === 200 && r.first.headers['x-app-version'] === 'v1';
+    }).catch(() => undefined);
+  }, 30_000);
+
+  afterAll(async () => {
+    const prefix = w?.topo.prefix;
+    await w?.teardown();
+    if (prefix) await assertNoResidue(prefix);
+  }, 60_000);
+
+  it('allows HTTP GET to /api/v1/users but denies HTTP DELETE: GET 200, DELETE 403', async () => {
+    const a1 = w.client('a1');
+    w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: users-api, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: users }]
+  action: ALLOW
+  rules:
+    - to: [{ operation: { methods: [GET], paths: ["/api/v1/users", "/api/v1/users/*"] } }]
+`,
+    );
+    await eventually(
+      'DELETE denied',
+      async () => (await a1.http(`${users}/api/v1/users`, { method: 'DELETE' })).first?.status === 403,
+    );
+    const get = await a1.http(`${users}/api/v1/users`);
+    expect(get.first?.status).toBe(200);
+    expect(JSON.parse(get.first?.body ?? '{}')).toMatchObject({
+      method: 'GET',
+      path: '/api/v1/users',
+      version: 'v1',
+    });
+    const del = await a1.http(`${users}/api/v1/users`, { method: 'DELETE' });
+    expect(del.first?.status).toBe(403);
+    expect(del.first?.body).toBe('RBAC: access denied');
+    const m = await w.waypointMetrics();
+    expect(
+      series(m, 'istio_requests_total', {
+        reporter: 'waypoint',
+        response_code: '403',
+        source_principal: 'spiffe://cluster.local/ns/demo/sa/client',
+        destination_service: 'users.demo.svc.cluster.local',
+      }).length,
+    ).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('gRPC with real grpc-js client and server: GetProduct returns data, DeleteProduct fails with PERMISSION_DENIED', async () => {
+    const a1 = w.client('a1');
+    const target = `${VIP_PRODUCTS}:9000`;
+    w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: products, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: products }]
+  action: ALLOW
+  rules:
+    - to: [{ operation: { paths: ["/shop.v1.ProductService/GetProduct"] } }]
+`,
+    );
+    await eventually(
+      'DeleteProduct denied',
+      async () => (await a1.grpc(target, 'deleteProduct', '1')).code === 7,
+    );
+    const get = await a1.grpc(target, 'getProduct', '42');
+    expect(get).toEqual({ ok: true, res: { id: '42', name: 'product 42', servedBy: 'b3' } });
+    const del = await a1.grpc(target, 'deleteProduct', '42');
+    expect(del).toMatchObject({ ok: false, code: 7, details: 'RBAC: access denied' });
+    const m = await w.waypointMetrics();
+    expect(
+      series(m, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '7' }).length,
+    ).toBeGreaterThan(0);
+    expect(
+      series(m, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '0' }).length,
+    ).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("matches a policy naming the client's principal at the waypoint; the destination ztunnel sees the waypoint's identity", async () => {
+    w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: only-client, namespace: demo }
+spec:
+  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: ["cluster.local/ns/demo/sa/client"] } }]
+`,
+    );
+    await eventually(
+      'sa other denied',
+      async () => (await w.client('a2').http(`${users}/whoami`)).first?.status === 403,
+    );
+    const mine = await w.client('a1').http(`${users}/whoami`);
+    expect(mine.first?.status).toBe(200);
+    // The app's TCP peer is the waypoint pod (the waypoint opened the upstream tunnel).
+    expect(JSON.parse(mine.first?.body ?? '{}').headers['x-forwarded-for']).toContain(w.ip('a1'));
+    const zb = await w.ztunnelMetrics('b');
+    const inbound = series(zb, 'istio_tcp_connections_opened_total', {
+      reporter: 'destination',
+      destination_principal: 'spiffe://cluster.local/ns/demo/sa/users',
+    });
+    expect(inbound.length).toBeGreaterThan(0);
+    for (const s of inbound)
+      expect(s.labels).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/waypoint"');
+  }, 60_000);
+
+  it('splits an HTTPRoute 90/10 within 90±5% over 1,000 requests', async () => {
+    w.apply(
+      'route.yaml',
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: users-split, namespace: demo }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: users, port: 80 }]
+  rules:
+    - backendRefs:
+        - { name: users, port: 80, weight: 90 }
+        - { name: users-v2, port: 80, weight: 10 }
+`,
+    );
+    await eventually('v2 reachable through the split', async () => {
+      const r = await w.client('a1').http(`${users}/split`, { count: 50, concurrency: 10 });
+      return (r.versions.v2 ?? 0) > 0;
+    });
+    const r = await w.client('a1').http(`${users}/split`, { count: 1000, concurrency: 20 });
+    expect(r.statuses).toEqual({ 200: 1000 });
+    const v1 = r.versions.v1 ?? 0;
+    expect(v1 + (r.versions.v2 ?? 0)).toBe(1000);
+    expect(v1).toBeGreaterThanOrEqual(850);
+    expect(v1).toBeLessThanOrEqual(950);
+  }, 120_000);
+
+  it('turns one injected 503 into 200 with 2 retry attempts, and gives 504 on a 100 ms request timeout', async () => {
+    w.apply(
+      'route.yaml',
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: users-resilience, namespace: demo }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: users }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /fail-once } }]
+      backendRefs: [{ name: users, port: 80 }]
+      retry: { attempts: 2, codes: [503], backoff: 10ms }
+    - matches: [{ path: { type: PathPrefix, value: /slow } }]
+      backendRefs: [{ name: users, port: 80 }]
+      timeouts: { request: 100ms }
+    - backendRefs: [{ name: users, port: 80 }]
+      filters:
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: { set: [{ name: x-route, value: default }] }
+`,
+    );
+    const a1 = w.client('a1');
+    await eventually(
+      'route in place',
+      async () => (await a1.http(`${users}/x`)).first?.headers['x-route'] === 'default',
+    );
+    const retried = await a1.http(`${users}/fail-once?key=${Date.now()}`);
+    expect(retried.first?.status).toBe(200);
+    const slow = await a1.http(`${users}/slow?ms=2000`);
+    expect(slow.first?.status).toBe(504);
+    expect(slow.first?.body).toBe('upstream request timeout');
+  }, 60_000);
+
+  it('answers oversized headers (431), a malformed request line (400) and slowloris (408, cut off) while other clients keep succeeding', async () => {
+    const a1 = w.client('a1');
+    const a2 = w.client('a2');
+    const slow = a1.slowloris(VIP_USERS, 80, 300, 20_000);
+    const big = await a1.http(`${users}/big`, { headers: { 'x-big': 'a'.repeat(20_000) } });
+    expect(big.first?.status).toBe(431);
+    const bad = await a1.raw(VIP_USERS, 80, 'GET /a b c HTTP/1.1\r\nHost: users\r\n\r\n');
+    expect(bad.text).toMatch(/^HTTP\/1\.1 400 /);
+    const ok = await a2.http(`${users}/during-attack`, { count: 20, concurrency: 4 });
+    expect(ok.statuses).toEqual({ 200: 20 });
+    const s = await slow;
+    expect(s.text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(s.closed).toBe(true);
+  }, 60_000);
+});
