@@ -105,8 +105,11 @@ export function registerDemo(program: Command): void {
           ...(f.prefix ? { prefix: checkPrefix(f.prefix) } : {}),
         });
         if (r.residue.length > 0) throw new DemoError('RESIDUE', `could not remove: ${r.residue.join('; ')}`);
+        const what = `${r.netns.length} network namespaces, ${r.pins.length} BPF pin dirs, ${r.killed} processes${r.other.length ? `, ${r.other.join(', ')}` : ''}`;
         console.log(
-          `ambit demo down: removed ${r.netns.length} network namespaces, ${r.pins.length} BPF pin dirs, ${r.killed} processes${r.other.length ? `, ${r.other.join(', ')}` : ''} (prefix ${r.prefix}); nothing left`,
+          r.stoppedDemo !== undefined
+            ? `ambit demo down: the running demo (pid ${r.stoppedDemo}) stopped and removed what it created; swept ${what} more (prefix ${r.prefix}); nothing left`
+            : `ambit demo down: removed ${what} (prefix ${r.prefix}); nothing left`,
         );
       } catch (err) {
         fail(err);

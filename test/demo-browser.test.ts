@@ -87,6 +87,21 @@ describe.skipIf(!root)('ambit demo flow view in chromium (needs root and /usr/bi
     await expect(page.locator('#summary').textContent()).resolves.toMatch(/capture: (eBPF|nftables)/);
   });
 
+  it('shows what the waypoint saw: method, path and status, and its L7 deny with the deciding policy', async () => {
+    // frontend GETs web's /admin through the waypoint; web-no-admin (targetRefs: Service web) denies it.
+    const row = page
+      .locator('#flows tbody tr[data-verdict="DENIED"]')
+      .filter({ hasText: 'waypoint/shop/waypoint' })
+      .filter({ hasText: 'GET /admin 403' });
+    await row.first().waitFor({ timeout: 30_000 });
+    await expect(row.first().locator('td.policy-cell').textContent()).resolves.toBe('shop/web-no-admin');
+    await page
+      .locator('#flows tbody tr[data-verdict="FORWARDED"]')
+      .filter({ hasText: 'GET /api/products 200' })
+      .first()
+      .waitFor({ timeout: 30_000 });
+  });
+
   it('a deny policy dropped into the manifests directory shows up as denied flows naming it', async () => {
     if (!demo) throw new Error('demo not started');
     const tmp = join(demo.manifests, '.deny.yaml.tmp');
@@ -111,7 +126,7 @@ describe.skipIf(!root)('ambit demo flow view in chromium (needs root and /usr/bi
       'shop/deny-frontend-to-catalog',
     );
 
-    await page.fill('#f-text', 'deny-frontend-to-catalog');
+    await page.fill('#f-text', 'shop/frontend');
     mkdirSync('test-artifacts', { recursive: true });
     await page.screenshot({ path: 'test-artifacts/demo-flow-view.png', fullPage: true });
   });

@@ -65,6 +65,8 @@ export interface DownReport {
   netns: string[];
   pins: string[];
   other: string[];
+  /** Pid of a running demo that stopped (and cleaned up) itself when asked. */
+  stoppedDemo?: number;
   /** What could not be removed (the caller reports it and exits non-zero). */
   residue: string[];
 }
@@ -94,6 +96,7 @@ export async function demoDown(opts: { dir: string; prefix?: string; self?: numb
       process.kill(state.pid, 'SIGTERM');
     } catch {}
     if ((await waitGone([state.pid], 10_000)).length > 0) victims.add(state.pid);
+    else report.stoppedDemo = state.pid;
   }
   for (const p of state?.processes ?? []) {
     if (p.pid !== process.pid && pidAlive(p.pid) && /node|nsenter|curl/.test(cmdlineOf(p.pid)))

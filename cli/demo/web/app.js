@@ -174,7 +174,12 @@ function matches(r) {
   if (sec === 'plain' && r.mtls) return false;
   if (ns && r.src.namespace !== ns && r.dst.namespace !== ns) return false;
   if (rep && r.reporter !== rep) return false;
-  if (text && !JSON.stringify(r).toLowerCase().includes(text)) return false;
+  if (text) {
+    // Match what the row shows (ns/name, service, method/path) as well as every raw field.
+    const l7 = r.l7 ? `${r.l7.method ?? ''} ${r.l7.path ?? ''} ${r.l7.status ?? ''}` : '';
+    const hay = `${endpointKey(r.src)} ${endpointKey(r.dst)} ${l7} ${JSON.stringify(r)}`.toLowerCase();
+    if (!hay.includes(text)) return false;
+  }
   return true;
 }
 
@@ -198,8 +203,8 @@ function rowHtml(r) {
       )
     : '';
   const bytes = r.bytesSent !== undefined ? `${r.bytesSent} / ${r.bytesRecv ?? 0}` : '';
-  const why = r.error ? `<small title="${esc(r.error)}">${esc(r.error)}</small>` : '';
-  return `<tr data-verdict="${r.verdict}"><td>${time}</td><td>${esc(r.reporter)}<small>${esc(r.direction)}</small></td><td>${src}</td><td>${dst}</td><td class="identity">${ident}</td><td class="sec-${r.mtls ? 'mtls' : 'plain'}">${r.mtls ? 'mTLS' : 'plaintext'}</td><td class="verdict v-${r.verdict}">${r.verdict}${why}</td><td class="policy-cell">${policyCell(r)}</td><td>${bytes}</td><td>${l7}</td></tr>`;
+  const why = r.error ? ` title="${esc(r.error)}"` : '';
+  return `<tr data-verdict="${r.verdict}"><td>${time}</td><td>${esc(r.reporter)}<small>${esc(r.direction)}</small></td><td>${src}</td><td>${dst}</td><td class="identity">${ident}</td><td class="sec-${r.mtls ? 'mtls' : 'plain'}">${r.mtls ? 'mTLS' : 'plaintext'}</td><td class="verdict v-${r.verdict}"${why}>${r.verdict}</td><td class="policy-cell">${policyCell(r)}</td><td class="l7">${l7}</td><td>${bytes}</td></tr>`;
 }
 
 function renderTable() {
