@@ -160,7 +160,8 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
             .map((id) => tryParseSpiffeId(id))
             .filter((id): id is SpiffeId => id !== undefined),
           nextHop: { host: plan.nextHop.ip, port: plan.nextHop.port },
-          sourceIp: source.ip,
+          // The pool key includes the source IP; the peer sees it as the TCP client (ENABLE_ORIG_SRC).
+          ...(ctx.config.preserveSourceIp ? { sourceIp: source.ip } : {}),
           authority: plan.authority,
           // istio/ztunnel: host= names the intended service when service-addressed (telemetry only).
           forwarded: {
@@ -171,9 +172,9 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
           baggage: baggageOf(src, cluster),
         });
       } catch (err) {
+        // Any non-200 (401 policy, 503, TLS/identity failure) fails the app's connection with a reset.
         socket.resetAndDestroy();
-        const flags = (err as { responseFlags?: string }).responseFlags;
-        report.finish(messageOf(err), (flags as ReturnType<typeof responseFlagsOf>) ?? responseFlagsOf(err));
+        report.finish(messageOf(err), responseFlagsOf(err));
         return;
       }
       return relayTracked(ctx, report, source.ip, socket, stream);
