@@ -290,56 +290,53 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect(peerOf(r.line)).toBe(nodeIp('a'));
     });
 
-    it.skipIf(suite.mode !== 'ebpf')(
-      "drops an enrolled pod's IPv6 TCP (not captured yet: fail closed) and leaves other pods' alone",
-      async () => {
-        const a = topo.node('a');
-        const v6 = { node: 'fd00:ff::1', cli: 'fd00:1::2', plain: 'fd00:1::3' } as const;
-        await topo.exec(a.ns, 'ip', ['-6', 'addr', 'add', `${v6.node}/128`, 'dev', 'lo']);
-        for (const p of ['cli', 'plain'] as const) {
-          const pod = topo.pod(p);
-          await topo.exec(pod.ns, 'ip', ['-6', 'addr', 'add', `${v6[p]}/128`, 'dev', 'eth0', 'nodad']);
-          await topo.exec(a.ns, 'ip', ['-6', 'route', 'add', `${v6[p]}/128`, 'dev', pod.hostVeth]);
-          // The pod's IPv6 default route points at the host veth's link-local address (bounded wait for it).
-          let ll = '';
-          for (let i = 0; i < 60 && !ll; i++) {
-            const out = await topo.exec(a.ns, 'ip', [
-              '-6',
-              '-o',
-              'addr',
-              'show',
-              'dev',
-              pod.hostVeth,
-              'scope',
-              'link',
-            ]);
-            ll = out.stdout.match(/inet6 (fe80::[0-9a-f:]+)\//)?.[1] ?? '';
-            if (!ll) await new Promise((r) => setTimeout(r, 50));
-          }
-          expect(ll, `link-local address on ${pod.hostVeth}`).not.toBe('');
-          await topo.exec(pod.ns, 'ip', ['-6', 'route', 'add', 'default', 'via', ll, 'dev', 'eth0']);
+    it("drops an enrolled pod's IPv6 TCP (not captured yet: fail closed) and leaves other pods' alone", async () => {
+      const a = topo.node('a');
+      const v6 = { node: 'fd00:ff::1', cli: 'fd00:1::2', plain: 'fd00:1::3' } as const;
+      await topo.exec(a.ns, 'ip', ['-6', 'addr', 'add', `${v6.node}/128`, 'dev', 'lo']);
+      for (const p of ['cli', 'plain'] as const) {
+        const pod = topo.pod(p);
+        await topo.exec(pod.ns, 'ip', ['-6', 'addr', 'add', `${v6[p]}/128`, 'dev', 'eth0', 'nodad']);
+        await topo.exec(a.ns, 'ip', ['-6', 'route', 'add', `${v6[p]}/128`, 'dev', pod.hostVeth]);
+        // The pod's IPv6 default route points at the host veth's link-local address (bounded wait for it).
+        let ll = '';
+        for (let i = 0; i < 60 && !ll; i++) {
+          const out = await topo.exec(a.ns, 'ip', [
+            '-6',
+            '-o',
+            'addr',
+            'show',
+            'dev',
+            pod.hostVeth,
+            'scope',
+            'link',
+          ]);
+          ll = out.stdout.match(/inet6 (fe80::[0-9a-f:]+)\//)?.[1] ?? '';
+          if (!ll) await new Promise((r) => setTimeout(r, 50));
         }
-        topo.spawnIn(a.ns, process.execPath, [
-          '-e',
-          "require('net').createServer((s) => { s.on('error', () => {}); s.end('hi\\n'); }).listen(8081, '::')",
-        ]);
-        // Not enrolled: IPv6 works (bounded retries while the server starts).
-        let direct = await clients.get('plain')!.connect(v6.node, 8081, { timeoutMs: 1000 });
-        for (let i = 0; i < 20 && !direct.ok; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-          direct = await clients.get('plain')!.connect(v6.node, 8081, { timeoutMs: 1000 });
-        }
-        expect(direct.ok, direct.error).toBe(true);
-        const before = status('a')!.counters.ipv6_dropped ?? 0;
-        const r = await clients.get('cli')!.connect(v6.node, 8081, { timeoutMs: 1200 });
-        expect(r.ok).toBe(false);
-        await waitStatus(
-          opts('a').statusFile,
-          (s) => (s.counters.ipv6_dropped ?? 0) > before,
-          'ipv6_dropped counted',
-        );
-      },
-    );
+        expect(ll, `link-local address on ${pod.hostVeth}`).not.toBe('');
+        await topo.exec(pod.ns, 'ip', ['-6', 'route', 'add', 'default', 'via', ll, 'dev', 'eth0']);
+      }
+      topo.spawnIn(a.ns, process.execPath, [
+        '-e',
+        "require('net').createServer((s) => { s.on('error', () => {}); s.end('hi\\n'); }).listen(8081, '::')",
+      ]);
+      // Not enrolled: IPv6 works (bounded retries while the server starts).
+      let direct = await clients.get('plain')!.connect(v6.node, 8081, { timeoutMs: 1000 });
+      for (let i = 0; i < 20 && !direct.ok; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        direct = await clients.get('plain')!.connect(v6.node, 8081, { timeoutMs: 1000 });
+      }
+      expect(direct.ok, direct.error).toBe(true);
+      const before = status('a')!.counters.ipv6_dropped ?? 0;
+      const r = await clients.get('cli')!.connect(v6.node, 8081, { timeoutMs: 1200 });
+      expect(r.ok).toBe(false);
+      await waitStatus(
+        opts('a').statusFile,
+        (s) => (s.counters.ipv6_dropped ?? 0) > before,
+        'ipv6_dropped counted',
+      );
+    });
 
     it("drops a pod sending with another pod's source IP and counts it", async () => {
       const evil = topo.pod('evil');

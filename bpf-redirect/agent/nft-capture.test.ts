@@ -16,9 +16,9 @@ describe('nftables TPROXY fallback ruleset', () => {
 
   it('captures only CAPTURE pods (DRAIN and NONE go direct for new connections)', () => {
     expect(body).toMatch(/set capture \{\s+type ipv4_addr;\s+elements = \{ 10\.244\.1\.2 \}/);
-    expect(body).toContain('tproxy to :15001');
-    expect(body).toContain('tcp dport 15008 tcp flags & (syn | ack) == syn tproxy to :15008');
-    expect(body).toContain('tproxy to :15006');
+    expect(body).toContain('tproxy ip to :15001');
+    expect(body).toContain('tcp dport 15008 tcp flags & (syn | ack) == syn tproxy ip to :15008');
+    expect(body).toContain('tproxy ip to :15006');
   });
 
   it('binds every pod IP to its own veth (anti-spoofing)', () => {

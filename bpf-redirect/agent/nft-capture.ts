@@ -3,7 +3,8 @@
 // TPROXY fails OPEN silently when no transparent listener exists (the statement just does not match,
 // pitfall 2), so a forward-hook chain explicitly rejects, with a TCP reset, any SYN of an enrolled pod
 // that TPROXY did not take — fail closed, and faster than a drop. `--fail-open` leaves that chain out.
-// The whole table is rendered from the desired state and replaced atomically in one `nft -f`.
+// The whole table (family inet, so it also sees IPv6) is rendered from the desired state and replaced
+// atomically in one `nft -f`.
 import type { Logger } from 'pino';
 import type { CaptureBackend, DesiredPod, Uplink } from './capture.js';
 import { parseJson, runCommand } from './command.js';
@@ -18,6 +19,7 @@ const COUNTERS = [
   'assigned_inbound',
   'proxy_missing',
   'held_unknown_pod',
+  'ipv6_dropped',
 ] as const;
 
 export function renderTproxyTable(
@@ -41,6 +43,11 @@ export function renderTproxyTable(
       pods.map((p) => `${p.ip} . "${p.dev}"`),
     ),
     set('capture', 'ipv4_addr', capture),
+    set('captureifs', 'ifname', [
+      ...new Set(
+        pods.filter((p) => p.state === POD_CAPTURE || p.state === POD_PENDING).map((p) => `"${p.dev}"`),
+      ),
+    ]),
     set(
       'pending',
       'ipv4_addr',
@@ -60,15 +67,18 @@ export function renderTproxyTable(
     '    ip saddr @podips ip saddr . iifname != @podsrc counter name spoofed drop',
     // A pod veth whose pod the state does not know yet: hold its SYNs (no bypass at pod start).
     `    iifname @podifs ip saddr @pending ${SYN} counter name held_unknown_pod drop`,
+    // IPv6 is not captured yet: an enrolled pod's IPv6 TCP (or anything behind extension headers)
+    // is dropped rather than let around the mesh; neighbour discovery and UDP pass (as eBPF mode).
+    '    iifname @captureifs meta nfproto ipv6 meta l4proto != { icmpv6, udp } counter name ipv6_dropped drop',
     `    meta l4proto tcp socket transparent 1 meta mark set ${mark} notrack`,
     `    iifname @podifs ip saddr @capture ${SYN} notrack`,
     `    ip daddr @capture ${SYN} notrack`,
     '  }',
     '  chain prerouting {',
     '    type filter hook prerouting priority mangle; policy accept;',
-    `    iifname @podifs ip saddr @capture ${SYN} tproxy to :${cfg.outboundPort} meta mark set ${mark} counter name assigned_outbound accept`,
-    `    ip daddr @capture tcp dport ${cfg.hbonePort} ${SYN} tproxy to :${cfg.hbonePort} meta mark set ${mark} counter name assigned_inbound accept`,
-    `    ip daddr @capture ${SYN} tproxy to :${cfg.inboundPort} meta mark set ${mark} counter name assigned_inbound accept`,
+    `    iifname @podifs ip saddr @capture ${SYN} tproxy ip to :${cfg.outboundPort} meta mark set ${mark} counter name assigned_outbound accept`,
+    `    ip daddr @capture tcp dport ${cfg.hbonePort} ${SYN} tproxy ip to :${cfg.hbonePort} meta mark set ${mark} counter name assigned_inbound accept`,
+    `    ip daddr @capture ${SYN} tproxy ip to :${cfg.inboundPort} meta mark set ${mark} counter name assigned_inbound accept`,
     '  }',
   ];
   if (!cfg.failOpen) {
@@ -99,9 +109,11 @@ export class NftCapture implements CaptureBackend {
   }
 
   async setup(): Promise<void> {
+    // Earlier versions used an `ip` family table of the same name: never leave two rulesets.
+    await deleteNftTable('ip', this.table);
     await ensureMarkRouting({ mark: this.cfg.mark, table: this.cfg.routeTable, pref: this.cfg.rulePref });
     try {
-      const out = await runCommand('nft', ['-j', 'list', 'set', 'ip', this.table, 'capture']);
+      const out = await runCommand('nft', ['-j', 'list', 'set', 'inet', this.table, 'capture']);
       const doc = parseJson<{ nftables: { set?: { elem?: unknown[] } }[] }>('nft list set', out);
       for (const item of doc?.nftables ?? []) {
         for (const e of item.set?.elem ?? []) if (typeof e === 'string') this.pods.set(e, POD_CAPTURE);
@@ -115,7 +127,7 @@ export class NftCapture implements CaptureBackend {
   async apply(pods: readonly DesiredPod[], _uplinks: readonly Uplink[]): Promise<void> {
     const body = renderTproxyTable(this.cfg, pods);
     if (body !== this.rendered) {
-      await replaceNftTable('ip', this.table, body);
+      await replaceNftTable('inet', this.table, body);
       this.rendered = body;
     }
     this.pods = new Map(pods.map((p) => [p.ip, p.state === POD_CAPTURE ? POD_CAPTURE : POD_NONE]));
@@ -130,7 +142,7 @@ export class NftCapture implements CaptureBackend {
     const out: Record<string, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0]));
     const doc = parseJson<{ nftables: { counter?: { name: string; packets: number } }[] }>(
       'nft list counters',
-      await runCommand('nft', ['-j', 'list', 'counters', 'table', 'ip', this.table]),
+      await runCommand('nft', ['-j', 'list', 'counters', 'table', 'inet', this.table]),
     );
     for (const item of doc?.nftables ?? []) if (item.counter) out[item.counter.name] = item.counter.packets;
     return out;
@@ -141,7 +153,7 @@ export class NftCapture implements CaptureBackend {
   }
 
   async teardown(): Promise<void> {
-    await deleteNftTable('ip', this.table);
+    await deleteNftTable('inet', this.table);
     await removeMarkRouting({ mark: this.cfg.mark, table: this.cfg.routeTable, pref: this.cfg.rulePref });
     this.rendered = '';
   }
