@@ -2,11 +2,12 @@
 // 127.0.0.1:15000, metrics on 15020, readiness on 15021 — against a manifest directory and the CA.
 import type { Command } from 'commander';
 import { configFromEnv } from '../ztunnel/config.js';
-import { runZtunnel } from '../ztunnel/ztunnel.js';
 
 interface Flags {
   node?: string;
-  manifests: string;
+  manifests?: string;
+  kubernetes?: boolean;
+  kubeconfig?: string;
   ca?: string;
   caRoot?: string;
   token?: string;
@@ -33,7 +34,9 @@ export function registerZtunnel(program: Command): void {
     .command('ztunnel')
     .description('run the ztunnel node proxy (HBONE, L4 policy, telemetry) for one node')
     .option('--node <name>', 'node this ztunnel serves (NODE_NAME)')
-    .requiredOption('-m, --manifests <dir>', 'manifest directory that is the cluster (watched)')
+    .option('-m, --manifests <dir>', 'manifest directory that is the cluster (watched)')
+    .option('--kubernetes', 'read the mesh state from the Kubernetes API (in-cluster or ~/.kube/config)')
+    .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
     .option('--ca <host:port>', 'CA gRPC address (CA_ADDRESS)')
     .option('--ca-root <file>', 'PEM roots that signed the CA serving certificate')
     .option('--token <file>', 'node token presented to the CA')
@@ -48,7 +51,9 @@ export function registerZtunnel(program: Command): void {
     .action(async (f: Flags) => {
       const config = configFromEnv({
         ...(f.node ? { node: f.node } : {}),
-        manifestsDir: f.manifests,
+        ...(f.manifests ? { manifestsDir: f.manifests } : {}),
+        ...(f.kubernetes ? { kubernetes: true } : {}),
+        ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}),
         ...(f.ca ? { caAddress: f.ca } : {}),
         ...(f.caRoot ? { caRootFile: f.caRoot } : {}),
         ...(f.token ? { tokenFile: f.token } : {}),
@@ -61,6 +66,8 @@ export function registerZtunnel(program: Command): void {
         ...(f.statsPort !== undefined ? { statsPort: int('stats-port', f.statsPort) } : {}),
         ...(f.readinessPort !== undefined ? { readinessPort: int('readiness-port', f.readinessPort) } : {}),
       });
+      // Loaded on use: other ambit commands do not pay for ztunnel's modules.
+      const { runZtunnel } = await import('../ztunnel/ztunnel.js');
       const { ztunnel } = await runZtunnel(config);
       ztunnel.handleSignals();
       // Tests and `ambit demo` start ztunnel as a child with an IPC channel: tell the parent we are up.
