@@ -97,6 +97,31 @@ async function kubernetesPods(
   return meshStatePods(source.state, node);
 }
 
+/**
+ * Kubernetes mode: mirror each local pod's capture state into its `ambient.istio.io/redirection`
+ * annotation, as istio-cni does (bpf-redirect/agent/k8s-annotate.ts). Returns a stop function.
+ */
+async function annotatePods(
+  kubeconfig: string | undefined,
+  agent: BpfAgent,
+  log: Logger,
+): Promise<() => void> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { RedirectionAnnotator, followAgent } = await import('../bpf-redirect/agent/k8s-annotate.js');
+  const kc = new KubeConfig();
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromDefault();
+  const annotator = new RedirectionAnnotator({
+    kubeConfig: kc,
+    logger: log.child({ component: 'annotate' }),
+  });
+  const unfollow = followAgent(agent, annotator);
+  return () => {
+    unfollow();
+    annotator.stop();
+  };
+}
+
 export function registerBpfAgent(program: Command): void {
   program
     .command('bpf-agent')
@@ -153,6 +178,8 @@ export function registerBpfAgent(program: Command): void {
       }
       const agent = new BpfAgent(cfg, source, log);
       await agent.start();
+      const stopAnnotating =
+        o.kubernetes || o.kubeconfig ? await annotatePods(o.kubeconfig, agent, log) : undefined;
       log.info({ mode: agent.mode, statusFile: cfg.statusFile }, 'bpf-agent running');
       // The agent's own timers are unref'd (library use); as a daemon, stay up until signalled.
       const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -164,6 +191,7 @@ export function registerBpfAgent(program: Command): void {
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });
+      stopAnnotating?.();
       // Leave the kernel objects: capture (and fail-closed) continues while the agent is away.
       await agent.stop();
       process.exit(0);

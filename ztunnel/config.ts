@@ -20,6 +20,10 @@ const Schema = z.object({
   node: z.string().min(1),
   /** Manifest directory that is the cluster in local mode (`-m`). Required unless a state is injected. */
   manifestsDir: z.string().optional(),
+  /** Read the state from the Kubernetes API instead (`--kubernetes`): in-cluster, or `kubeconfig`. */
+  kubernetes: z.boolean().default(false),
+  /** kubeconfig file for `kubernetes` (default: in-cluster, then $KUBECONFIG / ~/.kube/config). */
+  kubeconfig: z.string().optional(),
   /** CA gRPC address host:port (CA_ADDRESS; Istio default istiod.istio-system.svc:15012). */
   caAddress: z.string().optional(),
   /** PEM file with the CA roots that sign the CA server's TLS certificate (`--ca-root`). */

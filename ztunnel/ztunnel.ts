@@ -326,6 +326,30 @@ export function createHbonePool(
 }
 
 /**
+ * The Kubernetes source (issue 7): informers on every kind the state needs, all pods of the cluster —
+ * ztunnel routes to and verifies identities of pods on every node, so no node field selector here.
+ * Loaded lazily, so local mode does not load the Kubernetes client.
+ */
+async function kubernetesSource(config: ZtunnelConfig, logs: LoggerFamily) {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { KubernetesSource } = await import('../core/sources/kubernetes.js');
+  const kubeConfig = new KubeConfig();
+  try {
+    if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
+    else kubeConfig.loadFromDefault();
+  } catch (err) {
+    throw new ConfigError(
+      `ztunnel config: kubeconfig ${config.kubeconfig ?? '(default)'}: ${(err as Error).message}`,
+    );
+  }
+  return new KubernetesSource({
+    kubeConfig,
+    translatorOptions: { trustDomain: config.trustDomain },
+    logger: logs.child({ scope: 'kubernetes' }),
+  });
+}
+
+/**
  * Builds a whole ztunnel from its config — manifest source, CA client + certificate manager (the
  * node token impersonates local workloads, as istio/ztunnel does), HBONE pool — and starts it.
  * `ambit ztunnel` calls this; tests may build `Ztunnel` with their own deps instead.
@@ -335,8 +359,10 @@ export async function runZtunnel(
   opts: { exit?: (code: number) => void; logs?: LoggerFamily } = {},
 ): Promise<{ ztunnel: Ztunnel; stop(): Promise<void> }> {
   const { manifestsDir, caAddress, caRootFile, tokenFile } = config;
-  if (!manifestsDir)
-    throw new ConfigError('ztunnel config: manifestsDir: a manifest directory (-m DIR) is required');
+  if (!manifestsDir && !config.kubernetes)
+    throw new ConfigError(
+      'ztunnel config: manifestsDir: a manifest directory (-m DIR) or --kubernetes is required',
+    );
   if (!caAddress)
     throw new ConfigError('ztunnel config: caAddress: the CA address (--ca HOST:PORT) is required');
   if (!caRootFile)
@@ -344,10 +370,12 @@ export async function runZtunnel(
   if (!tokenFile)
     throw new ConfigError('ztunnel config: tokenFile: the node token file (--token FILE) is required');
   const logs = opts.logs ?? new LoggerFamily(config.logLevel);
-  const source = new ManifestSource(manifestsDir, {
-    logger: logs.child({ scope: 'manifests' }),
-    translatorOptions: { trustDomain: config.trustDomain },
-  });
+  const source = config.kubernetes
+    ? await kubernetesSource(config, logs)
+    : new ManifestSource(manifestsDir!, {
+        logger: logs.child({ scope: 'manifests' }),
+        translatorOptions: { trustDomain: config.trustDomain },
+      });
   await source.start();
   const ca = new CaClient({
     address: caAddress,
