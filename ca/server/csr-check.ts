@@ -1,9 +1,16 @@
 // Validation of PKCS#10 CSRs sent to the CA. istiod uses only the CSR's public key (its SANs are
 // replaced by the authorized identity), but the CSR must still be well-formed, self-signed by that
 // key, and the key strong enough. Each refusal says which check failed.
+//
+// The CSR is untrusted input, so its structure is read by a maintained ASN.1 library
+// (@peculiar/asn1-csr schemas over asn1js, DER only, with resource limits: ../asn1.ts), and the
+// signature is checked by node:crypto (OpenSSL) over the exact certificationRequestInfo bytes.
 import { type KeyObject, createPublicKey, verify } from 'node:crypto';
+import { CertificationRequest } from '@peculiar/asn1-csr';
+import { AsnConvert, type OctetString } from '@peculiar/asn1-schema';
+import { Extensions, GeneralNames, id_ce_subjectAltName } from '@peculiar/asn1-x509';
+import { UNTRUSTED_LIMITS, decodeDer } from '../asn1.js';
 import { InvalidCsr } from '../errors.js';
-import { DerError, type Tlv, childrenOf, content, decodeOid, raw, readTlv } from '../der.js';
 import { pemToDer } from '../pem.js';
 
 export interface ValidatedCsr {
@@ -24,14 +31,10 @@ const CSR_SIG_ALGS: Record<string, string> = {
   '1.2.840.113549.1.1.13': 'sha512',
 };
 const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
-const OID_SAN = '2.5.29.17';
+
+const MAX_CSR_BYTES = UNTRUSTED_LIMITS.maxContentLength ?? 16 * 1024;
 
 export const CSR_PEM_LABEL = 'CERTIFICATE REQUEST';
-
-function expect(t: Tlv | undefined, tag: number, what: string): Tlv {
-  if (!t || t.tag !== tag) throw new InvalidCsr(`CSR PEM cannot be parsed: ${what} missing or malformed`);
-  return t;
-}
 
 /** Parses and checks a PEM CSR; throws InvalidCsr saying which check failed. */
 export function validateCsr(csrPem: string): ValidatedCsr {
@@ -42,32 +45,26 @@ export function validateCsr(csrPem: string): ValidatedCsr {
   if (!m) throw new InvalidCsr('CSR is not a PEM "CERTIFICATE REQUEST" block');
   const der = pemToDer(m[0]);
   if (der.length === 0) throw new InvalidCsr('CSR PEM block is empty');
-  let cri: Tlv;
-  let sigAlgOid: string;
-  let sig: Buffer;
-  let spkiDer: Buffer;
-  let attrs: Tlv | undefined;
+  if (der.length > MAX_CSR_BYTES)
+    throw new InvalidCsr(
+      `CSR PEM cannot be parsed: ${der.length} bytes is above the ${MAX_CSR_BYTES}-byte limit`,
+    );
+
+  let csr: CertificationRequest;
   try {
-    const top = expect(readTlv(der, 0), 0x30, 'CertificationRequest');
-    if (top.end !== der.length)
-      throw new InvalidCsr('CSR PEM cannot be parsed: trailing bytes after the request');
-    const [criT, algT, sigT] = childrenOf(der, top);
-    cri = expect(criT, 0x30, 'certificationRequestInfo');
-    const alg = expect(algT, 0x30, 'signatureAlgorithm');
-    const algOid = expect(childrenOf(der, alg)[0], 0x06, 'signature algorithm OID');
-    sigAlgOid = decodeOid(content(der, algOid));
-    const sigBits = expect(sigT, 0x03, 'signature');
-    sig = content(der, sigBits).subarray(1);
-    const criParts = childrenOf(der, cri);
-    expect(criParts[0], 0x02, 'version');
-    expect(criParts[1], 0x30, 'subject');
-    spkiDer = raw(der, expect(criParts[2], 0x30, 'subjectPublicKeyInfo'));
-    attrs = criParts[3]?.tag === 0xa0 ? criParts[3] : undefined;
+    csr = decodeDer(der, CertificationRequest);
   } catch (err) {
-    if (err instanceof InvalidCsr) throw err;
     throw new InvalidCsr(`CSR PEM cannot be parsed: ${(err as Error).message}`);
   }
+  const info = csr.certificationRequestInfo;
+  const infoDer = csr.certificationRequestInfoRaw;
+  if (!infoDer || info.version !== 0)
+    throw new InvalidCsr('CSR PEM cannot be parsed: certificationRequestInfo missing or not version 1');
+
+  // DER is canonical, so re-serializing the parsed key gives back the CSR's own bytes.
+  const spkiDer = Buffer.from(AsnConvert.serialize(info.subjectPKInfo));
   const publicKey = checkedPublicKey(spkiDer);
+  const sigAlgOid = csr.signatureAlgorithm.algorithm;
   const hash = CSR_SIG_ALGS[sigAlgOid];
   if (!hash)
     throw new InvalidCsr(
@@ -79,35 +76,32 @@ export function validateCsr(csrPem: string): ValidatedCsr {
   }
   let ok = false;
   try {
-    ok = verify(hash, raw(der, cri), publicKey, sig);
+    ok = verify(hash, new Uint8Array(infoDer), publicKey, new Uint8Array(csr.signature));
   } catch {
     ok = false;
   }
   if (!ok) throw new InvalidCsr('CSR signature is invalid (not signed by the key it carries)');
   let uriSans: string[] = [];
   try {
-    uriSans = attrs ? requestedUriSans(der, attrs) : [];
+    uriSans = requestedUriSans(csr);
   } catch (err) {
     throw new InvalidCsr(`CSR extension request cannot be parsed: ${(err as Error).message}`);
   }
-  return { spkiDer: Buffer.from(spkiDer), publicKey, uriSans };
+  return { spkiDer, publicKey, uriSans };
 }
 
-function requestedUriSans(der: Buffer, attrs: Tlv): string[] {
+/** URI SANs from the PKCS#9 extensionRequest attribute, if any. */
+function requestedUriSans(csr: CertificationRequest): string[] {
   const out: string[] = [];
-  for (const attr of childrenOf(der, attrs)) {
-    const [typeT, valuesT] = childrenOf(der, attr);
-    if (!typeT || !valuesT || decodeOid(content(der, typeT)) !== OID_EXTENSION_REQUEST) continue;
-    for (const exts of childrenOf(der, valuesT)) {
-      for (const ext of childrenOf(der, exts)) {
-        const parts = childrenOf(der, ext);
-        if (!parts[0] || decodeOid(content(der, parts[0])) !== OID_SAN) continue;
-        const value = parts[parts.length - 1]!;
-        const inner = content(der, value);
-        const names = readTlv(inner, 0);
-        for (const gn of childrenOf(inner, names)) {
-          if (gn.tag === 0x86) out.push(content(inner, gn).toString('ascii'));
-        }
+  for (const attr of csr.certificationRequestInfo.attributes ?? []) {
+    if (attr.type !== OID_EXTENSION_REQUEST) continue;
+    for (const value of attr.values) {
+      const exts = decodeDer(new Uint8Array(value), Extensions);
+      for (const ext of exts) {
+        if (ext.extnID !== id_ce_subjectAltName) continue;
+        const names = decodeDer(new Uint8Array((ext.extnValue as OctetString).buffer), GeneralNames);
+        for (const gn of names)
+          if (gn.uniformResourceIdentifier !== undefined) out.push(gn.uniformResourceIdentifier);
       }
     }
   }
@@ -137,5 +131,3 @@ function checkedPublicKey(spki: Buffer): KeyObject {
     `CSR key type ${key.asymmetricKeyType} is not allowed (ECDSA P-256/P-384 or RSA >= 2048)`,
   );
 }
-
-export { DerError };
