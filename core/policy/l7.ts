@@ -51,11 +51,15 @@ function pathPredicate(value: string): (path: string) => boolean {
   return (p) => stringMatches(m, p);
 }
 
-const pathOf = (ctx: EvalContext): string => {
-  const p = ctx.request?.path ?? '';
-  const q = p.search(/[?#]/);
-  return q >= 0 ? p.slice(0, q) : p;
-};
+/** The request path without query or fragment (indexOf, not a regex: it runs once per path matcher). */
+function stripQuery(p: string): string {
+  const q = p.indexOf('?');
+  const h = p.indexOf('#');
+  const cut = q < 0 ? h : h < 0 ? q : Math.min(q, h);
+  return cut >= 0 ? p.slice(0, cut) : p;
+}
+
+const pathOf = (ctx: EvalContext): string => stripQuery(ctx.request?.path ?? '');
 
 /** Hosts compare case-insensitively; a host without a port also matches the authority `host:port`. */
 function hostPredicate(value: string): Predicate {
@@ -258,6 +262,103 @@ function compiledL7(p: L7AuthorizationPolicy): CompiledL7 {
   return c;
 }
 
+// --- Path index ---------------------------------------------------------------------------------------
+// A waypoint may carry thousands of targetRefs policies for one service; evaluating each for every request
+// costs ~1 µs a policy. Most rules name `paths`, and a policy all of whose rules require a path can only
+// match a request whose path satisfies one of them. The index keeps, per policy set, the policies with such
+// a necessary path condition keyed by exact path or by complete first segment of a literal prefix, so a
+// request only evaluates the policies that could match it (plus those the index cannot rule out). It only
+// SKIPS policies that cannot match: the decision is unchanged (l7.test.ts checks both ways agree).
+
+type PathNeed = { exact: string } | { prefix: string };
+
+/** Necessary path conditions of a policy, or undefined when some rule can match without a path. */
+function pathNeeds(p: L7AuthorizationPolicy): PathNeed[] | undefined {
+  const needs: PathNeed[] = [];
+  for (const r of p.rules as (AuthorizationRule | null)[]) {
+    const ops = r?.to ?? [];
+    if (ops.length === 0) return undefined;
+    for (const t of ops) {
+      const paths = t?.operation?.paths ?? [];
+      if (paths.length === 0) return undefined;
+      for (const v of paths) {
+        const brace = v.search(/\{\*\*?\}/);
+        if (brace >= 0) needs.push({ prefix: v.slice(0, brace) });
+        else if (v === '*' || v.startsWith('*'))
+          return undefined; // presence or suffix: not indexable
+        else if (v.endsWith('*')) needs.push({ prefix: v.slice(0, -1) });
+        else needs.push({ exact: v });
+      }
+    }
+  }
+  return needs.length > 0 ? needs : undefined;
+}
+
+/** `/seg/...` → "seg" when the prefix holds the whole first segment (followed by '/'), else undefined. */
+function firstSegment(prefix: string): string | undefined {
+  if (!prefix.startsWith('/')) return undefined;
+  const end = prefix.indexOf('/', 1);
+  return end > 0 ? prefix.slice(1, end) : undefined;
+}
+
+interface PathIndex {
+  compiled: CompiledL7[];
+  /** Positions (into `compiled`) always evaluated: unindexable policies, dry-run ones, CUSTOM ones. */
+  always: number[];
+  exact: Map<string, number[]>;
+  bySegment: Map<string, number[]>;
+  /** Policies with short prefixes (no complete first segment): checked with startsWith. */
+  loose: { prefix: string; at: number }[];
+  /** Some non-dry-run ALLOW policy exists in the full set (decides "no ALLOW applies"). */
+  hasAllow: boolean;
+}
+
+const indexes = new WeakMap<readonly L7AuthorizationPolicy[], PathIndex>();
+const INDEX_MIN = 16;
+
+function indexOf(policies: readonly L7AuthorizationPolicy[]): PathIndex {
+  let ix = indexes.get(policies);
+  if (ix) return ix;
+  const compiled = policies.map(compiledL7);
+  ix = { compiled, always: [], exact: new Map(), bySegment: new Map(), loose: [], hasAllow: false };
+  const add = (m: Map<string, number[]>, k: string, at: number): void => {
+    const list = m.get(k);
+    if (!list) m.set(k, [at]);
+    else if (list[list.length - 1] !== at) list.push(at);
+  };
+  for (let at = 0; at < policies.length; at++) {
+    const p = policies[at]!;
+    const c = compiled[at]!;
+    if (!c.dryRun && c.action === 'ALLOW' && c.specAction === 'ALLOW') ix.hasAllow = true;
+    const needs = c.dryRun || p.action === 'CUSTOM' ? undefined : pathNeeds(p);
+    if (!needs) {
+      ix.always.push(at);
+      continue;
+    }
+    for (const n of needs) {
+      if ('exact' in n) add(ix.exact, n.exact, at);
+      else {
+        const seg = firstSegment(n.prefix);
+        if (seg !== undefined) add(ix.bySegment, seg, at);
+        else ix.loose.push({ prefix: n.prefix, at });
+      }
+    }
+  }
+  indexes.set(policies, ix);
+  return ix;
+}
+
+/** The policies of `ix` that could match `path`, in their original order. */
+function candidates(ix: PathIndex, path: string): CompiledL7[] {
+  const picked = new Set<number>(ix.always);
+  for (const at of ix.exact.get(path) ?? []) picked.add(at);
+  const end = path.indexOf('/', 1);
+  const seg = path.startsWith('/') ? (end > 0 ? path.slice(1, end) : path.slice(1)) : undefined;
+  if (seg !== undefined) for (const at of ix.bySegment.get(seg) ?? []) picked.add(at);
+  for (const l of ix.loose) if (path.startsWith(l.prefix)) picked.add(l.at);
+  return [...picked].sort((a, b) => a - b).map((at) => ix.compiled[at]!);
+}
+
 /**
  * Decides one request at the waypoint. `policies` are the L7 policies that target this waypoint or the
  * destination service. `conn.sourceIdentity` is the client's SPIFFE ID from the HBONE mTLS handshake.
@@ -268,7 +369,16 @@ export function evaluateRequest(
   policies: readonly L7AuthorizationPolicy[],
 ): PolicyDecision {
   const ctx = contextOf(conn, request);
-  const compiledPolicies = policies.map(compiledL7);
+  let compiledPolicies: CompiledL7[];
+  let hasAllowOutside = false;
+  if (policies.length >= INDEX_MIN) {
+    // Callers that keep the same array per destination (the waypoint does) get the index built once.
+    const ix = indexOf(policies);
+    compiledPolicies = candidates(ix, pathOf(ctx));
+    hasAllowOutside = ix.hasAllow;
+  } else {
+    compiledPolicies = policies.map(compiledL7);
+  }
   for (const c of compiledPolicies) {
     if (c.specAction !== 'CUSTOM' || c.dryRun) continue;
     const rule = firstMatchingRule(c, ctx);
@@ -282,10 +392,15 @@ export function evaluateRequest(
       };
     }
   }
-  return decide(
+  const decision = decide(
     ctx,
     compiledPolicies.filter(
       (c) => c.specAction === 'ALLOW' || c.specAction === 'DENY' || (c.specAction === 'CUSTOM' && c.dryRun),
     ),
   );
+  // The index left out ALLOW policies that cannot match: they still "apply" (istio: ALLOW policies exist).
+  if (decision.allow && decision.policy === undefined && hasAllowOutside) {
+    return { allow: false, reason: 'allow policies exist, but none allowed', dryRun: decision.dryRun };
+  }
+  return decision;
 }
