@@ -9,6 +9,7 @@ interface Options {
   image: string;
   pullPolicy: 'Always' | 'IfNotPresent' | 'Never';
   domainSuffix: string;
+  caAddress: string;
 }
 
 export function registerWaypointController(program: Command): void {
@@ -23,6 +24,11 @@ export function registerWaypointController(program: Command): void {
     )
     .option('--pull-policy <policy>', 'imagePullPolicy of the waypoint pods', 'IfNotPresent')
     .option('--domain-suffix <suffix>', 'cluster DNS suffix for Gateway status hostnames', 'cluster.local')
+    .option(
+      '--ca-address <host:port>',
+      'CA the waypoints use (CA_ADDRESS)',
+      process.env.CA_ADDRESS ?? 'istiod.istio-system.svc:15012',
+    )
     .action(async (opts: Options) => {
       if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
         throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
@@ -31,12 +37,13 @@ export function registerWaypointController(program: Command): void {
       const kubeConfig = new KubeConfig();
       if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
       else kubeConfig.loadFromDefault();
-      const logger = pino({ name: 'ambit-waypoint-controller' });
+      const logger = pino({ name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' });
       const controller = new WaypointController({
         kubeConfig,
         image: opts.image,
         imagePullPolicy: opts.pullPolicy,
         domainSuffix: opts.domainSuffix,
+        caAddress: opts.caAddress,
         logger,
       });
       await controller.start();

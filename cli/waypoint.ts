@@ -11,6 +11,8 @@ interface RunFlags {
   name?: string;
   namespace?: string;
   manifests?: string;
+  kubernetes?: boolean;
+  kubeconfig?: string;
   ca?: string;
   caRoot?: string;
   token?: string;
@@ -42,6 +44,8 @@ export function registerWaypoint(program: Command): void {
     .option('--name <name>', 'Gateway name = service account of the waypoint identity', 'waypoint')
     .option('-n, --namespace <ns>', 'namespace of the Gateway')
     .option('-m, --manifests <dir>', 'manifest directory that is the cluster (watched)')
+    .option('--kubernetes', 'read the mesh state from the Kubernetes API (in-cluster or ~/.kube/config)')
+    .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
     .option('--ca <host:port>', 'CA gRPC address (CA_ADDRESS)')
     .option('--ca-root <file>', 'PEM roots that signed the CA serving certificate')
     .option('--token <file>', "token presented to the CA, mapped to the waypoint's own identity")
@@ -54,7 +58,9 @@ export function registerWaypoint(program: Command): void {
       const { waypoint, stop } = await runWaypoint({
         name: required('name', f.name),
         namespace: required('namespace', f.namespace),
-        manifestsDir: required('manifests', f.manifests),
+        ...(f.kubernetes || f.kubeconfig
+          ? { kubernetes: true, ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}) }
+          : { manifestsDir: required('manifests', f.manifests) }),
         caAddress: required('ca', f.ca),
         caRootFile: required('ca-root', f.caRoot),
         tokenFile: required('token', f.token),

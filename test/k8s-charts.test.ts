@@ -313,11 +313,16 @@ describe('Helm charts', () => {
     expect(agent.volumes!.find((v) => v.name === 'bpffs')?.hostPath?.path).toBe('/sys/fs/bpf');
   });
 
-  it('ztunnel: DaemonSet off the host network, CA token projected with audience istio-ca, Istio ports, read-only RBAC', () => {
+  it('ztunnel: DaemonSet in the node netns (where the capture delivers), CA token projected with audience istio-ca, Istio ports, read-only RBAC, not privileged', () => {
     const r = render('ambit-ztunnel');
     const ds = r.objects.find((x) => x.object.kind === 'DaemonSet')!.object as unknown as k8s.V1DaemonSet;
     const pod = ds.spec!.template.spec!;
-    expect(pod.hostNetwork).toBe(false);
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    expect(pod.containers[0]!.securityContext).toMatchObject({
+      privileged: false,
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] },
+    });
     expect(
       pod.volumes!.find((v) => v.name === 'istio-token')?.projected?.sources?.[0]?.serviceAccountToken
         ?.audience,

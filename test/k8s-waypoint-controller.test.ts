@@ -99,6 +99,12 @@ describe('waypoint controller', () => {
       'waypoint',
       '--namespace',
       'shop',
+      '--ca',
+      'istiod.istio-system.svc:15012',
+      '--ca-root',
+      '/var/run/secrets/istio/root-cert.pem',
+      '--token',
+      '/var/run/secrets/tokens/istio-token',
     ]);
     expect(dep.spec?.template.metadata?.labels?.['gateway.networking.k8s.io/gateway-name']).toBe('waypoint');
 

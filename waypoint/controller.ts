@@ -38,8 +38,10 @@ export interface WaypointControllerOptions {
   kubeConfig: KubeConfig;
   /** Image of the waypoint pods. */
   image: string;
-  /** Container args; `{name}` and `{namespace}` are replaced. Default: `ambit waypoint --kubernetes ...`. */
+  /** Container args; `{name}`, `{namespace}`, `{caAddress}` are replaced. Default: `ambit waypoint --kubernetes ...`. */
   args?: string[];
+  /** CA the waypoints get their certificate from (Istio CA_ADDRESS). Default istiod.istio-system.svc:15012. */
+  caAddress?: string;
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   /** Container resources (requests/limits), passed through. */
   resources?: Record<string, unknown>;
@@ -67,7 +69,20 @@ interface GatewayObject extends KubernetesObject {
 
 type Obj = KubernetesObject & Record<string, unknown>;
 
-const DEFAULT_ARGS = ['waypoint', '--kubernetes', '--name', '{name}', '--namespace', '{namespace}'];
+const DEFAULT_ARGS = [
+  'waypoint',
+  '--kubernetes',
+  '--name',
+  '{name}',
+  '--namespace',
+  '{namespace}',
+  '--ca',
+  '{caAddress}',
+  '--ca-root',
+  '/var/run/secrets/istio/root-cert.pem',
+  '--token',
+  '/var/run/secrets/tokens/istio-token',
+];
 
 const code = (err: unknown) => (err as { code?: number })?.code;
 
@@ -339,7 +354,9 @@ export function serviceFor(
       type: 'ClusterIP',
       selector: { [GATEWAY_NAME_LABEL]: name },
       ports: [
-        { name: 'status-port', port: 15021, protocol: 'TCP', targetPort: 15021 },
+        // `ambit waypoint` answers /healthz/ready on its stats listener (15020): Istio's status port
+        // 15021 is kept on the Service and points there.
+        { name: 'status-port', port: 15021, protocol: 'TCP', targetPort: 15020 },
         { name: 'mesh', port: 15008, protocol: 'TCP', targetPort: 15008, appProtocol: 'all' },
         { name: 'metrics', port: 15020, protocol: 'TCP', targetPort: 15020 },
       ],
@@ -352,10 +369,11 @@ export function deploymentFor(
   namespace: string,
   labels: Record<string, string>,
   owner: Owner,
-  o: Pick<WaypointControllerOptions, 'image' | 'args' | 'imagePullPolicy' | 'resources'>,
+  o: Pick<WaypointControllerOptions, 'image' | 'args' | 'imagePullPolicy' | 'resources' | 'caAddress'>,
 ): Obj {
+  const caAddress = o.caAddress ?? 'istiod.istio-system.svc:15012';
   const args = (o.args ?? DEFAULT_ARGS).map((a) =>
-    a.replaceAll('{name}', name).replaceAll('{namespace}', namespace),
+    a.replaceAll('{name}', name).replaceAll('{namespace}', namespace).replaceAll('{caAddress}', caAddress),
   );
   return {
     apiVersion: 'apps/v1',
@@ -390,7 +408,6 @@ export function deploymentFor(
               args,
               ports: [
                 { name: 'mesh', containerPort: 15008, protocol: 'TCP' },
-                { name: 'status-port', containerPort: 15021, protocol: 'TCP' },
                 { name: 'metrics', containerPort: 15020, protocol: 'TCP' },
               ],
               env: [
@@ -401,7 +418,7 @@ export function deploymentFor(
                   valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } },
                 },
               ],
-              readinessProbe: { httpGet: { path: '/healthz/ready', port: 15021 }, periodSeconds: 5 },
+              readinessProbe: { httpGet: { path: '/healthz/ready', port: 15020 }, periodSeconds: 5 },
               securityContext: {
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,

@@ -16,7 +16,12 @@ import type { MeshState } from '../core/state/state.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import { RequestAuthorizer } from './authz.js';
-import { type WaypointConfig, type WaypointConfigInput, resolveConfig } from './config.js';
+import {
+  type WaypointConfig,
+  WaypointConfigError,
+  type WaypointConfigInput,
+  resolveConfig,
+} from './config.js';
 import { detectProtocol } from './detect.js';
 import { H2Front } from './h2.js';
 import { Http1Front } from './http.js';
@@ -253,14 +258,37 @@ export class WaypointProxy {
 }
 
 export interface RunWaypointOptions extends WaypointConfigInput {
-  /** Manifest directory that is the cluster (watched). */
-  manifestsDir: string;
+  /** Manifest directory that is the cluster (watched). Required unless `kubernetes`. */
+  manifestsDir?: string;
+  /** Read the state from the Kubernetes API instead (issue 7): in-cluster, or `kubeconfig`. */
+  kubernetes?: boolean;
+  kubeconfig?: string;
   /** CA gRPC address host:port. */
   caAddress: string;
   /** PEM roots that signed the CA's serving certificate. */
   caRootFile: string;
   /** Token presented to the CA; it must map to this waypoint's own identity (no impersonation). */
   tokenFile: string;
+}
+
+/** The Kubernetes source (informers on every kind the state needs), loaded only in Kubernetes mode. */
+async function kubernetesSource(kubeconfig: string | undefined, trustDomain: string, logger: Logger) {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { KubernetesSource } = await import('../core/sources/kubernetes.js');
+  const kubeConfig = new KubeConfig();
+  try {
+    if (kubeconfig) kubeConfig.loadFromFile(kubeconfig);
+    else kubeConfig.loadFromDefault();
+  } catch (err) {
+    throw new WaypointConfigError(
+      `waypoint config: kubeconfig ${kubeconfig ?? '(default)'}: ${(err as Error).message}`,
+    );
+  }
+  return new KubernetesSource({
+    kubeConfig,
+    translatorOptions: { trustDomain },
+    logger: logger.child({ scope: 'kubernetes' }),
+  });
 }
 
 /** `ambit waypoint`: state from the manifest directory, its own certificate from the CA, then serve. */
@@ -274,10 +302,16 @@ export async function runWaypoint(
   const { readFile } = await import('node:fs/promises');
   const config = resolveConfig(opts);
   const logger = pino({ level: config.logLevel, base: { component: 'waypoint' } });
-  const source = new ManifestSource(opts.manifestsDir, {
-    logger: logger.child({ scope: 'manifests' }),
-    translatorOptions: { trustDomain: config.trustDomain },
-  });
+  if (!opts.manifestsDir && !opts.kubernetes)
+    throw new WaypointConfigError(
+      'waypoint config: manifestsDir: a manifest directory (-m DIR) or --kubernetes is required',
+    );
+  const source = opts.kubernetes
+    ? await kubernetesSource(opts.kubeconfig, config.trustDomain, logger)
+    : new ManifestSource(opts.manifestsDir!, {
+        logger: logger.child({ scope: 'manifests' }),
+        translatorOptions: { trustDomain: config.trustDomain },
+      });
   await source.start();
   const ca = new CaClient({
     address: opts.caAddress,
