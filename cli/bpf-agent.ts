@@ -26,6 +26,7 @@ interface Opts {
   objDir?: string;
   statusFile?: string;
   uplink: string[];
+  serviceLbCgroup: string[];
   failOpen?: boolean;
   holdUnknownPods?: boolean;
   drainGraceMs?: string;
@@ -49,6 +50,7 @@ function configFrom(o: Opts): BpfAgentConfig {
   if (o.objDir) c.objDir = o.objDir;
   if (o.statusFile) c.statusFile = o.statusFile;
   c.uplinks = o.uplink;
+  c.serviceLbCgroups = o.serviceLbCgroup;
   c.failOpen = o.failOpen === true;
   c.holdUnknownPods = o.holdUnknownPods !== false;
   if (o.drainGraceMs) c.drainGraceMs = int('--drain-grace-ms', o.drainGraceMs);
@@ -147,6 +149,12 @@ export function registerBpfAgent(program: Command): void {
       [],
     )
     .option('--fail-open', 'while ztunnel is down, let enrolled pods connect directly (INSECURE; logged)')
+    .option(
+      '--service-lb-cgroup <dir>',
+      'cgroup v2 dir whose processes get socket-level ClusterIP load balancing (repeatable; pods outside the mesh)',
+      (v, acc: string[]) => [...acc, v],
+      [],
+    )
     .option('--no-hold-unknown-pods', "don't hold SYNs of pod veths the mesh state does not know yet")
     .option('--drain-grace-ms <ms>', 'max time a leaving pod keeps proxied flows steered', '30000')
     .option('--mark <n>', 'packet mark for proxy-owned flows (default 0x400)')

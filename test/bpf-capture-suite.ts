@@ -2,7 +2,7 @@
 // it with the real steer program in the kernel, bpf-nft-fallback.test.ts with the nftables TPROXY
 // fallback): two "node" netns, pods as netns with veths, the node agent (`ambit bpf-agent`) and a
 // transparent relay standing in for ztunnel's listeners on each node.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +23,27 @@ import { PodClient, startEchoServer } from './harness/processes.js';
 import { assertNoResidue, Topology } from './harness/topology.js';
 
 const root = process.getuid?.() === 0;
+
+function cgroup2Root(): string {
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, mnt, fstype] = line.split(' ');
+    if (fstype === 'cgroup2' && mnt) return mnt;
+  }
+  throw new Error('no cgroup2 mount in /proc/mounts');
+}
+
+/** rmdir a cgroup once its processes are gone (bounded). */
+async function removeCgroup(cg: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(cg);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  rmdirSync(cg);
+}
 const SERVER_PORT = 8080;
 
 export interface CaptureSuiteOptions {
@@ -357,6 +378,49 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       const own = await clients.get('evil')!.whoami(serverIp(), SERVER_PORT);
       expect(peerOf(own.line)).toBe(evil.ip);
     });
+
+    it.skipIf(suite.mode !== 'ebpf')(
+      'load-balances a ClusterIP at connect() from the service map for a pod outside the mesh (no kube-proxy)',
+      async () => {
+        const cg = join(cgroup2Root(), `${topo.prefix}-svc`);
+        mkdirSync(cg);
+        let client: PodClient | undefined;
+        try {
+          await stopAgent(agents.get('a')!);
+          agents.set('a', await startAgent(topo, 'a', opts('a', { serviceLbCgroups: [cg] })));
+          const svc = {
+            name: 'srv',
+            namespace: 'srv',
+            clusterIP: '10.96.0.20',
+            port: 80,
+            targetPort: SERVER_PORT,
+            app: 'srv',
+          };
+          writeManifests(join(dir, 'cluster'), namespaces, pods, [svc]);
+          await waitStatus(
+            opts('a').statusFile,
+            (s) => (s.serviceLb?.services ?? 0) >= 1,
+            'service programmed',
+          );
+          client = await PodClient.start(topo, topo.pod('plain').ns, { cgroup: cg });
+          // No DNAT rule anywhere: only svc_connect4 can turn the VIP into srv's address.
+          const r = await client.whoami(svc.clusterIP, svc.port);
+          expect(r.ok, r.error).toBe(true);
+          expect(peerOf(r.line)).toBe(topo.pod('plain').ip);
+          expect(r.line).toContain(`local ${serverIp()}:${SERVER_PORT}`);
+          // The same pod's processes outside that cgroup are not translated (and there is no route).
+          const outside = await clients.get('plain')!.connect(svc.clusterIP, svc.port, { timeoutMs: 800 });
+          expect(outside.ok).toBe(false);
+        } finally {
+          client?.child.kill('SIGKILL');
+          writeManifests(join(dir, 'cluster'), namespaces, pods);
+          await stopAgent(agents.get('a')!);
+          await teardownAgent(topo, 'a', opts('a', { serviceLbCgroups: [cg] }));
+          agents.set('a', await startAgent(topo, 'a', opts('a')));
+          await removeCgroup(cg);
+        }
+      },
+    );
 
     it('fails closed while the proxy is down, and fails open only with --fail-open', async () => {
       await relays.get('a')!.stop();

@@ -17,6 +17,7 @@ import { EbpfCapture } from './ebpf-capture.js';
 import { BpfAgentError } from './errors.js';
 import { POD_CAPTURE, POD_DRAIN, POD_NONE, POD_PENDING, type PodState, podStateName } from './maps.js';
 import { NftCapture } from './nft-capture.js';
+import { ServiceLb } from './service-lb.js';
 import { type NodePodSource, readLinksAndRoutes } from './pods.js';
 
 export interface PodStatus {
@@ -44,6 +45,8 @@ export interface AgentStatus {
   uplinks: string[];
   /** Pod veths held (SYNs dropped) until the state knows their pod. */
   unknownPodVeths: { ip: string; dev: string }[];
+  /** Socket-level service LB, when enabled: the cgroups it serves and the VIP:ports programmed. */
+  serviceLb?: { cgroups: string[]; services: number };
   devices: string[];
   createdQdiscs: string[];
   counters: Record<string, number>;
@@ -57,6 +60,8 @@ interface Tracked {
 
 export class BpfAgent {
   private backend!: CaptureBackend;
+  private serviceLb: ServiceLb | undefined;
+  private servicesProgrammed = 0;
   private fallbackReason: string | undefined;
   private readonly tracked = new Map<string, Tracked>();
   private unsubscribe: (() => void) | undefined;
@@ -94,6 +99,14 @@ export class BpfAgent {
       );
     }
     this.backend = await this.chooseBackend();
+    if (this.cfg.serviceLbCgroups.length > 0) {
+      if (this.backend.mode === 'ebpf') {
+        this.serviceLb = new ServiceLb(this.cfg.pinDir, this.cfg.objDir, this.cfg.serviceLbCgroups, this.log);
+        await this.serviceLb.setup();
+      } else {
+        this.log.error('service load balancing needs eBPF; not available in nftables mode');
+      }
+    }
     for (const [ip, state] of await this.backend.kernelPods()) {
       // A pod found DRAINing keeps draining (its grace restarts now); CAPTURE/NONE are re-derived.
       this.tracked.set(ip, state === POD_DRAIN ? { state, drainSince: Date.now() } : { state });
@@ -277,6 +290,9 @@ export class BpfAgent {
     }
 
     await this.backend.apply(desired, uplinks);
+    if (this.serviceLb && this.source.services) {
+      this.servicesProgrammed = await this.serviceLb.sync(this.source.services());
+    }
     this.generation++;
     const counters = await this.backend.counters().catch(() => ({}));
     const att = this.backend.attachments();
@@ -292,6 +308,9 @@ export class BpfAgent {
       pods: statuses.sort((a, b) => a.ip.localeCompare(b.ip)),
       uplinks: uplinks.map((u) => u.dev),
       unknownPodVeths: unknown,
+      ...(this.serviceLb
+        ? { serviceLb: { cgroups: this.cfg.serviceLbCgroups, services: this.servicesProgrammed } }
+        : {}),
       devices: att.devices,
       createdQdiscs: att.createdQdiscs,
       counters,
@@ -322,6 +341,7 @@ export class BpfAgent {
     this.monitor?.kill();
     while (this.running) await this.running;
     if (opts.teardown) {
+      await this.serviceLb?.teardown();
       await this.backend.teardown();
       await rm(this.cfg.statusFile, { force: true });
       this.log.info('capture torn down');
@@ -339,6 +359,19 @@ export async function teardownAll(cfg: BpfAgentConfig, log: Logger): Promise<voi
       return [];
     }
   })();
+  const prevLb = (() => {
+    try {
+      return (
+        (JSON.parse(readFileSync(cfg.statusFile, 'utf8')) as Partial<AgentStatus>).serviceLb?.cgroups ?? []
+      );
+    } catch {
+      return [];
+    }
+  })();
+  const cgroups = [...new Set([...cfg.serviceLbCgroups, ...prevLb])];
+  await new ServiceLb(cfg.pinDir, cfg.objDir, cgroups, log)
+    .teardown()
+    .catch((err: unknown) => errors.push((err as Error).message));
   for (const backend of [new EbpfCapture(cfg, log, prev), new NftCapture(cfg, log)]) {
     await backend.teardown().catch((err: unknown) => errors.push((err as Error).message));
   }

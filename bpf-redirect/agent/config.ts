@@ -43,6 +43,9 @@ export interface BpfAgentConfig {
   drainGraceMs: number;
   /** Full resync period (new veths, drain timers), default 2 s. Changes are applied on events at once. */
   resyncMs: number;
+  /** cgroup v2 directories whose processes get socket-level ClusterIP load balancing from the
+   *  service map (svc_connect4). Only for pods outside the mesh. Default none (off). */
+  serviceLbCgroups: string[];
   /** Prefix of the nftables tables this agent owns (`<prefix>_raw`, `<prefix>_tproxy`). */
   nftPrefix: string;
   /** Status JSON (mode, pods, counters), rewritten after every reconcile. */
@@ -75,6 +78,7 @@ export function defaultConfig(node: string): BpfAgentConfig {
     drainGraceMs: 30_000,
     resyncMs: 2_000,
     nftPrefix: 'ambit',
+    serviceLbCgroups: [],
     statusFile: `/run/ambit/bpf-agent-${node}.json`,
   };
 }

@@ -4,6 +4,7 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { MeshState } from '../../core/state/state.js';
 import { parseJson, runCommand } from './command.js';
+import type { ServiceBackends } from './service-lb.js';
 
 export interface NodePod {
   /** Workload uid, e.g. Kubernetes//v1/Pod/<ns>/<name>. */
@@ -17,6 +18,8 @@ export interface NodePod {
 
 export interface NodePodSource {
   pods(): NodePod[];
+  /** Service VIP:port → ready backends (for the optional socket-level service LB). */
+  services?(): ServiceBackends[];
   /** Called after any change that may affect pods; returns an unsubscribe function. */
   onChange(listener: () => void): () => void;
 }
@@ -48,6 +51,24 @@ export function meshStatePods(state: MeshState, node: string): NodePodSource {
             },
           ];
         }),
+    services: () =>
+      state.services().flatMap((svc) =>
+        svc.addresses
+          .filter((a) => IPV4.test(a))
+          .flatMap((vip) =>
+            svc.ports.map((p) => ({
+              vip,
+              port: p.servicePort,
+              backends: state
+                .endpointsOf(svc, p.servicePort)
+                .filter((e) => e.workload.status === 'HEALTHY' && e.targetPort > 0)
+                .flatMap((e) => {
+                  const ip = e.workload.addresses.find((a) => IPV4.test(a));
+                  return ip ? [{ ip, port: e.targetPort }] : [];
+                }),
+            })),
+          ),
+      ),
     onChange: (listener) => state.onChange(() => listener()),
   };
 }

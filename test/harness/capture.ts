@@ -20,12 +20,30 @@ export interface PodSpec {
  * `namespaces` (labelled istio.io/dataplane-mode=ambient when true) and one Pod per spec, scheduled on
  * its node with its IP — the local cluster `ambit bpf-agent -m DIR` watches.
  */
+export interface ServiceSpec {
+  name: string;
+  namespace: string;
+  clusterIP: string;
+  port: number;
+  targetPort: number;
+  /** Pods labelled app=<this> (writeManifests labels each pod app=<pod name>). */
+  app: string;
+}
+
 export function writeManifests(
   dir: string,
   namespaces: Record<string, boolean>,
   pods: Omit<PodSpec, 'enrolled'>[],
+  services: ServiceSpec[] = [],
 ): void {
   const docs: string[] = [];
+  for (const s of services) {
+    docs.push(
+      `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${s.name}\n  namespace: ${s.namespace}\n` +
+        `spec:\n  clusterIP: ${s.clusterIP}\n  selector:\n    app: ${s.app}\n` +
+        `  ports:\n    - { name: tcp, port: ${s.port}, targetPort: ${s.targetPort} }\n`,
+    );
+  }
   for (const [name, ambient] of Object.entries(namespaces)) {
     docs.push(
       `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n` +
@@ -60,6 +78,7 @@ export interface AgentStatusView {
   devices: string[];
   /** Pod veths whose pod the state does not know yet (their SYNs are held). */
   unknownPodVeths?: { ip: string; dev: string }[];
+  serviceLb?: { cgroups: string[]; services: number };
   counters: Record<string, number>;
 }
 
@@ -102,6 +121,8 @@ export interface AgentOptions {
   drainGraceMs?: number;
   uplinks?: string[];
   objDir?: string;
+  /** cgroup v2 dirs given socket-level ClusterIP load balancing (--service-lb-cgroup). */
+  serviceLbCgroups?: string[];
 }
 
 export interface RunningAgent {
@@ -131,6 +152,7 @@ export async function startAgent(topo: Topology, nodeName: string, o: AgentOptio
     ...(o.uplinks ?? [node.uplink]).flatMap((u) => ['--uplink', u]),
     ...(o.failOpen ? ['--fail-open'] : []),
     ...(o.objDir ? ['--obj-dir', o.objDir] : []),
+    ...(o.serviceLbCgroups ?? []).flatMap((c) => ['--service-lb-cgroup', c]),
   ];
   const child = topo.spawnIn(node.ns, process.execPath, args);
   let logs = '';

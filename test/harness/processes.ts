@@ -1,7 +1,7 @@
 // Parent-side handles for the harness's child processes: an echo server and a long-lived pod client,
 // each running inside a namespace of a Topology (and killed by its teardown).
 import type { ChildProcess } from 'node:child_process';
-import { HarnessError, type Topology } from './topology.js';
+import { distPath, HarnessError, type Topology } from './topology.js';
 
 const START_TIMEOUT_MS = 10_000;
 
@@ -70,8 +70,23 @@ export class PodClient {
     });
   }
 
-  static async start(topo: Topology, ns: string): Promise<PodClient> {
-    const child = topo.spawnNode(ns, 'test/harness/pod-client.ts');
+  /** Start the client in netns `ns`; with `cgroup` (a cgroup v2 directory) it runs in that cgroup,
+   *  as a container's processes do (cgroup hooks such as connect4 then apply to it). */
+  static async start(topo: Topology, ns: string, opts: { cgroup?: string } = {}): Promise<PodClient> {
+    const child = opts.cgroup
+      ? topo.spawnIn(
+          ns,
+          'sh',
+          [
+            '-c',
+            'echo $$ > "$0/cgroup.procs" && exec "$@"',
+            opts.cgroup,
+            process.execPath,
+            distPath('test/harness/pod-client.ts'),
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
+        )
+      : topo.spawnNode(ns, 'test/harness/pod-client.ts');
     await waitReady(child, `pod client in ${ns}`);
     return new PodClient(child);
   }
