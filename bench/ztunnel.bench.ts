@@ -192,7 +192,19 @@ async function run(): Promise<void> {
   const children: ChildProcess[] = [];
   try {
     const t = w.topo;
-    await t.addPod('a', 'a3'); // not in the manifests: never captured (the direct and stunnel client)
+    // The direct and stunnel client: a known pod outside the mesh (the agent holds SYNs of unknown pods).
+    await t.addPod('a', 'a3');
+    w.apply(
+      'bench.yaml',
+      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: a3\n  namespace: demo\n  labels: { app: bench, istio.io/dataplane-mode: none }\nspec:\n  nodeName: a\n  containers: [{ name: app, image: example/app:1 }]\nstatus:\n  phase: Running\n  podIP: ${w.ip('a3')}\n`,
+    );
+    const { readStatus } = await import('../test/harness/capture.js');
+    for (let i = 0; i < 200; i++) {
+      const st = readStatus(join(w.dir, 'agent-a.json'));
+      const a3 = st?.pods.find((p) => p.name === 'a3');
+      if (a3 && !/pending/i.test(a3.state)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const spawnChild = async (ns: string, args: string[]): Promise<ChildProcess> => {
       const c = t.spawnNode(ns, 'bench/ztunnel.bench.ts', args, {
         env: { ...process.env, AZT_BENCH_CHILD: '1' },
@@ -219,6 +231,12 @@ async function run(): Promise<void> {
       await spawnChild(t.pod(pod).ns, ['echo', String(ECHO_PORT)]);
       const iperf = t.spawnIn(t.pod(pod).ns, 'iperf3', ['-s', '-p', String(IPERF_PORT)]);
       children.push(iperf);
+      // Bounded wait until the iperf3 server listens.
+      for (let i = 0; i < 100; i++) {
+        const ss = await t.exec(t.pod(pod).ns, 'ss', ['-Hltn', `( sport = :${IPERF_PORT} )`]);
+        if (ss.stdout.trim()) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
 
     // The C reference pair: stunnel4 with TLS 1.3, ECDSA P-256, mutual authentication.
@@ -284,42 +302,8 @@ async function run(): Promise<void> {
       stunnel: { pod: 'a3', rr: [nodeA, 17000], bulk: [nodeA, 17001] },
       ztunnel: { pod: 'a1', rr: [w.ip('b1'), ECHO_PORT], bulk: [w.ip('b1'), IPERF_PORT] },
     };
-    const ms = SECONDS * 1000;
-    const rows: Row[] = [];
-    const configs: Config[] = ['direct', 'stunnel', 'ztunnel'];
-    for (let round = 0; round < ROUNDS; round++) {
-      // Rotate the order every round so no configuration always runs first (perf-anchor C.3).
-      const order = configs.map((_, i) => configs[(i + round) % configs.length]!);
-      for (const config of order) {
-        const tg = target[config];
-        const ns = t.pod(tg.pod).ns;
-        const iperf = await t.exec(
-          ns,
-          'iperf3',
-          ['-c', tg.bulk[0], '-p', String(tg.bulk[1]), '-t', String(SECONDS), '-O', '1', '-J'],
-          { timeoutMs: ms + 20_000 },
-        );
-        const bulk = JSON.parse(iperf.stdout) as { end: { sum_received: { bits_per_second: number } } };
-        const rrOf = async (conc: number) => {
-          const c = await spawnChild(ns, [
-            'rr',
-            tg.rr[0],
-            String(tg.rr[1]),
-            String(conc),
-            String(ms),
-            '1024',
-          ]);
-          return result<{ p50us: number; p99us: number; rps: number }>(c, ms + 30_000);
-        };
-        const rr1 = await rrOf(1);
-        const rr64 = await rrOf(64);
-        const cpsChild = await spawnChild(ns, ['cps', tg.rr[0], String(tg.rr[1]), '8', String(ms)]);
-        const cps = await result<{ cps: number }>(cpsChild, ms + 30_000);
-        rows.push({ config, bulkGbps: bulk.end.sum_received.bits_per_second / 1e9, rr1, rr64, cps: cps.cps });
-      }
-    }
-
-    // Memory: idle RSS of each proxy, then with IDLE_CONNS idle tunneled connections.
+    // Memory first, before load scenarios grow the heaps: idle RSS of each proxy, then with IDLE_CONNS
+    // idle tunneled connections open through it.
     const pids: Record<'ztunnel' | 'stunnel', [number | undefined, number | undefined]> = {
       ztunnel: [w.ztunnels.get('a')?.child.pid, w.ztunnels.get('b')?.child.pid],
       stunnel: [stA.pid, stB.pid],
@@ -340,6 +324,52 @@ async function run(): Promise<void> {
       holder.send('close');
       mem[proxy] = { idleKiB: idle, loadedKiB: loaded, open: held.open };
       await new Promise((r) => setTimeout(r, 1000));
+    }
+
+    const ms = SECONDS * 1000;
+    const rows: Row[] = [];
+    const configs: Config[] = ['direct', 'stunnel', 'ztunnel'];
+    for (let round = 0; round < ROUNDS; round++) {
+      // Rotate the order every round so no configuration always runs first (perf-anchor C.3).
+      const order = configs.map((_, i) => configs[(i + round) % configs.length]!);
+      for (const config of order) {
+        const tg = target[config];
+        const ns = t.pod(tg.pod).ns;
+        // iperf3 serves one test at a time and may still be finishing the previous one: retry briefly.
+        let bulk: { end: { sum_received: { bits_per_second: number } } } | undefined;
+        let lastError = '';
+        for (let attempt = 0; attempt < 3 && !bulk; attempt++) {
+          try {
+            const iperf = await t.exec(
+              ns,
+              'iperf3',
+              ['-c', tg.bulk[0], '-p', String(tg.bulk[1]), '-t', String(SECONDS), '-O', '1', '-J'],
+              { timeoutMs: ms + 20_000 },
+            );
+            bulk = JSON.parse(iperf.stdout) as typeof bulk;
+          } catch (err) {
+            lastError = String(err);
+            await new Promise((r) => setTimeout(r, 1000));
+          }
+        }
+        if (!bulk) throw new Error(`iperf3 for ${config} failed: ${lastError}`);
+        const rrOf = async (conc: number) => {
+          const c = await spawnChild(ns, [
+            'rr',
+            tg.rr[0],
+            String(tg.rr[1]),
+            String(conc),
+            String(ms),
+            '1024',
+          ]);
+          return result<{ p50us: number; p99us: number; rps: number }>(c, ms + 30_000);
+        };
+        const rr1 = await rrOf(1);
+        const rr64 = await rrOf(64);
+        const cpsChild = await spawnChild(ns, ['cps', tg.rr[0], String(tg.rr[1]), '8', String(ms)]);
+        const cps = await result<{ cps: number }>(cpsChild, ms + 30_000);
+        rows.push({ config, bulkGbps: bulk.end.sum_received.bits_per_second / 1e9, rr1, rr64, cps: cps.cps });
+      }
     }
 
     // Report.
