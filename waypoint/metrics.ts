@@ -49,6 +49,8 @@ export interface RequestRecord {
   durationMs: number;
 }
 
+const MAX_SERIES = 10_000;
+
 const u = (s: string | undefined): string => (s === undefined || s === '' ? 'unknown' : s);
 
 // Envoy/Istio's default request duration buckets (istio/proxy stats plugin).
@@ -80,7 +82,28 @@ export class RequestMetrics {
     });
   }
 
+  // prom-client hashes a 25-label object on every inc/observe; a request's label set is decided by a few
+  // values, so the bound children are kept per key (bounded: cleared when it grows past MAX_SERIES).
+  private readonly bound = new Map<string, { inc(): void; observe(v: number): void }>();
+
   record(r: RequestRecord): void {
+    const s = r.source;
+    const d = r.destination;
+    const key = `${s.workload}|${s.namespace}|${s.principal}|${s.canonicalService}|${s.canonicalRevision}|${s.cluster}|${r.service?.hostname}|${r.service?.namespace}|${r.service?.name}|${d.workload}|${d.namespace}|${d.principal}|${d.canonicalService}|${d.canonicalRevision}|${d.cluster}|${r.protocol}|${r.responseCode}|${r.grpcStatus}|${r.responseFlags}`;
+    let b = this.bound.get(key);
+    if (!b) {
+      if (this.bound.size >= MAX_SERIES) this.bound.clear();
+      const labels = this.labelsOf(r);
+      const c = this.requests.labels(labels);
+      const h = this.duration.labels(labels);
+      b = { inc: () => c.inc(), observe: (v) => h.observe(v) };
+      this.bound.set(key, b);
+    }
+    b.inc();
+    b.observe(r.durationMs);
+  }
+
+  private labelsOf(r: RequestRecord): Record<RequestLabelName, string> {
     const s = r.source;
     const d = r.destination;
     const labels: Record<RequestLabelName, string> = {
@@ -110,8 +133,7 @@ export class RequestMetrics {
       response_flags: r.responseFlags,
       connection_security_policy: 'mutual_tls',
     };
-    this.requests.inc(labels);
-    this.duration.observe(labels, r.durationMs);
+    return labels;
   }
 
   render(): Promise<string> {

@@ -223,7 +223,7 @@ export async function handleRequest(
     };
     res.once('close', onClose);
     const fwd: ForwardRequest = { protocol: h2 ? 'http2' : 'http1', method, path, authority, headers, body };
-    const r = await forward(deps.upstream, endpointPicker(deps, tunnel, rule), fwd, rule, controller.signal);
+    const r = await forward(deps.upstream, endpointPicker(deps, tunnel, rule), fwd, rule, controller);
     endpoint = r.endpoint;
     tries = r.tries;
     status = r.status;
