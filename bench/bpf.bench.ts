@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBpffs, run, Topology } from '../test/harness/topology.js';
+import { hexArgs } from '../bpf-redirect/agent/maps.js';
+import { svcKey, svcValue } from '../bpf-redirect/agent/service-lb.js';
 import type { BenchScenario } from './run.js';
 
 const SIZES = [10, 1000, 5000, 10_000, 20_000];
@@ -131,14 +133,10 @@ function nftScript(table: string, n: number, backend: string, from = 0): string 
   return `${out.join('\n')}\n`;
 }
 
-const hex = (b: number[]): string => b.map((x) => x.toString(16).padStart(2, '0')).join(' ');
-const ipBytes = (ip: string): number[] => ip.split('.').map(Number);
-/** struct svc_key {vip, port(net), pad} and struct svc_value {count, pad, backends[8]{ip, port(net), pad}}. */
+/** One `map update` line for service i (layouts shared with the agent: bpf-redirect/agent/service-lb.ts). */
 function svcUpdate(mapPin: string, i: number, backend: string): string {
-  const key = [...ipBytes(vip(i)), 0, 80, 0, 0];
-  const value = [1, 0, 0, 0, 0, 0, 0, 0, ...ipBytes(backend), BACKEND_PORT >> 8, BACKEND_PORT & 0xff, 0, 0];
-  while (value.length < 8 + 8 * 8) value.push(0);
-  return `map update pinned ${mapPin} key hex ${hex(key)} value hex ${hex(value)}`;
+  const hex = (b: Buffer) => hexArgs(b).join(' ');
+  return `map update pinned ${mapPin} key ${hex(svcKey(vip(i), 80))} value ${hex(svcValue([{ ip: backend, port: BACKEND_PORT }]))}`;
 }
 
 function svgChart(rows: Row[]): string {
@@ -261,8 +259,8 @@ async function runBench(): Promise<void> {
           const batch = Array.from({ length: n }, (_, i) => svcUpdate(mapPin, i, backend)).join('\n');
           programMs = timed(() => execFileSync('bpftool', ['batch', 'file', '-'], { input: `${batch}\n` }));
           await run('bpftool', ['cgroup', 'attach', cg, 'connect4', 'pinned', `${pin}/svc_connect4`]);
-          // One `bpftool map update` exec (~2-3 ms, research §4); median of 5 to damp machine noise.
-          const adds = [0, 1, 2, 3, 4].map((k) => {
+          // One `bpftool map update` exec (~2-3 ms, research §4); median of 9 to damp machine noise.
+          const adds = Array.from({ length: 9 }, (_, k) => k).map((k) => {
             const [cmd, ...rest] = svcUpdate(mapPin, n + k, backend).split(' ');
             return timed(() => execFileSync('bpftool', [cmd!, ...rest]));
           });

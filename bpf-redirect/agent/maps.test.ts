@@ -50,3 +50,20 @@ describe('pinned map encodings (bpf/maps.h)', () => {
     expect([...ifaceValue(undefined, 2)]).toEqual([0, 0, 0, 0, 2, 0, 0, 0]);
   });
 });
+
+describe('service map encodings (struct svc_key / svc_value)', () => {
+  it('keys by VIP and port in network order, values hold a count and up to 8 backends', async () => {
+    const { svcKey, svcValue } = await import('./service-lb.js');
+    expect([...svcKey('10.96.0.20', 80)]).toEqual([10, 96, 0, 20, 0, 80, 0, 0]);
+    const v = svcValue([
+      { ip: '10.244.2.2', port: 8080 },
+      { ip: '10.244.2.3', port: 8080 },
+    ]);
+    expect(v.length).toBe(8 + 8 * 8);
+    expect(v.readUInt32LE(0)).toBe(2);
+    expect([...v.subarray(8, 16)]).toEqual([10, 244, 2, 2, 0x1f, 0x90, 0, 0]);
+    expect([...v.subarray(24, 32)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    const many = Array.from({ length: 12 }, (_, i) => ({ ip: `10.0.0.${i + 1}`, port: 1 }));
+    expect(svcValue(many).readUInt32LE(0)).toBe(8);
+  });
+});
