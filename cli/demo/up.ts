@@ -21,6 +21,7 @@ import { demoDown } from './down.js';
 import { FlowCollector } from './flows.js';
 import { planDemo } from './plan.js';
 import {
+  cmdlineOf,
   DemoError,
   type DemoProcess,
   type DemoState,
@@ -103,8 +104,11 @@ export async function demoUp(o: UpOptions): Promise<void> {
       'ambit demo must run as root: it creates network namespaces, veths, eBPF programs and nftables rules (try: sudo npm start)',
     );
   }
+  if (!existsSync(o.manifests)) {
+    throw new DemoError('BAD_FLAG', `manifests directory ${o.manifests} does not exist`);
+  }
   const previous = readDemoState(o.dir);
-  if (previous && pidAlive(previous.pid)) {
+  if (previous && pidAlive(previous.pid) && cmdlineOf(previous.pid).includes('demo')) {
     throw new DemoError(
       'ALREADY_RUNNING',
       `a demo is already running (pid ${previous.pid}, state ${o.dir}/state.json); stop it with \`ambit demo down\``,
@@ -112,7 +116,7 @@ export async function demoUp(o: UpOptions): Promise<void> {
   }
   if (
     previous ||
-    readdirSync('/var/run/netns', { withFileTypes: false }).some((n) => String(n).startsWith(`${o.prefix}-`))
+    (existsSync('/var/run/netns') && readdirSync('/var/run/netns').some((n) => n.startsWith(`${o.prefix}-`)))
   ) {
     step(`cleaning up a previous demo that did not stop cleanly (prefix ${o.prefix})`);
     const r = await demoDown({ dir: o.dir, prefix: o.prefix });
@@ -189,6 +193,21 @@ export async function demoUp(o: UpOptions): Promise<void> {
         : `left behind: ${r.residue.join('; ')}`,
     );
   };
+
+  // Ctrl-C (or `ambit demo down`'s SIGTERM) at any moment, during set-up too, removes what exists so far.
+  let setUp = false;
+  let stopped: () => void = () => undefined;
+  const whenStopped = new Promise<void>((resolve) => {
+    stopped = resolve;
+  });
+  const onSignal = (sig: NodeJS.Signals) => {
+    void stop(sig).finally(() => {
+      if (!setUp) process.exit(130);
+      stopped();
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   try {
     await ensureBpffs();
@@ -430,6 +449,8 @@ export async function demoUp(o: UpOptions): Promise<void> {
     o.out(`  Ready in ${((Date.now() - t0) / 1000).toFixed(1)} s.`);
   } catch (err) {
     await stop(`set-up failed: ${(err as Error).message.split('\n')[0]}`);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     throw err;
   }
 
@@ -441,11 +462,6 @@ export async function demoUp(o: UpOptions): Promise<void> {
       o.out(`warning: ${rec?.role ?? c.pid} exited (${code ?? sig}); see ${rec?.log ?? 'its log'}`);
     });
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      void stop(sig).then(resolve, resolve);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-  });
+  setUp = true;
+  await whenStopped;
 }
