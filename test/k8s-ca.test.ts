@@ -232,3 +232,57 @@ describe('CA on Kubernetes', () => {
     }
   });
 });
+
+describe('CA replicas with leader election', () => {
+  it('two replicas share one root; only the leader publishes; when it stops, the other takes over', async () => {
+    const api2 = new TestKubernetesApiServer();
+    await api2.listen();
+    const kc2 = new KubeConfig();
+    kc2.loadFromString(api2.kubeconfig());
+    const core2 = kc2.makeApiClient(CoreV1Api);
+    await core2.createNamespace({ body: { metadata: { name: 'istio-system' } } });
+    const lease = { durationSeconds: 2, renewDeadlineMs: 1000, retryPeriodMs: 100 };
+    const start = (identity: string) =>
+      startKubernetesCa({
+        kubeConfig: kc2,
+        config: { listen: '127.0.0.1:0' },
+        leaderElection: true,
+        identity,
+        lease,
+        logger,
+      });
+    const first = await start('ca-0');
+    // The second replica starts while the first leads: it must load the leader's root, not mint one.
+    const second = await start('ca-1');
+    const replicas = [first, second];
+    try {
+      expect(second.server.rootsPem()).toBe(first.server.rootsPem());
+      await until('exactly one leader', () => replicas.filter((r) => r.elector?.isLeader()).length === 1);
+      const leader = replicas.find((r) => r.elector?.isLeader())!;
+      const follower = replicas.find((r) => r !== leader)!;
+      const cmWrites = () =>
+        api2.requests.filter((r) => r.startsWith('POST /api/v1/namespaces/') && r.endsWith('/configmaps'))
+          .length;
+      await core2.createNamespace({ body: { metadata: { name: 'one' } } });
+      const cm = async (ns: string) =>
+        core2.readNamespacedConfigMap({ namespace: ns, name: 'istio-ca-root-cert' }).then(
+          (c) => c.data?.['root-cert.pem'],
+          () => undefined,
+        );
+      await until('published by the leader', async () => (await cm('one')) === first.server.rootsPem());
+      const writes = cmWrites();
+      // Only one replica wrote (a follower writing too would make this 2 per namespace, or conflict).
+      expect(writes).toBe(2); // istio-system and one
+      await leader.close();
+      await until('follower leads', () => follower.elector?.isLeader() === true, 8000);
+      await core2.createNamespace({ body: { metadata: { name: 'two' } } });
+      await until(
+        'published by the new leader',
+        async () => (await cm('two')) === follower.server.rootsPem(),
+      );
+    } finally {
+      for (const r of replicas) await r.close();
+      await api2.close();
+    }
+  }, 30_000);
+});

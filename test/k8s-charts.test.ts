@@ -44,7 +44,7 @@ beforeAll(() => {
         GO111MODULE: 'off',
         GOPATH: '/usr/share/gocode',
         GOFLAGS: '',
-        GOCACHE: join(workDir, 'gocache'),
+        GOCACHE: process.env.GOCACHE ?? join(tmpdir(), 'ambit-helm-render-gocache'),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 240_000,
