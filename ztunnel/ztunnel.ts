@@ -3,12 +3,11 @@
 // and drain. Every other file gets what it needs passed in (STYLE.md "small layers composed in one
 // place", like linkerd2-proxy's app crate and istio/ztunnel src/app.rs).
 import { readFile } from 'node:fs/promises';
-import net from 'node:net';
+import type net from 'node:net';
 import { CaClient } from '../ca/client/ca-client.js';
 import { CertificateManager } from '../ca/client/cert-manager.js';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
 import { ManifestSource } from '../core/sources/manifests.js';
-import { setIpTransparent } from '../bpf-redirect/native/index.js';
 import { HboneServer } from '../core/hbone/server.js';
 import type { HboneCertificate } from '../core/hbone/tls.js';
 import { type SpiffeId, formatSpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
@@ -24,11 +23,12 @@ import { ConnectionManager } from './connection-manager.js';
 import { transparentSocketFactory } from './dial.js';
 import { type Acceptor, Drain } from './drain.js';
 import { messageOf } from './errors.js';
+import type { CaptureContext, CaptureKind } from './capture.js';
 import { handleInbound } from './inbound.js';
 import { type CapturedConnection, handleInboundPlaintext } from './inbound-passthrough.js';
 import { LoggerFamily } from './logging.js';
 import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
-import { normalizeAddress } from './proxy-context.js';
+import { TransparentListener } from './transparent-listener.js';
 
 /** Workload certificates (ca/client CertificateManager, or a test double holding real certs). */
 export interface CertificateProvider {
@@ -56,42 +56,24 @@ interface CertState {
   cert?: HboneCertificate;
 }
 
-/** A listening socket whose accepted connections keep their original destination (IP_TRANSPARENT). */
-class CaptureListener implements Acceptor {
-  readonly server: net.Server;
-  constructor(
-    readonly name: string,
-    private readonly onConnection: (c: CapturedConnection) => void,
-  ) {
-    // allowHalfOpen: a client's FIN must only half-close (HBONE maps it to END_STREAM).
-    this.server = net.createServer(
-      { allowHalfOpen: true, noDelay: true, pauseOnConnect: false },
-      (socket) => {
-        const dst = normalizeAddress(socket.localAddress, socket.localPort);
-        const src = normalizeAddress(socket.remoteAddress, socket.remotePort);
-        this.onConnection({ socket, originalDst: dst, source: src });
-      },
-    );
-  }
+/** The capture interface's listener as the drain sees it: stop accepting now, connections stay. */
+function acceptorOf(l: TransparentListener): Acceptor {
+  return {
+    stopAccepting: () => {
+      // close() resolves only once every accepted socket is gone; the drain owns those, so only
+      // the listening socket is closed here (synchronously, inside close()).
+      void l.close();
+    },
+  };
+}
 
-  async listen(host: string, port: number, transparent: boolean): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, backlog: 4096 }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    // After listen() is enough: the flag is checked when a SYN for a non-local address arrives
-    // (research/ebpf-redirect.md §3.2). Without it TPROXY'd SYNs get no SYN-ACK.
-    if (transparent) setIpTransparent(this.server);
-    return (this.server.address() as net.AddressInfo).port;
-  }
-
-  /** Stops listening now; accepted connections are left to the drain (close's callback would wait for them). */
-  stopAccepting(): void {
-    if (this.server.listening) this.server.close();
-  }
+/** The capture interface's context in the data path's terms. */
+function captured(socket: net.Socket, c: CaptureContext): CapturedConnection {
+  return {
+    socket,
+    originalDst: { ip: c.originalDst.address, port: c.originalDst.port },
+    source: { ip: c.source.address, port: c.source.port },
+  };
 }
 
 export class Ztunnel {
@@ -103,9 +85,9 @@ export class Ztunnel {
   readonly hboneServer: HboneServer;
   readonly drain: Drain;
   private readonly ctx: OutboundContext;
-  private readonly outbound: CaptureListener;
-  private readonly plaintext: CaptureListener;
-  private readonly inbound: CaptureListener;
+  private readonly outbound: TransparentListener;
+  private readonly plaintext: TransparentListener;
+  private readonly inbound: TransparentListener;
   private readonly certs = new Map<string, CertState>();
   /** Pods that left the mesh whose connections are running out their drain deadline. */
   private readonly drainingPods = new Set<string>();
@@ -140,9 +122,29 @@ export class Ztunnel {
     const run = (what: string, p: Promise<void>): void => {
       p.catch((err: unknown) => this.log.error({ err: messageOf(err) }, `${what} failed`));
     };
-    this.outbound = new CaptureListener('outbound', (c) => run('outbound', handleOutbound(this.ctx, c)));
-    this.plaintext = new CaptureListener('inbound-plaintext', (c) =>
-      run('inbound plaintext', handleInboundPlaintext(this.ctx, c)),
+    // The three capture listeners (ztunnel/capture.ts interface): eBPF sk_assign steering and the
+    // nftables TPROXY fallback both deliver here, with localAddress = original destination.
+    const listener = (kind: CaptureKind, port: number): TransparentListener => {
+      const l = new TransparentListener({
+        kind,
+        port,
+        host: config.listenAddress,
+        transparent: config.transparent,
+        logger: this.logs.child({ scope: 'capture' }),
+      });
+      l.on('rejected', (r) =>
+        this.log.warn({ kind: r.kind, reason: r.reason, error: r.message }, 'captured connection refused'),
+      );
+      l.on('error', (err) => this.log.error({ kind, err: err.message }, 'capture listener failed'));
+      return l;
+    };
+    this.outbound = listener('outbound', config.outboundPort);
+    this.outbound.on('connection', (socket, c) =>
+      run('outbound', handleOutbound(this.ctx, captured(socket, c))),
+    );
+    this.plaintext = listener('inbound-plaintext', config.inboundPlaintextPort);
+    this.plaintext.on('connection', (socket, c) =>
+      run('inbound plaintext', handleInboundPlaintext(this.ctx, captured(socket, c))),
     );
     this.hboneServer = new HboneServer({
       // No SNI: the certificate is the one of the pod this connection was addressed to.
@@ -150,11 +152,12 @@ export class Ztunnel {
       onConnect: (stream, info) => handleInbound(this.ctx, stream, info),
       logger: this.logs.child({ scope: 'hbone' }),
     });
-    this.inbound = new CaptureListener('inbound', (c) => this.hboneServer.serve(c.socket));
+    this.inbound = listener('inbound-hbone', config.inboundPort);
+    this.inbound.on('connection', (socket) => this.hboneServer.serve(socket));
     this.drain = new Drain({
       deadlineMs: config.drainDeadlineMs,
       connections: this.connections,
-      acceptors: () => [this.outbound, this.plaintext, this.inbound],
+      acceptors: () => [this.outbound, this.plaintext, this.inbound].map(acceptorOf),
       setReady: (r) => {
         this.ready = r;
       },
@@ -249,14 +252,10 @@ export class Ztunnel {
 
   async start(): Promise<void> {
     const c = this.config;
-    const transparent = c.transparent;
-    this.ports.outbound = await this.outbound.listen(c.listenAddress, c.outboundPort, transparent);
-    this.ports.inboundPlaintext = await this.plaintext.listen(
-      c.listenAddress,
-      c.inboundPlaintextPort,
-      transparent,
-    );
-    this.ports.inbound = await this.inbound.listen(c.listenAddress, c.inboundPort, transparent);
+    for (const l of [this.outbound, this.plaintext, this.inbound]) await l.start();
+    this.ports.outbound = this.outbound.address?.port ?? 0;
+    this.ports.inboundPlaintext = this.plaintext.address?.port ?? 0;
+    this.ports.inbound = this.inbound.address?.port ?? 0;
     await this.admin.listen(c);
     this.unsubscribe = this.deps.state.onChange((changes) => this.onStateChange(changes));
     this.prefetchCertificates();
