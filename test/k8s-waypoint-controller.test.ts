@@ -186,3 +186,49 @@ describe('waypoint controller', () => {
     });
   });
 });
+
+describe('ambit waypoint-controller (the built CLI)', () => {
+  it('runs against a kubeconfig and programs a waypoint Gateway', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { distPath } = await import('./harness/topology.js');
+    // Only the CLI's controller may act in this test.
+    await controller.stop();
+    const dir = mkdtempSync(join(tmpdir(), 'ambit-wpc-'));
+    writeFileSync(join(dir, 'kubeconfig'), api.kubeconfig());
+    const child = spawn(
+      process.execPath,
+      [
+        distPath('cli/ambit.ts'),
+        'waypoint-controller',
+        '--kubeconfig',
+        join(dir, 'kubeconfig'),
+        '--image',
+        'example/ambit:cli',
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, LOG_LEVEL: 'warn' },
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    try {
+      await custom.createNamespacedCustomObject(gateway('from-cli', 'istio-waypoint'));
+      const dep = await until(
+        `Deployment from the CLI (stderr: ${stderr})`,
+        () => apps.readNamespacedDeployment({ namespace: 'shop', name: 'from-cli' }),
+        15_000,
+      );
+      expect(dep.spec?.template.spec?.containers[0]?.image).toBe('example/ambit:cli');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
