@@ -126,7 +126,15 @@ describe.skipIf(!root)('ambit demo flow view in chromium (needs root and /usr/bi
       'shop/deny-frontend-to-catalog',
     );
 
+    // Filters: only denied flows of the frontend remain in the table.
+    await page.selectOption('#f-verdict', 'DENIED');
     await page.fill('#f-text', 'shop/frontend');
+    await page.waitForTimeout(300);
+    const verdicts = await page
+      .locator('#flows tbody tr')
+      .evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.verdict));
+    expect(verdicts.length).toBeGreaterThan(0);
+    expect(new Set(verdicts)).toEqual(new Set(['DENIED']));
     mkdirSync('test-artifacts', { recursive: true });
     await page.screenshot({ path: 'test-artifacts/demo-flow-view.png', fullPage: true });
   });
