@@ -167,6 +167,22 @@ interface Row {
   rr1: { p50us: number; p99us: number; rps: number };
   rr64: { p50us: number; p99us: number; rps: number };
   cps: number;
+  /** Proxy CPU (both proxies of the pair) per unit of work; NaN for direct. */
+  cpuSecPerGB: number;
+  cpuUsPerRequest64: number;
+  cpuUsPerConnection: number;
+}
+
+/** utime + stime of the processes, in seconds (/proc/<pid>/stat fields 14 and 15, USER_HZ = 100). */
+function cpuSeconds(pids: (number | undefined)[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    if (!pid) return Number.NaN;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / 100;
 }
 
 function rssKiB(pid: number | undefined): number {
@@ -335,6 +351,9 @@ async function run(): Promise<void> {
       for (const config of order) {
         const tg = target[config];
         const ns = t.pod(tg.pod).ns;
+        const proxies = config === 'direct' ? [] : pids[config];
+        const cpu = (): number => (proxies.length ? cpuSeconds(proxies) : Number.NaN);
+        let cpu0 = cpu();
         // iperf3 serves one test at a time and may still be finishing the previous one: retry briefly.
         let bulk: { end: { sum_received: { bits_per_second: number } } } | undefined;
         let lastError = '';
@@ -353,6 +372,9 @@ async function run(): Promise<void> {
           }
         }
         if (!bulk) throw new Error(`iperf3 for ${config} failed: ${lastError}`);
+        // The whole run moved about (SECONDS + 1 omitted second) × rate.
+        const bulkGB = (bulk.end.sum_received.bits_per_second * (SECONDS + 1)) / 8 / 1e9;
+        const cpuSecPerGB = (cpu() - cpu0) / bulkGB;
         const rrOf = async (conc: number) => {
           const c = await spawnChild(ns, [
             'rr',
@@ -365,10 +387,23 @@ async function run(): Promise<void> {
           return result<{ p50us: number; p99us: number; rps: number }>(c, ms + 30_000);
         };
         const rr1 = await rrOf(1);
+        cpu0 = cpu();
         const rr64 = await rrOf(64);
+        const cpuUsPerRequest64 = ((cpu() - cpu0) * 1e6) / (rr64.rps * ((ms + 500) / 1000));
+        cpu0 = cpu();
         const cpsChild = await spawnChild(ns, ['cps', tg.rr[0], String(tg.rr[1]), '8', String(ms)]);
         const cps = await result<{ cps: number }>(cpsChild, ms + 30_000);
-        rows.push({ config, bulkGbps: bulk.end.sum_received.bits_per_second / 1e9, rr1, rr64, cps: cps.cps });
+        const cpuUsPerConnection = ((cpu() - cpu0) * 1e6) / (cps.cps * (ms / 1000));
+        rows.push({
+          config,
+          bulkGbps: bulk.end.sum_received.bits_per_second / 1e9,
+          rr1,
+          rr64,
+          cps: cps.cps,
+          cpuSecPerGB,
+          cpuUsPerRequest64,
+          cpuUsPerConnection,
+        });
       }
     }
 
@@ -395,6 +430,15 @@ async function run(): Promise<void> {
     const ratio = (f: (r: Row) => number) => med('ztunnel', f) / med('stunnel', f);
     const added = (config: Config, f: (r: Row) => number) => med(config, f) - med('direct', f);
     const addedRatio = added('ztunnel', (r) => r.rr1.p50us) / added('stunnel', (r) => r.rr1.p50us);
+    console.log('\nproxy CPU (both proxies of the pair; robust to a busy machine, unlike rates):');
+    for (const c of ['stunnel', 'ztunnel'] as const) {
+      console.log(
+        `  ${c.padEnd(8)} ${fmt(
+          med(c, (r) => r.cpuSecPerGB),
+          2,
+        )} CPU-s/GB bulk   ${fmt(med(c, (r) => r.cpuUsPerRequest64))} µs/request at c=64   ${fmt(med(c, (r) => r.cpuUsPerConnection))} µs/new connection`,
+      );
+    }
     console.log('\nztunnel ÷ stunnel (the C pair):');
     console.log(
       `  bulk throughput        ${fmt(
