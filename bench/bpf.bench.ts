@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBpffs, run, Topology } from '../test/harness/topology.js';
-import { hexArgs } from '../bpf-redirect/agent/maps.js';
+import { MapWriter } from '../bpf-redirect/agent/map-writer.js';
 import { svcKey, svcValue } from '../bpf-redirect/agent/service-lb.js';
 import type { BenchScenario } from './run.js';
 
@@ -72,6 +72,12 @@ const vip = (i: number): string => `10.96.${(i >> 8) & 0xff}.${i & 0xff}`;
 const median = (xs: number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
+async function timedAsync(fn: () => Promise<unknown>): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+
 function timed(fn: () => void): number {
   const t = process.hrtime.bigint();
   fn();
@@ -131,12 +137,6 @@ function nftScript(table: string, n: number, backend: string, from = 0): string 
     out.push(`add element ip ${table} services { ${elems.join(', ')} }`);
   }
   return `${out.join('\n')}\n`;
-}
-
-/** One `map update` line for service i (layouts shared with the agent: bpf-redirect/agent/service-lb.ts). */
-function svcUpdate(mapPin: string, i: number, backend: string): string {
-  const hex = (b: Buffer) => hexArgs(b).join(' ');
-  return `map update pinned ${mapPin} key ${hex(svcKey(vip(i), 80))} value ${hex(svcValue([{ ip: backend, port: BACKEND_PORT }]))}`;
 }
 
 function svgChart(rows: Row[]): string {
@@ -199,6 +199,7 @@ async function runBench(): Promise<void> {
   const pin = topo.pinDir('bench');
   const nftTable = `${topo.prefix}_svc`;
   const rows: Row[] = [];
+  let writeMethod = 'bpftool';
   try {
     const node = await topo.addNode('n');
     const pod = await topo.addPod('n', 'client');
@@ -256,14 +257,21 @@ async function runBench(): Promise<void> {
           programMs = timed(() => inNode('nft', ['-f', '-'], nftScript(nftTable, n, backend)));
           addOneMs = timed(() => inNode('nft', ['-f', '-'], nftScript(nftTable, 1, backend, n)));
         } else {
-          const batch = Array.from({ length: n }, (_, i) => svcUpdate(mapPin, i, backend)).join('\n');
-          programMs = timed(() => execFileSync('bpftool', ['batch', 'file', '-'], { input: `${batch}\n` }));
-          await run('bpftool', ['cgroup', 'attach', cg, 'connect4', 'pinned', `${pin}/svc_connect4`]);
-          // One `bpftool map update` exec (~2-3 ms, research §4); median of 9 to damp machine noise.
-          const adds = Array.from({ length: 9 }, (_, k) => k).map((k) => {
-            const [cmd, ...rest] = svcUpdate(mapPin, n + k, backend).split(' ');
-            return timed(() => execFileSync('bpftool', [cmd!, ...rest]));
+          // The agent's own write path (bpf-redirect/agent/map-writer.ts): in-process bpf(2) when the
+          // addon is built, else bpftool.
+          const writer = new MapWriter(join(repo, 'bpf-redirect/build'));
+          writeMethod = writer.method;
+          const entry = (i: number) => ({
+            pin: mapPin,
+            key: svcKey(vip(i), 80),
+            value: svcValue([{ ip: backend, port: BACKEND_PORT }]),
           });
+          programMs = await timedAsync(() => writer.apply(Array.from({ length: n }, (_, i) => entry(i))));
+          await run('bpftool', ['cgroup', 'attach', cg, 'connect4', 'pinned', `${pin}/svc_connect4`]);
+          // Median of 9 single adds to damp machine noise.
+          const adds: number[] = [];
+          for (let k = 0; k < 9; k++) adds.push(await timedAsync(() => writer.apply([entry(n + k)])));
+          writer.close();
           addOneMs = median(adds);
         }
         const lat = measure(n, mode === 'ebpf');
@@ -334,7 +342,7 @@ async function runBench(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(
     join(resultsDir, 'bpf.md'),
-    `# bpf-redirect service scaling (${new Date().toISOString()})\n\n${CONNECTS} connects × ${REPEATS} runs per cell (median of run medians), random service among N.\n\n${table}\n\n${verdicts.map((v) => `- ${v}`).join('\n')}\n`,
+    `# bpf-redirect service scaling (${new Date().toISOString()})\n\n${CONNECTS} connects × ${REPEATS} runs per cell (median of run medians), random service among N. eBPF map writes: ${writeMethod}.\n\n${table}\n\n${verdicts.map((v) => `- ${v}`).join('\n')}\n`,
   );
   writeFileSync(join(resultsDir, 'bpf.svg'), svgChart(rows));
   console.log(`\n${table}\n\n${verdicts.join('\n')}\nwrote ${join(resultsDir, 'bpf.md')} and bpf.svg`);

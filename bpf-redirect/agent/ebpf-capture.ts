@@ -8,6 +8,7 @@ import { parseJson, runCommand } from './command.js';
 import type { BpfAgentConfig } from './config.js';
 import { BpfAgentError } from './errors.js';
 import { loadSteer, pruneGenerations, removePins } from './loader.js';
+import { type MapWrite, MapWriter } from './map-writer.js';
 import { BpfMaps, IFACE_POD, IFACE_UPLINK, ifaceValue, type PodState, podValue } from './maps.js';
 import {
   deleteNftTable,
@@ -30,6 +31,7 @@ export class EbpfCapture implements CaptureBackend {
   private pods = new Map<string, { state: PodState; ifindex: number }>();
   private ifaces = new Map<number, { podIp: string | undefined; kind: number }>();
   private pruned = false;
+  private readonly writer: MapWriter;
 
   constructor(
     private readonly cfg: BpfAgentConfig,
@@ -37,6 +39,7 @@ export class EbpfCapture implements CaptureBackend {
     previousQdiscs: readonly string[] = [],
   ) {
     this.maps = new BpfMaps(`${cfg.pinDir}/maps`);
+    this.writer = new MapWriter(cfg.objDir);
     this.createdQdiscs = new Set(previousQdiscs);
   }
 
@@ -48,7 +51,10 @@ export class EbpfCapture implements CaptureBackend {
     const loaded = await loadSteer(this.cfg.pinDir, this.cfg.objDir);
     this.progPin = loaded.progPin;
     this.generation = loaded.generation;
-    this.log.info({ prog: loaded.progPin, reusedMaps: loaded.reusedMaps }, 'steer program loaded');
+    this.log.info(
+      { prog: loaded.progPin, reusedMaps: loaded.reusedMaps, mapWrites: this.writer.method },
+      'steer program loaded',
+    );
     // cfg before any pod entry: steer passes everything while cfg is missing.
     await this.maps.setConfig({
       outboundPort: this.cfg.outboundPort,
@@ -83,25 +89,25 @@ export class EbpfCapture implements CaptureBackend {
     const wantIfaces = new Map<number, { podIp: string | undefined; kind: number }>();
     for (const u of uplinks) wantIfaces.set(u.ifindex, { podIp: undefined, kind: IFACE_UPLINK });
     for (const p of pods) wantIfaces.set(p.ifindex, { podIp: p.ip, kind: IFACE_POD });
-    const writes: string[][] = [];
+    const writes: MapWrite[] = [];
+    const podsPin = this.maps.path('ambit_pods');
+    const ifacesPin = this.maps.path('ambit_ifaces');
     for (const [ifindex, v] of wantIfaces) {
       const cur = this.ifaces.get(ifindex);
       if (cur && cur.podIp === v.podIp && cur.kind === v.kind) continue;
-      writes.push(
-        this.maps.updateArgs('ambit_ifaces', BpfMaps.ifaceKey(ifindex), ifaceValue(v.podIp, v.kind)),
-      );
+      writes.push({ pin: ifacesPin, key: BpfMaps.ifaceKey(ifindex), value: ifaceValue(v.podIp, v.kind) });
     }
     const wantPods = new Map(pods.map((p) => [p.ip, p]));
     for (const p of pods) {
       const cur = this.pods.get(p.ip);
       if (cur && cur.state === p.state && cur.ifindex === p.ifindex) continue;
-      writes.push(this.maps.updateArgs('ambit_pods', BpfMaps.podKey(p.ip), podValue(p.state, p.ifindex)));
+      writes.push({ pin: podsPin, key: BpfMaps.podKey(p.ip), value: podValue(p.state, p.ifindex) });
     }
     const gonePods = [...this.pods.keys()].filter((ip) => !wantPods.has(ip));
     const goneIfaces = [...this.ifaces.keys()].filter((i) => !wantIfaces.has(i));
-    for (const ip of gonePods) writes.push(this.maps.deleteArgs('ambit_pods', BpfMaps.podKey(ip)));
-    for (const i of goneIfaces) writes.push(this.maps.deleteArgs('ambit_ifaces', BpfMaps.ifaceKey(i)));
-    await this.maps.applyWrites(writes);
+    for (const ip of gonePods) writes.push({ pin: podsPin, key: BpfMaps.podKey(ip) });
+    for (const i of goneIfaces) writes.push({ pin: ifacesPin, key: BpfMaps.ifaceKey(i) });
+    await this.writer.apply(writes);
     for (const [ifindex, v] of wantIfaces) this.ifaces.set(ifindex, v);
     for (const p of pods) this.pods.set(p.ip, { state: p.state, ifindex: p.ifindex });
     for (const ip of gonePods) this.pods.delete(ip);
@@ -169,6 +175,7 @@ export class EbpfCapture implements CaptureBackend {
     }
     await step('ip rule', () => removeMarkRouting(this.routing));
     await step('notrack table', () => deleteNftTable('ip', `${this.cfg.nftPrefix}_raw`));
+    this.writer.close();
     await step('pins', () => removePins(this.cfg.pinDir));
     this.pods.clear();
     this.ifaces.clear();

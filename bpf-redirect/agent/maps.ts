@@ -118,42 +118,6 @@ export class BpfMaps {
     return `${this.mapsDir}/${name}`;
   }
 
-  /** bpftool arguments of one map write (also a line of a `bpftool batch`). */
-  updateArgs(name: (typeof MAP_NAMES)[number], key: Buffer, value: Buffer): string[] {
-    return ['map', 'update', 'pinned', this.path(name), 'key', ...hexArgs(key), 'value', ...hexArgs(value)];
-  }
-
-  deleteArgs(name: (typeof MAP_NAMES)[number], key: Buffer): string[] {
-    return ['map', 'delete', 'pinned', this.path(name), 'key', ...hexArgs(key)];
-  }
-
-  /**
-   * Apply many writes with one `bpftool batch file -` (one exec: 1,000 updates take ~18 ms instead of
-   * ~3 ms each, research §4). If the batch stops at an error (e.g. deleting a key someone else already
-   * removed), fall back to one call per write, tolerating absent keys.
-   */
-  async applyWrites(writes: string[][]): Promise<void> {
-    if (writes.length === 0) return;
-    if (writes.length > 1) {
-      try {
-        await runCommand('bpftool', ['batch', 'file', '-'], {
-          input: `${writes.map((w) => w.join(' ')).join('\n')}\n`,
-        });
-        return;
-      } catch {
-        // fall through: one by one
-      }
-    }
-    for (const w of writes) {
-      await runCommand('bpftool', w).catch((err: unknown) => {
-        if (
-          !(w[1] === 'delete' && err instanceof BpfAgentError && /No such file|not found/i.test(err.message))
-        )
-          throw err;
-      });
-    }
-  }
-
   private update(name: (typeof MAP_NAMES)[number], key: Buffer, value: Buffer): Promise<string> {
     return runCommand('bpftool', [
       'map',

@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import { runCommand } from './command.js';
 import { BpfAgentError } from './errors.js';
 import { ensureBpffs } from './loader.js';
-import { hexArgs, ipv4Bytes } from './maps.js';
+import { type MapWrite, MapWriter } from './map-writer.js';
+import { ipv4Bytes } from './maps.js';
 
 export const SOCK_OBJECT = 'sock_connect.bpf.o';
 /** SVC_MAX_BACKENDS in maps.h */
@@ -47,7 +48,9 @@ export function svcValue(backends: { ip: string; port: number }[]): Buffer {
 export class ServiceLb {
   private readonly dir: string;
   private progPin = '';
+  /** hex(key) → hex(value) as in the map. */
   private readonly entries = new Map<string, string>();
+  private readonly writer: MapWriter;
 
   constructor(
     pinDir: string,
@@ -56,6 +59,7 @@ export class ServiceLb {
     private readonly log: Logger,
   ) {
     this.dir = join(pinDir, 'svc');
+    this.writer = new MapWriter(objDir);
   }
 
   private get mapPin(): string {
@@ -101,31 +105,30 @@ export class ServiceLb {
     this.log.info({ cgroups: this.cgroups, reusedMap: reuse }, 'service load balancing attached');
   }
 
-  /** Make the service map hold exactly these services (one bpftool batch). */
+  /** Make the service map hold exactly these services (in-process writes, or one bpftool batch). */
   async sync(services: readonly ServiceBackends[]): Promise<number> {
-    const want = new Map<string, string>();
+    const want = new Map<string, { key: Buffer; value: Buffer }>();
     for (const s of services) {
       if (s.backends.length === 0) continue;
-      want.set(
-        hexArgs(svcKey(s.vip, s.port)).slice(1).join(' '),
-        hexArgs(svcValue(s.backends)).slice(1).join(' '),
-      );
+      const key = svcKey(s.vip, s.port);
+      want.set(key.toString('hex'), { key, value: svcValue(s.backends) });
     }
-    const lines: string[] = [];
+    const writes: MapWrite[] = [];
     for (const [k, v] of want) {
-      if (this.entries.get(k) !== v)
-        lines.push(`map update pinned ${this.mapPin} key hex ${k} value hex ${v}`);
+      if (this.entries.get(k) !== v.value.toString('hex'))
+        writes.push({ pin: this.mapPin, key: v.key, value: v.value });
     }
-    for (const k of this.entries.keys())
-      if (!want.has(k)) lines.push(`map delete pinned ${this.mapPin} key hex ${k}`);
-    if (lines.length > 0)
-      await runCommand('bpftool', ['batch', 'file', '-'], { input: `${lines.join('\n')}\n` });
+    for (const k of this.entries.keys()) {
+      if (!want.has(k)) writes.push({ pin: this.mapPin, key: Buffer.from(k, 'hex') });
+    }
+    await this.writer.apply(writes);
     this.entries.clear();
-    for (const [k, v] of want) this.entries.set(k, v);
+    for (const [k, v] of want) this.entries.set(k, v.value.toString('hex'));
     return want.size;
   }
 
   async teardown(): Promise<void> {
+    this.writer.close();
     const progs = await readdir(join(this.dir, 'progs')).catch(() => [] as string[]);
     for (const cg of this.cgroups) {
       for (const g of progs) {
