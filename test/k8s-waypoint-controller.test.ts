@@ -1,7 +1,13 @@
 // The waypoint controller against the test API server (a test double for the apiserver): a Gateway of
 // class istio-waypoint gets its ServiceAccount, Deployment and Service, and a status address; other
 // classes are left alone; a deleted Service comes back; deleting the Gateway garbage-collects them.
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+} from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WaypointController } from '../waypoint/controller.js';
@@ -12,6 +18,7 @@ let kc: KubeConfig;
 let core: CoreV1Api;
 let apps: AppsV1Api;
 let custom: CustomObjectsApi;
+let rbac: RbacAuthorizationV1Api;
 let controller: WaypointController;
 
 async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 8000): Promise<T> {
@@ -45,6 +52,7 @@ beforeAll(async () => {
   core = kc.makeApiClient(CoreV1Api);
   apps = kc.makeApiClient(AppsV1Api);
   custom = kc.makeApiClient(CustomObjectsApi);
+  rbac = kc.makeApiClient(RbacAuthorizationV1Api);
   await core.createNamespace({ body: { metadata: { name: 'shop' } } });
   controller = new WaypointController({
     kubeConfig: kc,
@@ -74,6 +82,12 @@ describe('waypoint controller', () => {
     ]);
     expect(svc.spec?.selector).toEqual({ 'gateway.networking.k8s.io/gateway-name': 'waypoint' });
     const sa = await core.readNamespacedServiceAccount({ namespace: 'shop', name: 'waypoint' });
+    // The waypoint reads the mesh state with its own ServiceAccount: bound to the reader ClusterRole.
+    const crb = await rbac.readClusterRoleBinding({ name: 'ambit-waypoint-shop-waypoint' });
+    expect(crb.roleRef).toMatchObject({ kind: 'ClusterRole', name: 'ambit-waypoint' });
+    expect(crb.subjects).toEqual([
+      expect.objectContaining({ kind: 'ServiceAccount', name: 'waypoint', namespace: 'shop' }),
+    ]);
     const dep = await apps.readNamespacedDeployment({ namespace: 'shop', name: 'waypoint' });
     for (const o of [svc, sa, dep])
       expect(o.metadata?.ownerReferences).toEqual([
@@ -159,7 +173,7 @@ describe('waypoint controller', () => {
     });
   });
 
-  it('deleting the Gateway garbage-collects its Deployment, Service and ServiceAccount (ownerReferences)', async () => {
+  it('deleting the Gateway garbage-collects its Deployment, Service and ServiceAccount (ownerReferences) and drops its binding', async () => {
     await custom.deleteNamespacedCustomObject({
       group: 'gateway.networking.k8s.io',
       version: 'v1',
@@ -181,6 +195,10 @@ describe('waypoint controller', () => {
           () => false,
           () => true,
         ),
+        rbac.readClusterRoleBinding({ name: 'ambit-waypoint-shop-waypoint' }).then(
+          () => false,
+          () => true,
+        ),
       ]);
       return gone.every(Boolean) ? true : undefined;
     });
@@ -196,6 +214,21 @@ describe('ambit waypoint-controller (the built CLI)', () => {
     const { distPath } = await import('./harness/topology.js');
     // Only the CLI's controller may act in this test.
     await controller.stop();
+    // A binding left by a Gateway deleted while no controller ran: collected at start.
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: {
+          name: 'ambit-waypoint-shop-gone',
+          labels: {
+            'gateway.networking.k8s.io/gateway-name': 'gone',
+            'gateway.networking.k8s.io/gateway-namespace': 'shop',
+            'gateway.istio.io/managed': 'istio.io-mesh-controller',
+          },
+        },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'ambit-waypoint' },
+        subjects: [{ kind: 'ServiceAccount', name: 'gone', namespace: 'shop' }],
+      },
+    });
     const dir = mkdtempSync(join(tmpdir(), 'ambit-wpc-'));
     writeFileSync(join(dir, 'kubeconfig'), api.kubeconfig());
     const child = spawn(
@@ -225,6 +258,12 @@ describe('ambit waypoint-controller (the built CLI)', () => {
         15_000,
       );
       expect(dep.spec?.template.spec?.containers[0]?.image).toBe('example/ambit:cli');
+      await until('stale binding collected', () =>
+        rbac.readClusterRoleBinding({ name: 'ambit-waypoint-shop-gone' }).then(
+          () => undefined,
+          () => true,
+        ),
+      );
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));

@@ -32,6 +32,13 @@ export const WAYPOINT_CLASS = 'istio-waypoint';
 export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 export const MANAGED_LABEL = 'gateway.istio.io/managed';
 export const MANAGED_VALUE = 'istio.io-mesh-controller';
+/** Label on a waypoint's ClusterRoleBinding naming its Gateway's namespace (cluster-scoped objects have none). */
+export const GATEWAY_NAMESPACE_LABEL = 'gateway.networking.k8s.io/gateway-namespace';
+/**
+ * ClusterRole (made by the chart) that lets a waypoint read the mesh state: Ambit's waypoints read the
+ * API with their own ServiceAccount (Istio's get xDS from istiod instead), so each one is bound to it.
+ */
+export const WAYPOINT_READER_CLUSTERROLE = 'ambit-waypoint';
 const GATEWAY_API = 'gateway.networking.k8s.io/v1';
 
 export interface WaypointControllerOptions {
@@ -47,6 +54,8 @@ export interface WaypointControllerOptions {
   resources?: Record<string, unknown>;
   /** Cluster DNS suffix for status hostnames. Default cluster.local. */
   domainSuffix?: string;
+  /** ClusterRole each waypoint's ServiceAccount is bound to. Default `ambit-waypoint`. */
+  readerClusterRole?: string;
   /** Retry delay after a failed reconcile (doubles to 30 s). Default 500 ms. */
   retryMs?: number;
   logger?: Logger;
@@ -136,9 +145,11 @@ export class WaypointController {
     const gwKey = (g: KubernetesObject) => `${g.metadata?.namespace}/${g.metadata?.name}`;
     gateways.on(ADD, (g) => this.#enqueue(gwKey(g)));
     gateways.on(UPDATE, (g) => this.#enqueue(gwKey(g)));
-    gateways.on(DELETE, (g) =>
-      this.#log.info({ gateway: gwKey(g) }, 'waypoint: gateway deleted; owned objects are garbage-collected'),
-    );
+    gateways.on(DELETE, (g) => {
+      this.#log.info({ gateway: gwKey(g) }, 'waypoint: gateway deleted; owned objects are garbage-collected');
+      // The ClusterRoleBinding cannot be owned by a namespaced Gateway: reconcile deletes it.
+      this.#enqueue(gwKey(g));
+    });
     const owner = (s: Obj) => {
       const name = (s.metadata?.labels as Record<string, string> | undefined)?.[GATEWAY_NAME_LABEL];
       if (name) this.#enqueue(`${s.metadata?.namespace}/${name}`);
@@ -157,6 +168,50 @@ export class WaypointController {
     }
     await services.start();
     await gateways.start();
+    // Bindings of Gateways deleted while the controller was down.
+    await this.#collectBindings().catch((err: unknown) =>
+      this.#log.warn(
+        { err: (err as Error).message.split('\n')[0] },
+        'waypoint: could not collect stale bindings',
+      ),
+    );
+  }
+
+  #bindingName(namespace: string, name: string): string {
+    return `ambit-waypoint-${namespace}-${name}`.slice(0, 253);
+  }
+
+  async #collectBindings(): Promise<void> {
+    const list = await this.#objects.list(
+      'rbac.authorization.k8s.io/v1',
+      'ClusterRoleBinding',
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      `${MANAGED_LABEL}=${MANAGED_VALUE}`,
+    );
+    for (const crb of list.items) {
+      const labels = (crb.metadata?.labels ?? {}) as Record<string, string>;
+      const ns = labels[GATEWAY_NAMESPACE_LABEL];
+      const name = labels[GATEWAY_NAME_LABEL];
+      if (ns && name && this.#gateways?.get(name, ns)?.spec?.gatewayClassName !== WAYPOINT_CLASS)
+        await this.#dropBinding(crb.metadata?.name ?? '');
+    }
+  }
+
+  async #dropBinding(bindingName: string): Promise<void> {
+    try {
+      await this.#objects.delete({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: bindingName },
+      });
+      this.#log.info({ binding: bindingName }, 'waypoint: deleted reader binding');
+    } catch (err) {
+      if (code(err) !== 404) throw err;
+    }
   }
 
   async stop(): Promise<void> {
@@ -215,7 +270,10 @@ export class WaypointController {
   async reconcile(key: string): Promise<void> {
     const [namespace, name] = key.split('/') as [string, string];
     const gw = this.#gateways?.get(name, namespace);
-    if (!gw || gw.spec?.gatewayClassName !== WAYPOINT_CLASS) return;
+    if (!gw || gw.spec?.gatewayClassName !== WAYPOINT_CLASS) {
+      await this.#dropBinding(this.#bindingName(namespace, name));
+      return;
+    }
     const owner = {
       apiVersion: GATEWAY_API,
       kind: 'Gateway',
@@ -225,6 +283,14 @@ export class WaypointController {
     if (!owner.uid) throw new WaypointControllerError('RECONCILE_FAILED', `Gateway ${key} has no uid`);
     const labels = { [GATEWAY_NAME_LABEL]: name, [MANAGED_LABEL]: MANAGED_VALUE };
     await this.#ensure(serviceAccountFor(name, namespace, labels, owner));
+    await this.#ensure(
+      readerBindingFor(
+        this.#bindingName(namespace, name),
+        name,
+        namespace,
+        this.#o.readerClusterRole ?? WAYPOINT_READER_CLUSTERROLE,
+      ),
+    );
     await this.#ensure(deploymentFor(name, namespace, labels, owner, this.#o));
     const svc = await this.#ensure(serviceFor(name, namespace, labels, owner));
     await this.#writeStatus(gw, svc);
@@ -338,6 +404,29 @@ export function serviceAccountFor(
   owner: Owner,
 ): Obj {
   return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(name, namespace, labels, owner) } as Obj;
+}
+
+/** Binds the waypoint's ServiceAccount to the reader ClusterRole (cluster-scoped: no owner reference). */
+export function readerBindingFor(
+  bindingName: string,
+  name: string,
+  namespace: string,
+  clusterRole: string,
+): Obj {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: {
+      name: bindingName,
+      labels: {
+        [GATEWAY_NAME_LABEL]: name,
+        [GATEWAY_NAMESPACE_LABEL]: namespace,
+        [MANAGED_LABEL]: MANAGED_VALUE,
+      },
+    },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterRole },
+    subjects: [{ kind: 'ServiceAccount', name, namespace }],
+  } as Obj;
 }
 
 export function serviceFor(

@@ -44,6 +44,8 @@ export const RESOURCES: readonly ResourceType[] = [
   r('apps', 'v1', 'deployments', 'Deployment', true, true),
   r('apps', 'v1', 'daemonsets', 'DaemonSet', true, true),
   r('coordination.k8s.io', 'v1', 'leases', 'Lease', true),
+  r('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', false),
+  r('rbac.authorization.k8s.io', 'v1', 'clusterrolebindings', 'ClusterRoleBinding', false),
   r('authentication.k8s.io', 'v1', 'tokenreviews', 'TokenReview', false, false, true),
 ];
 
