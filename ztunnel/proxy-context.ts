@@ -47,13 +47,3 @@ export function baggageOf(w: Workload, cluster: string): Baggage {
   if (w.canonicalRevision) b['service.version'] = w.canonicalRevision;
   return b;
 }
-
-/** A socket address as the data path uses it: IPv4-mapped IPv6 unwrapped (dual-stack listeners). */
-export function normalizeAddress(
-  ip: string | undefined,
-  port: number | undefined,
-): { ip: string; port: number } {
-  const text = ip ?? '';
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
-  return { ip: m ? m[1]! : text, port: port ?? 0 };
-}
