@@ -365,9 +365,7 @@ export class K8sWorld {
     return r.stdout;
   }
 
-  async configDump(
-    node: string,
-  ): Promise<{
+  async configDump(node: string): Promise<{
     policies: { name: string; namespace: string }[];
     workloads: { name: string; namespace: string }[];
   }> {
