@@ -4,6 +4,7 @@
 //   {id, op:'grpc', target, rpc:'getProduct'|'deleteProduct', productId} → {ok, res} | {code, details}
 //   {id, op:'raw', host, port, data, waitMs} → {text, closed}
 //   {id, op:'slowloris', host, port, intervalMs, maxMs} → {text, closed, elapsedMs}
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { Agent, request } from 'undici';
@@ -120,8 +121,72 @@ function slowlorisOp(m: Msg): Promise<unknown> {
   });
 }
 
+/**
+ * HTTP/2 abuse: open `streams` requests at once on one connection (more than the server allows), then
+ * cancel `resets` streams right after opening each (rapid reset). Reports what the server advertised,
+ * how many streams were refused, and whether it answered with GOAWAY and closed the connection.
+ */
+function h2AbuseOp(m: Msg): Promise<unknown> {
+  return new Promise((resolve) => {
+    const session = http2.connect(String(m.url));
+    let goaway: number | undefined;
+    let maxStreams: number | undefined;
+    let refused = 0;
+    let ok = 0;
+    let closedByServer = false;
+    const finish = (): void => {
+      clearTimeout(timer);
+      session.destroy();
+      resolve({ maxStreams, refused, ok, goaway, closed: closedByServer });
+    };
+    const timer = setTimeout(finish, Number(m.maxMs ?? 10_000));
+    session.on('error', () => undefined);
+    session.on('goaway', (code) => {
+      goaway = code;
+    });
+    session.once('close', () => {
+      closedByServer = true;
+      finish();
+    });
+    session.once('remoteSettings', async (settings) => {
+      maxStreams = settings.maxConcurrentStreams;
+      // Flood: every stream waits on a slow backend, so they stay open together.
+      const flood = Array.from({ length: Number(m.streams ?? 0) }, (_, i) => {
+        const s = session.request({ ':path': `/slow?ms=500&i=${i}`, ':method': 'GET' });
+        return new Promise<void>((r) => {
+          s.on('response', (h) => {
+            if (h[':status'] === 200) ok++;
+          });
+          s.on('data', () => undefined);
+          s.on('error', () => undefined);
+          s.on('close', () => {
+            if (s.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) refused++;
+            r();
+          });
+        });
+      });
+      await Promise.all(flood);
+      for (let i = 0; i < Number(m.resets ?? 0) && !session.destroyed && !session.closed; i++) {
+        const s = session.request({ ':path': `/r${i}`, ':method': 'GET' });
+        s.on('error', () => undefined);
+        s.close(http2.constants.NGHTTP2_CANCEL);
+        if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+      }
+    });
+  });
+}
+
 process.on('message', (m: Msg) => {
-  const run = m.op === 'http' ? httpOp : m.op === 'grpc' ? grpcOp : m.op === 'raw' ? rawOp : slowlorisOp;
+  const run =
+    m.op === 'http'
+      ? httpOp
+      : m.op === 'grpc'
+        ? grpcOp
+        : m.op === 'raw'
+          ? rawOp
+          : m.op === 'h2abuse'
+            ? h2AbuseOp
+            : slowlorisOp;
   run(m).then(
     (result) => process.send?.({ id: m.id, result }),
     (err: Error) => process.send?.({ id: m.id, error: err.message }),

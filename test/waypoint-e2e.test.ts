@@ -219,4 +219,20 @@ spec:
     expect(s.text).toMatch(/^HTTP\/1\.1 408 /);
     expect(s.closed).toBe(true);
   }, 60_000);
+
+  it('HTTP/2: advertises 100 concurrent streams, serves a 150-stream burst without failing it, and cuts off a rapid-reset client with GOAWAY while others keep succeeding', async () => {
+    const a1 = w.client('a1');
+    const attack = a1.h2abuse(`http://${VIP_USERS}`, 150, 1000);
+    const others = await w.client('a2').http(`${users}/during-h2-attack`, { count: 20, concurrency: 4 });
+    const r = await attack;
+    expect(r.maxStreams).toBe(100);
+    // Node's client queues streams beyond the advertised limit instead of sending them: none is refused,
+    // all complete — the limit holds on the wire.
+    expect(r.ok + r.refused).toBe(150);
+    expect(r.goaway).toBe(11); // ENHANCE_YOUR_CALM
+    expect(r.closed).toBe(true);
+    expect(others.statuses).toEqual({ 200: 20 });
+    const after = await w.client('a2').http(`${users}/after-h2-attack`);
+    expect(after.first?.status).toBe(200);
+  }, 60_000);
 });

@@ -85,6 +85,13 @@ export class PodClients {
     return this.run<{ text: string; closed: boolean }>({ op: 'raw', host, port, data, waitMs });
   }
 
+  h2abuse(url: string, streams: number, resets: number, maxMs = 15_000) {
+    return this.run<{ maxStreams?: number; refused: number; ok: number; goaway?: number; closed: boolean }>(
+      { op: 'h2abuse', url, streams, resets, maxMs },
+      maxMs + 5000,
+    );
+  }
+
   slowloris(host: string, port: number, intervalMs: number, maxMs: number) {
     return this.run<{ text: string; closed: boolean; elapsedMs: number }>({
       op: 'slowloris',

@@ -15,7 +15,9 @@ import type { Upstream, UpstreamEndpoint } from './upstream.js';
 export type Headers = Record<string, string | string[]>;
 
 export interface ForwardRequest {
+  /** The downstream protocol; the upstream one follows the service port's declaration (upstreamProtocol). */
   protocol: 'http1' | 'http2';
+  grpc: boolean;
   method: string;
   path: string;
   authority: string;
@@ -35,6 +37,24 @@ export interface ForwardResponse {
 }
 
 const DEFAULT_CONNECT_RETRIES = 2;
+
+/**
+ * Istio's upstream protocol choice: gRPC always rides HTTP/2; a port declared HTTP/1.1 (appProtocol http or
+ * a port named http-*) gets HTTP/1.1, one declared http2/grpc gets HTTP/2, and an undeclared port uses the
+ * client's protocol (Envoy use_downstream_protocol for sniffed traffic).
+ */
+export function upstreamProtocol(req: ForwardRequest, ep: UpstreamEndpoint): 'http1' | 'http2' {
+  if (req.grpc) return 'http2';
+  switch (ep.appProtocol) {
+    case 'HTTP11':
+      return 'http1';
+    case 'HTTP2':
+    case 'GRPC':
+      return 'http2';
+    default:
+      return req.protocol;
+  }
+}
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -58,7 +78,8 @@ async function tryHttp1(
   const r = await upstream.http1(ep).request({
     method: req.method as 'GET',
     path: req.path,
-    headers: req.headers,
+    // An HTTP/2 client's request carries :authority, not Host; HTTP/1.1 needs Host.
+    headers: req.headers.host === undefined ? { ...req.headers, host: req.authority } : req.headers,
     body: req.body.length > 0 ? req.body : null,
     signal,
     // Timeouts are the route's, enforced by the signal; undici's own defaults (300 s) stay as a backstop.
@@ -178,7 +199,7 @@ export async function forward(
     }
     try {
       const r =
-        req.protocol === 'http2'
+        upstreamProtocol(req, ep) === 'http2'
           ? await tryHttp2(upstream, ep, req, tryCtl.signal)
           : await tryHttp1(upstream, ep, req, tryCtl.signal);
       if (codes?.has(r.status) && attempt < retries) {

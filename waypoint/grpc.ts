@@ -5,6 +5,7 @@
 // Grpc::Utility::httpToGrpcStatus (403 → PERMISSION_DENIED 7, 503/504 → UNAVAILABLE 14, ...).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
+import { resetStream } from './stream-reset.js';
 
 export const GRPC_STATUS = {
   OK: 0,
@@ -59,7 +60,7 @@ export function grpcMessage(text: string): string {
 export function sendGrpcLocalReply(res: Http2ServerResponse, grpcStatus: number, message: string): void {
   const stream = res.stream;
   if (stream.destroyed || stream.headersSent) {
-    stream.close();
+    resetStream(stream, 0x2 /* INTERNAL_ERROR */);
     return;
   }
   stream.respond(

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { WaypointLimits } from './limits.js';
 import type { TunnelContext } from './request.js';
+import { resetByUs, resetStream } from './stream-reset.js';
 
 export type H2RequestHandler = (
   ctx: TunnelContext,
@@ -62,12 +63,12 @@ export class H2Front {
     this.server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
       const ctx = this.contexts.get(req.stream.session as http2.Http2Session);
       if (!ctx) {
-        res.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+        resetStream(res.stream, http2.constants.NGHTTP2_REFUSED_STREAM);
         return;
       }
       handler(ctx, req, res).catch((err: unknown) => {
         this.log.error({ err: (err as Error).message }, 'HTTP/2 request handler failed');
-        if (!res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        resetStream(res.stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
     });
     this.server.on('sessionError', (err) => this.log.debug({ err: err.message }, 'HTTP/2 session error'));
@@ -83,6 +84,7 @@ export class H2Front {
         // A stream the CLIENT cancelled before we finished answering it.
         if (
           stream.rstCode === NGHTTP2_NO_ERROR ||
+          resetByUs(stream) ||
           stream.sentTrailers ||
           (stream.headersSent && stream.writableEnded)
         )

@@ -16,6 +16,7 @@ import { type ForwardRequest, type Headers, forward } from './forward.js';
 import { GRPC_STATUS, grpcStatusForHttp, isGrpc, sendGrpcLocalReply } from './grpc.js';
 import type { RequestMetrics } from './metrics.js';
 import { type HeaderModifier, type RouteRule, type Router, pickBackend } from './routes.js';
+import { resetStream } from './stream-reset.js';
 import type { Destination } from './terminate.js';
 import { type Upstream, type UpstreamEndpoint, endpointOf, selectEndpoint } from './upstream.js';
 
@@ -177,7 +178,7 @@ export async function handleRequest(
     reason = err.message;
     if (res.headersSent) {
       // Mid-response failure: the client must see a broken exchange, not a truncated success.
-      if (h2) (res as http2.Http2ServerResponse).stream.close(0x2 /* INTERNAL_ERROR */);
+      if (h2) resetStream((res as http2.Http2ServerResponse).stream, 0x2 /* INTERNAL_ERROR */);
       else req.socket?.destroy();
       return;
     }
@@ -222,7 +223,15 @@ export async function handleRequest(
       if (!res.writableFinished) controller.abort();
     };
     res.once('close', onClose);
-    const fwd: ForwardRequest = { protocol: h2 ? 'http2' : 'http1', method, path, authority, headers, body };
+    const fwd: ForwardRequest = {
+      protocol: h2 ? 'http2' : 'http1',
+      grpc,
+      method,
+      path,
+      authority,
+      headers,
+      body,
+    };
     const r = await forward(deps.upstream, endpointPicker(deps, tunnel, rule), fwd, rule, controller);
     endpoint = r.endpoint;
     tries = r.tries;

@@ -11,7 +11,7 @@ import { Pool } from 'undici';
 import type { HboneConnectRequest } from '../core/hbone/client-pool.js';
 import { HboneError } from '../core/hbone/errors.js';
 import { type SpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
-import type { Service, Workload } from '../core/state/model.js';
+import type { AppProtocol, Service, Workload } from '../core/state/model.js';
 import { type MeshState, workloadIdentity } from '../core/state/state.js';
 import { WaypointError } from './errors.js';
 
@@ -28,6 +28,8 @@ export interface UpstreamEndpoint {
   hbone: boolean;
   /** Service the endpoint was picked for (telemetry). */
   service?: Service;
+  /** The service port's declared protocol (appProtocol / port name): decides the upstream HTTP version. */
+  appProtocol?: AppProtocol;
 }
 
 export interface UpstreamOptions {
@@ -60,7 +62,11 @@ export function selectEndpoint(
     );
   }
   const ep = eps[Math.floor(random() * eps.length)] ?? eps[0]!;
-  return endpointOf(ep.workload, ep.targetPort, service);
+  const declared = service.ports.find((p) => p.servicePort === servicePort)?.appProtocol;
+  return {
+    ...endpointOf(ep.workload, ep.targetPort, service),
+    ...(declared ? { appProtocol: declared } : {}),
+  };
 }
 
 export function endpointOf(workload: Workload, targetPort: number, service?: Service): UpstreamEndpoint {
