@@ -28,12 +28,16 @@ export function decodeDer<T>(der: Uint8Array, type: new () => T): T {
   return AsnParser.fromASN(parsed.result, type, { berOptions: { ...UNTRUSTED_LIMITS } });
 }
 
-/** Refuses BER-only forms; asn1js records non-minimal tag/length forms as warnings. */
+/** Refuses BER-only forms: indefinite and non-minimal lengths, constructed strings. */
 function assertDer(block: asn1js.AsnType): void {
   const b = block as asn1js.BaseBlock;
   if (b.lenBlock.isIndefiniteForm) throw new Error('indefinite length (not DER)');
-  const warnings = [...b.idBlock.warnings, ...b.lenBlock.warnings];
-  if (warnings.length > 0) throw new Error(`not DER (${warnings.join('; ')})`);
+  // X.690 §10.1: the length in the fewest octets. Computed here rather than read from asn1js's
+  // warnings: asn1js 3.0 flags "needlessly long" when the LAST length octet is 0, so a valid
+  // 256-byte element (82 01 00) would be refused.
+  const { length, blockLength } = b.lenBlock;
+  const minimal = length < 0x80 ? 1 : 1 + Math.ceil(length.toString(16).length / 2);
+  if (blockLength !== minimal) throw new Error(`length ${length} not in its shortest form (not DER)`);
   // Only constructed encodings have children to check; asn1js also peeks inside primitive BIT and
   // OCTET STRINGs (key bits, signatures), whose contents are opaque here.
   if (!b.idBlock.isConstructed) return;

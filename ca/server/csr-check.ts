@@ -6,9 +6,9 @@
 // (@peculiar/asn1-csr schemas over asn1js, DER only, with resource limits: ../asn1.ts), and the
 // signature is checked by node:crypto (OpenSSL) over the exact certificationRequestInfo bytes.
 import { type KeyObject, createPublicKey, verify } from 'node:crypto';
-import { CertificationRequest } from '@peculiar/asn1-csr';
-import { AsnConvert, type OctetString } from '@peculiar/asn1-schema';
-import { Extensions, GeneralNames, id_ce_subjectAltName } from '@peculiar/asn1-x509';
+import { CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-csr';
+import { AsnProp, type OctetString } from '@peculiar/asn1-schema';
+import { Extensions, GeneralNames, SubjectPublicKeyInfo, id_ce_subjectAltName } from '@peculiar/asn1-x509';
 import { UNTRUSTED_LIMITS, decodeDer } from '../asn1.js';
 import { InvalidCsr } from '../errors.js';
 import { pemToDer } from '../pem.js';
@@ -34,6 +34,17 @@ const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 
 const MAX_CSR_BYTES = UNTRUSTED_LIMITS.maxContentLength ?? 16 * 1024;
 
+// asn1-csr's schemas, also keeping the key's own DER (`raw`, asn1-schema's option for that): the
+// leaf carries the key exactly as the CSR did, as Go's x509 RawSubjectPublicKeyInfo, at no cost.
+class RequestInfo extends CertificationRequestInfo {
+  subjectPKInfoRaw?: ArrayBuffer;
+}
+AsnProp({ type: SubjectPublicKeyInfo, raw: true })(RequestInfo.prototype, 'subjectPKInfo');
+class Request extends CertificationRequest {
+  declare certificationRequestInfo: RequestInfo;
+}
+AsnProp({ type: RequestInfo, raw: true })(Request.prototype, 'certificationRequestInfo');
+
 export const CSR_PEM_LABEL = 'CERTIFICATE REQUEST';
 
 /** Parses and checks a PEM CSR; throws InvalidCsr saying which check failed. */
@@ -50,19 +61,17 @@ export function validateCsr(csrPem: string): ValidatedCsr {
       `CSR PEM cannot be parsed: ${der.length} bytes is above the ${MAX_CSR_BYTES}-byte limit`,
     );
 
-  let csr: CertificationRequest;
+  let csr: Request;
   try {
-    csr = decodeDer(der, CertificationRequest);
+    csr = decodeDer(der, Request);
   } catch (err) {
     throw new InvalidCsr(`CSR PEM cannot be parsed: ${(err as Error).message}`);
   }
   const info = csr.certificationRequestInfo;
   const infoDer = csr.certificationRequestInfoRaw;
-  if (!infoDer || info.version !== 0)
+  if (!infoDer || !info.subjectPKInfoRaw || info.version !== 0)
     throw new InvalidCsr('CSR PEM cannot be parsed: certificationRequestInfo missing or not version 1');
-
-  // DER is canonical, so re-serializing the parsed key gives back the CSR's own bytes.
-  const spkiDer = Buffer.from(AsnConvert.serialize(info.subjectPKInfo));
+  const spkiDer = Buffer.from(new Uint8Array(info.subjectPKInfoRaw)); // a copy: der is a pooled buffer
   const publicKey = checkedPublicKey(spkiDer);
   const sigAlgOid = csr.signatureAlgorithm.algorithm;
   const hash = CSR_SIG_ALGS[sigAlgOid];
@@ -91,7 +100,7 @@ export function validateCsr(csrPem: string): ValidatedCsr {
 }
 
 /** URI SANs from the PKCS#9 extensionRequest attribute, if any. */
-function requestedUriSans(csr: CertificationRequest): string[] {
+function requestedUriSans(csr: Request): string[] {
   const out: string[] = [];
   for (const attr of csr.certificationRequestInfo.attributes ?? []) {
     if (attr.type !== OID_EXTENSION_REQUEST) continue;
