@@ -1,12 +1,30 @@
 // `ambit demo up` then `ambit demo down` leaves nothing behind — network namespaces, veths, BPF pins,
 // tc filters / ip rules / nft tables (all inside the demo's netns), processes — and the same after the
 // demo process is killed with SIGKILL (down works from the state file and the name prefix).
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { assertNoResidue } from './harness/topology.js';
 import { ambit, demoDown, type RunningDemo, startDemo } from './demo-run.js';
 
 const root = process.getuid?.() === 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const REVIEWER = `apiVersion: v1
+kind: Pod
+metadata:
+  name: reviewer
+  namespace: shop
+  labels: { app: reviewer }
+  annotations:
+    demo.ambit.dev/run: "traffic.mjs reviewer http://10.96.0.10/api/reviews"
+spec:
+  nodeName: node2
+  serviceAccountName: reviewer
+  containers: [{ name: app, image: ambit/demo-traffic:dev }]
+status:
+  phase: Running
+  podIP: 10.244.2.30
+`;
 const started: RunningDemo[] = [];
 
 function alive(pid: number): boolean {
@@ -89,7 +107,14 @@ describe.skipIf(!root)('ambit demo lifecycle (needs root: netns, BPF)', () => {
     const cert = report.certificates.find((c) => c.identity === 'spiffe://cluster.local/ns/shop/sa/frontend');
     expect(Date.parse(cert?.expires ?? '')).toBeGreaterThan(Date.now());
 
-    const pids = st.processes.map((p) => p.pid);
+    // A Pod dropped into the watched directory gets its namespace and program while the demo runs.
+    writeFileSync(join(d.manifests, '.reviewer.tmp'), REVIEWER);
+    renameSync(join(d.manifests, '.reviewer.tmp'), join(d.manifests, 'reviewer.yaml'));
+    for (let i = 0; i < 100 && !d.output().includes('pod added: shop/reviewer'); i++) await sleep(100);
+    expect(d.output()).toContain('pod added: shop/reviewer on node2 (10.244.2.30, in the mesh)');
+    expect(netnsOf(d.prefix)).toContain(`${d.prefix}-p-reviewer`);
+
+    const pids = d.state().processes.map((p) => p.pid);
     expect(pids.filter(alive).length).toBe(pids.length);
     const down = await demoDown(d);
     expect(down.code, down.stdout + down.stderr).toBe(0);

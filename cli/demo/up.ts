@@ -19,10 +19,12 @@ import { pino } from 'pino';
 import { distPath, ensureBpffs, repoRoot, Topology } from '../../core/netns/topology.js';
 import { demoDown } from './down.js';
 import { FlowCollector } from './flows.js';
+import { followPodChanges } from './live-pods.js';
 import { planDemo } from './plan.js';
 import {
   cmdlineOf,
   DemoError,
+  type DemoPod,
   type DemoProcess,
   type DemoState,
   pidAlive,
@@ -174,8 +176,31 @@ export async function demoUp(o: UpOptions): Promise<void> {
     children.push(child);
     const rec: DemoProcess = { role, pid: child.pid ?? -1, netns, log: logFile };
     state.processes.push(rec);
+    // A child that dies while the demo runs is reported (not silently ignored), unless the demo
+    // stopped it (stopping, or its pod was removed: then it is no longer in state.processes).
+    child.once('exit', (code, sig) => {
+      if (setUp && !stopping && state.processes.includes(rec)) {
+        o.out(`warning: ${role} exited (${code ?? sig}); see ${logFile}`);
+      }
+    });
     writeDemoState(state);
     return { child, logFile };
+  };
+
+  /** Starts the sample program a pod's `demo.ambit.dev/run` annotation names, inside the pod's netns. */
+  const startApp = (p: DemoPod): void => {
+    const [script, ...args] = (p.run ?? '').split(/\s+/).filter(Boolean);
+    const file = join(root, 'examples', 'demo', 'apps', script ?? '');
+    if (!script || !/^[a-z0-9-]+\.mjs$/.test(script) || !existsSync(file)) {
+      throw new DemoError(
+        'BAD_MANIFEST',
+        `Pod ${p.namespace}/${p.name}: annotation demo.ambit.dev/run "${p.run}" names no program of examples/demo/apps/`,
+      );
+    }
+    spawnRecorded(`app-${p.namespace}-${p.name}`, p.netns, process.execPath, [file, ...args], {
+      POD_NAME: p.name,
+      POD_NAMESPACE: p.namespace,
+    });
   };
 
   let stopping = false;
@@ -414,20 +439,7 @@ export async function demoUp(o: UpOptions): Promise<void> {
       ...apps.filter((p) => !p.run?.startsWith('traffic')),
       ...apps.filter((p) => p.run?.startsWith('traffic')),
     ];
-    for (const p of ordered) {
-      const [script, ...args] = (p.run ?? '').split(/\s+/).filter(Boolean);
-      const file = join(root, 'examples', 'demo', 'apps', script ?? '');
-      if (!script || !/^[a-z0-9-]+\.mjs$/.test(script) || !existsSync(file)) {
-        throw new DemoError(
-          'BAD_MANIFEST',
-          `Pod ${p.namespace}/${p.name}: annotation demo.ambit.dev/run "${p.run}" names no program of examples/demo/apps/`,
-        );
-      }
-      spawnRecorded(`app-${p.namespace}-${p.name}`, p.netns, process.execPath, [file, ...args], {
-        POD_NAME: p.name,
-        POD_NAMESPACE: p.namespace,
-      });
-    }
+    for (const p of ordered) startApp(p);
     step(
       `apps: ${ordered.map((p) => `${p.namespace}/${p.name} (${(p.run ?? '').split(' ')[0]})`).join(', ')}`,
     );
@@ -454,14 +466,16 @@ export async function demoUp(o: UpOptions): Promise<void> {
     throw err;
   }
 
-  // A child that dies while the demo runs is reported (not silently ignored).
-  for (const c of children) {
-    c.once('exit', (code, sig) => {
-      if (stopping) return;
-      const rec = state.processes.find((p) => p.pid === c.pid);
-      o.out(`warning: ${rec?.role ?? c.pid} exited (${code ?? sig}); see ${rec?.log ?? 'its log'}`);
-    });
-  }
+  // Pods added to or removed from the manifests get (or lose) their namespace and program.
+  const livePods = followPodChanges({
+    manifests,
+    topo: topo as Topology,
+    state,
+    startApp,
+    out: o.out,
+    save: () => writeDemoState(state),
+  });
+  process.once('exit', () => livePods.close());
   setUp = true;
   await whenStopped;
 }
