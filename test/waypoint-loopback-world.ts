@@ -25,6 +25,7 @@ export { loadProductService };
 export const VIP_USERS = '10.96.0.20';
 export const VIP_PRODUCTS = '10.96.0.21';
 export const VIP_OTHER = '10.96.0.22';
+export const VIP_TCP = '10.96.0.24';
 export const CLIENT = id('demo', 'client');
 export const OTHER_CLIENT = id('demo', 'other');
 export const WAYPOINT = id('demo', 'waypoint');
@@ -119,9 +120,11 @@ spec:
       this.pod('users-v1', this.ip(11), 'users', { app: 'users', version: 'v1' }),
       this.pod('users-v2', this.ip(12), 'users', { app: 'users-v2', version: 'v2' }),
       this.pod('products-1', this.ip(13), 'products', { app: 'products' }),
+      this.pod('tcp-1', this.ip(14), 'tcp', { app: 'tcp-echo' }),
       svc('users', VIP_USERS, 80, 8080, { app: 'users' }),
       svc('users-v2', '10.96.0.23', 80, 8080, { app: 'users-v2' }),
       svc('products', VIP_PRODUCTS, 9000, 9090, { app: 'products' }),
+      svc('tcp-echo', VIP_TCP, 7000, 7000, { app: 'tcp-echo' }),
       // A service NOT bound to the waypoint: tunnels for it must be refused with 400.
       `apiVersion: v1\nkind: Service\nmetadata:\n  name: other\n  namespace: demo\n  labels: { istio.io/use-waypoint: none }\nspec:\n  clusterIP: ${VIP_OTHER}\n  selector: { app: users }\n  ports: [{ name: http, port: 80, targetPort: 8080 }]\n`,
     ].join('---\n');
@@ -197,11 +200,18 @@ spec:
     );
     this.servers.push({ close: () => g.forceShutdown() });
     // Destination "ztunnels": real HBONE servers on each pod IP, same port, piping to podIP:targetPort.
-    for (const n of [11, 12, 13]) {
+    // An opaque TCP app (a line echo that speaks first: not HTTP).
+    const echo = net.createServer((sock) => {
+      sock.write('echo ready\n');
+      sock.pipe(sock);
+    });
+    await new Promise<void>((r) => echo.listen(7000, this.ip(14), r));
+    this.servers.push({ close: () => echo.close() });
+    for (const n of [11, 12, 13, 14]) {
       const ip = this.ip(n);
       const log: DestinationLog = { peers: [] };
       this.destinations.set(ip, log);
-      const sa = n === 13 ? 'products' : 'users';
+      const sa = n === 13 ? 'products' : n === 14 ? 'tcp' : 'users';
       const cert = await this.ca.issue(id('demo', sa));
       const server = new HboneServer({
         certificateFor: () => cert,

@@ -13,6 +13,7 @@ import {
   OTHER_CLIENT,
   VIP_OTHER,
   VIP_PRODUCTS,
+  VIP_TCP,
   VIP_USERS,
   loadProductService,
 } from './waypoint-loopback-world.js';
@@ -328,4 +329,72 @@ describe('waypoint protections (loopback)', () => {
     expect(ok.statusCode).toBe(200);
     await ok.body.text();
   }, 20_000);
+});
+
+describe('opaque TCP through the waypoint (L4 policy only)', () => {
+  /** Connects through the waypoint to the TCP echo, sends a line, returns what came back before close. */
+  async function talk(): Promise<string> {
+    const t = await w.tunnel(`${VIP_TCP}:7000`);
+    const got: Buffer[] = [];
+    t.on('data', (c: Buffer) => {
+      got.push(c);
+      if (Buffer.concat(got).toString().includes('hello')) t.end();
+    });
+    t.write('hello\n');
+    await withTimeout(
+      new Promise<void>((resolve) => {
+        t.once('close', () => resolve());
+        t.once('error', () => resolve());
+      }),
+      8000,
+      'TCP exchange',
+    ).finally(() => t.destroy());
+    return Buffer.concat(got).toString();
+  }
+
+  it('relays bytes that are neither HTTP/1.1 nor HTTP/2 to the service', async () => {
+    expect(await talk()).toContain('echo ready\nhello');
+  });
+
+  it('a DENY rule with HTTP-only fields denies TCP (fail closed); an ALLOW that needs HTTP attributes never admits it', async () => {
+    await w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-get, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: tcp-echo }]
+  action: DENY
+  rules:
+    - to: [{ operation: { methods: [GET] } }]
+`,
+    );
+    expect(await talk()).toBe('');
+    await w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: allow-path, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: tcp-echo }]
+  action: ALLOW
+  rules:
+    - to: [{ operation: { paths: ["/x"] } }]
+`,
+    );
+    expect(await talk()).toBe('');
+    await w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: allow-client, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: tcp-echo }]
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: ["cluster.local/ns/demo/sa/client"] } }]
+`,
+    );
+    expect(await talk()).toContain('hello');
+  }, 30_000);
 });

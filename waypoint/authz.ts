@@ -14,7 +14,49 @@ interface PolicySet {
   audit: L7AuthorizationPolicy[];
 }
 
+// HTTP-only attributes: they do not exist on opaque TCP.
+const HTTP_OPERATION_FIELDS = ['methods', 'notMethods', 'paths', 'notPaths', 'hosts', 'notHosts'] as const;
+const HTTP_CONDITION = /^request\./;
+
+type Rule = { from?: unknown[]; to?: { operation?: Record<string, unknown> }[]; when?: { key: string }[] };
+
+/**
+ * A policy as it applies to opaque TCP (Istio's TCP filter chain; ztunnel does the same at L4): an ALLOW
+ * rule that needs HTTP attributes can never match (dropped: fail closed); a DENY rule loses only its HTTP
+ * attributes, so it denies MORE (fail closed), never less.
+ */
+function tcpForm(p: L7AuthorizationPolicy): L7AuthorizationPolicy {
+  const rules: Rule[] = [];
+  for (const r of p.rules as Rule[]) {
+    const usesHttp =
+      (r?.to ?? []).some((t) => HTTP_OPERATION_FIELDS.some((f) => t?.operation?.[f] !== undefined)) ||
+      (r?.when ?? []).some((c) => HTTP_CONDITION.test(c?.key ?? ''));
+    if (!usesHttp) {
+      rules.push(r);
+      continue;
+    }
+    if (p.action !== 'DENY') continue;
+    const to = (r.to ?? []).map((t) => {
+      const op = { ...(t?.operation ?? {}) };
+      for (const f of HTTP_OPERATION_FIELDS) delete op[f];
+      return { operation: op };
+    });
+    // An operation left with no field matches any connection (Envoy permission `any`), so the whole `to`
+    // no longer constrains the rule.
+    const anyOp = to.some((t) => Object.keys(t.operation).length === 0);
+    const when = (r.when ?? []).filter((c) => !HTTP_CONDITION.test(c?.key ?? ''));
+    rules.push({
+      ...(r.from ? { from: r.from } : {}),
+      ...(to.length > 0 && !anyOp ? { to } : {}),
+      ...(when.length > 0 ? { when } : {}),
+    });
+  }
+  return { ...p, rules };
+}
+
 export class RequestAuthorizer {
+  private readonly tcpSets = new WeakMap<L7AuthorizationPolicy[], L7AuthorizationPolicy[]>();
+
   // Per destination service, the policies that apply: recomputed only when policies or waypoints change,
   // so a request costs O(applicable policies), not O(all L7 policies in the mesh).
   private readonly sets = new Map<string, PolicySet>();
@@ -51,6 +93,17 @@ export class RequestAuthorizer {
       this.sets.set(key, set);
     }
     return set;
+  }
+
+  /** Opaque TCP inside the tunnel: only the L4 parts of the policies decide (see tcpForm). */
+  authorizeTcp(conn: Connection, service: Service | undefined): PolicyDecision {
+    const set = this.policiesFor(service);
+    let tcp = this.tcpSets.get(set.deciding);
+    if (!tcp) {
+      tcp = set.deciding.map(tcpForm);
+      this.tcpSets.set(set.deciding, tcp);
+    }
+    return evaluateRequest(conn, {}, tcp);
   }
 
   authorize(conn: Connection, request: RequestContext, service: Service | undefined): PolicyDecision {

@@ -18,9 +18,7 @@ export async function relayOpaque(
   ended: boolean,
 ): Promise<void> {
   const dst = ctx.destination;
-  // No request: every operation matcher (methods, paths, hosts, headers) fails, so an ALLOW rule that needs
-  // them never admits TCP (fail closed), as at Istio's waypoint for non-HTTP traffic.
-  const decision = deps.authorizer.authorize(ctx.conn, {}, dst.service);
+  const decision = deps.authorizer.authorizeTcp(ctx.conn, dst.service);
   if (!decision.allow) {
     deps.log.info({ src: ctx.sourcePrincipal, reason: decision.reason }, 'TCP connection denied');
     client.destroy();
