@@ -35,7 +35,15 @@ export interface StatusReport {
   demo: { pid: number; running: boolean; startedAt: string; webUrl?: string; manifestsDir: string };
   components: { role: string; pid: number; running: boolean; netns?: string }[];
   capture: { node: string; mode: string; fallbackReason?: string; agentRunning: boolean }[];
-  pods: { namespace: string; name: string; node: string; ip: string; enrolled: boolean; capture?: string }[];
+  pods: {
+    namespace: string;
+    name: string;
+    node: string;
+    ip: string;
+    enrolled: boolean;
+    waypoint: boolean;
+    capture?: string;
+  }[];
   certificates: CertView[];
   problems: string[];
 }
@@ -133,6 +141,7 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
       node: p.node,
       ip: p.ip,
       enrolled: p.enrolled,
+      waypoint: p.run === 'waypoint',
       ...(capturedPods.has(p.ip) ? { capture: capturedPods.get(p.ip) } : {}),
     })),
     certificates,
@@ -194,7 +203,7 @@ export function renderStatus(r: StatusReport): string {
         p.name,
         p.node,
         p.ip,
-        p.enrolled ? 'enrolled' : '-',
+        p.enrolled ? 'enrolled' : p.waypoint ? 'waypoint' : '-',
         p.capture ?? '-',
       ]),
     ]),

@@ -98,7 +98,8 @@ export async function planDemo(dir: string): Promise<DemoPlan> {
       node,
       ip,
       shortName,
-      enrolled: w?.tunnelProtocol === 'HBONE',
+      // A waypoint speaks HBONE itself; it is a mesh component, not an enrolled (captured) pod.
+      enrolled: w?.tunnelProtocol === 'HBONE' && !w.nativeTunnel,
       identity: w ? workloadIdentity(w) : '',
       ...(pod.metadata?.annotations?.[RUN_ANNOTATION]
         ? { run: pod.metadata.annotations[RUN_ANNOTATION] }

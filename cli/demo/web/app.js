@@ -151,11 +151,7 @@ function drawGraph() {
     parts.push(`<text class="edge-label" x="${lx}" y="${ly}">${n}</text>`);
   }
   for (const [key, { x, y, w }] of pos) {
-    const cls = [
-      'wl',
-      w.enrolled ? 'enrolled' : '',
-      w.labels?.['gateway.networking.k8s.io/gateway-name'] ? 'waypoint' : '',
-    ].join(' ');
+    const cls = ['wl', w.enrolled ? 'enrolled' : '', w.isWaypoint ? 'waypoint' : ''].join(' ');
     parts.push(
       `<g class="${cls}" data-workload="${esc(key)}"><circle cx="${x}" cy="${y}" r="13"/><text x="${x + 17}" y="${y - 1}">${esc(w.name)}</text><text class="sub" x="${x + 17}" y="${y + 11}">${esc(w.namespace)} · ${esc(w.ip)}</text></g>`,
     );
