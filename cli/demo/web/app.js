@@ -51,13 +51,28 @@ function fillWhatIf(t) {
   const sel = $('wi-source');
   if (sel.options.length === 0) {
     for (const w of t.workloads)
-      sel.add(new Option(`${w.namespace}/${w.name}${w.enrolled ? '' : ' (plaintext)'}`, w.uid));
+      sel.add(
+        new Option(
+          `${w.namespace}/${w.name}${w.isWaypoint ? ' (waypoint)' : w.enrolled ? '' : ' (plaintext)'}`,
+          w.uid,
+        ),
+      );
   }
   const dl = $('wi-dests');
   dl.innerHTML = '';
   for (const s of t.services)
     for (const p of s.ports) dl.append(new Option(`${s.name}.${s.namespace}:${p.servicePort ?? p.port}`));
-  for (const w of t.workloads) if (w.ip) dl.append(new Option(`${w.ip}:8080`, `${w.namespace}/${w.name}`));
+  // Pod addresses with the target ports their services send to (8080 when no service selects the pod).
+  const podPorts = new Map();
+  for (const s of t.services)
+    for (const e of s.endpoints ?? [])
+      for (const p of s.ports)
+        if (p.targetPort > 0) podPorts.set(e, [...(podPorts.get(e) ?? []), p.targetPort]);
+  for (const w of t.workloads) {
+    if (!w.ip || w.isWaypoint) continue;
+    for (const port of new Set(podPorts.get(`${w.namespace}/${w.name}`) ?? [8080]))
+      dl.append(new Option(`${w.ip}:${port}`, `${w.namespace}/${w.name}`));
+  }
 }
 
 /** The workload a flow endpoint is: by name when the reporter knew it, else by address. */
