@@ -34,6 +34,8 @@ import { TransparentListener } from './transparent-listener.js';
 export interface CertificateProvider {
   /** The current certificate for `identity`, fetching (CSR → CA) when missing or due. */
   fetch(identity: SpiffeId): Promise<HboneCertificate>;
+  /** Stop fetching/rotating for an identity no local workload has any more. */
+  forget?(identity: SpiffeId): void;
   /** Stop rotation timers. */
   close?(): void;
 }
@@ -240,6 +242,13 @@ export class Ztunnel {
     }
     if (changes.some((c) => c.kind === 'workload')) {
       this.prefetchCertificates();
+      // istio/ztunnel stops managing certificates of identities that no longer run on this node.
+      const localIds = new Set(this.localWorkloads().map((w) => workloadIdentity(w)));
+      for (const key of [...this.certs.keys()]) {
+        if (localIds.has(key)) continue;
+        this.certs.delete(key);
+        this.deps.certificates.forget?.(parseSpiffeId(key));
+      }
       // Un-enrollment: a local pod that left the mesh keeps its connections until the drain deadline.
       const local = new Set(this.localWorkloads().flatMap((w) => w.addresses));
       for (const ip of this.connections.countsByPod().keys()) {
@@ -386,6 +395,7 @@ export async function runZtunnel(
   const manager = new CertificateManager({ source: ca, logger: logs.child({ scope: 'certificates' }) });
   const certificates: CertificateProvider = {
     fetch: (id) => manager.fetch(id),
+    forget: (id) => manager.forget(id),
     close: () => {
       manager.close();
       ca.close();
