@@ -359,6 +359,20 @@ function candidates(ix: PathIndex, path: string): CompiledL7[] {
   return [...picked].sort((a, b) => a - b).map((at) => ix.compiled[at]!);
 }
 
+// A waypoint decides many requests per tunnel with the same Connection: its parsed part (principal, IPs)
+// is derived once per Connection object, and only the request is added per call.
+const connContexts = new WeakMap<Connection, EvalContext>();
+
+function requestContext(conn: Connection, request: RequestContext): EvalContext {
+  if (request.remoteIp) return contextOf(conn, request);
+  let base = connContexts.get(conn);
+  if (!base) {
+    base = contextOf(conn);
+    connContexts.set(conn, base);
+  }
+  return { ...base, request };
+}
+
 /**
  * Decides one request at the waypoint. `policies` are the L7 policies that target this waypoint or the
  * destination service. `conn.sourceIdentity` is the client's SPIFFE ID from the HBONE mTLS handshake.
@@ -368,7 +382,7 @@ export function evaluateRequest(
   request: RequestContext,
   policies: readonly L7AuthorizationPolicy[],
 ): PolicyDecision {
-  const ctx = contextOf(conn, request);
+  const ctx = requestContext(conn, request);
   let compiledPolicies: CompiledL7[];
   let hasAllowOutside = false;
   if (policies.length >= INDEX_MIN) {
