@@ -244,6 +244,7 @@ spec:
         statsAddress: this.ip(20),
         statsPort: 0,
         logLevel: 'silent',
+        maxBufferedBodyBytes: 64 * 1024,
         limits: { headersTimeoutMs: 1000, maxResetsPerWindow: 50 },
       },
       { state: this.source.state, certificates: { fetch: async () => wpCert }, hbone: wpPool },

@@ -269,6 +269,16 @@ describe('waypoint protections (loopback)', () => {
     await ok.body.text();
   });
 
+  it('forwards request bodies, and answers 413 for one larger than the retry buffer (64 KiB here)', async () => {
+    const base = await users();
+    const small = await request(`${base}/echo`, { method: 'POST', body: 'x'.repeat(1000) });
+    expect(small.statusCode).toBe(200);
+    expect(((await small.body.json()) as { body: string }).body).toBe('x'.repeat(1000));
+    const big = await request(`${base}/echo`, { method: 'POST', body: Buffer.alloc(200 * 1024, 0x61) });
+    expect(big.statusCode).toBe(413);
+    await big.body.text();
+  });
+
   it('answers a malformed request line with 400', async () => {
     const t = await w.tunnel(`${VIP_USERS}:80`);
     t.end('GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n');

@@ -32,7 +32,7 @@ const Schema = z.object({
   /** Prometheus /metrics, /stats/prometheus and /healthz/ready (Istio's waypoint: 15020 / 15021 → one port here). */
   statsAddress: z.string().default('0.0.0.0'),
   statsPort: port.default(15020),
-  /** Largest request body buffered so a retry can resend it; bigger → 400. Default 8 MiB. */
+  /** Largest request body buffered so a retry can resend it; bigger → 413. Default 8 MiB. */
   maxBufferedBodyBytes: z
     .number()
     .int()

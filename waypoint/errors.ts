@@ -11,6 +11,7 @@ export type WaypointErrorCode =
   | 'WAYPOINT_UPSTREAM_RESET'
   | 'WAYPOINT_REQUEST_TIMEOUT'
   | 'WAYPOINT_BAD_REQUEST'
+  | 'WAYPOINT_PAYLOAD_TOO_LARGE'
   | 'WAYPOINT_CONFIG';
 
 /** code → (HTTP status, Envoy response flag, Envoy's body text). */
@@ -32,6 +33,8 @@ export const WAYPOINT_ERROR_TABLE: Record<WaypointErrorCode, { status: number; f
     },
     WAYPOINT_REQUEST_TIMEOUT: { status: 504, flag: 'UT', body: 'upstream request timeout' },
     WAYPOINT_BAD_REQUEST: { status: 400, flag: 'DPE', body: 'Bad Request' },
+    // envoy buffer filter / retry buffering over the limit: 413 "Payload Too Large".
+    WAYPOINT_PAYLOAD_TOO_LARGE: { status: 413, flag: 'DPE', body: 'Payload Too Large' },
     WAYPOINT_CONFIG: { status: 500, flag: 'NC', body: 'waypoint configuration error' },
   };
 

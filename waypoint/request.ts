@@ -90,8 +90,9 @@ function readBody(req: Req, limit: number): Promise<Buffer> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
-        reject(new WaypointError('WAYPOINT_BAD_REQUEST', `request body over ${limit} bytes`));
-        req.destroy();
+        reject(new WaypointError('WAYPOINT_PAYLOAD_TOO_LARGE', `request body over ${limit} bytes`));
+        // Stop reading; the 413 goes out and the connection closes after it (the body is not drained).
+        req.pause();
         return;
       }
       chunks.push(c);
@@ -193,6 +194,8 @@ export async function handleRequest(
     (res as http.ServerResponse).writeHead(err.status, {
       'content-type': 'text/plain',
       'content-length': Buffer.byteLength(body),
+      // The unread rest of an oversized body must not be parsed as the next request.
+      ...(err.code === 'WAYPOINT_PAYLOAD_TOO_LARGE' && !h2 ? { connection: 'close' } : {}),
     });
     res.end(body);
   };

@@ -360,7 +360,8 @@ function candidates(ix: PathIndex, path: string): CompiledL7[] {
 }
 
 // A waypoint decides many requests per tunnel with the same Connection: its parsed part (principal, IPs)
-// is derived once per Connection object, and only the request is added per call.
+// is derived once per Connection object, and only the request is added per call. Callers must therefore
+// treat a Connection as immutable (the waypoint builds one per tunnel, explain one per question).
 const connContexts = new WeakMap<Connection, EvalContext>();
 
 function requestContext(conn: Connection, request: RequestContext): EvalContext {
