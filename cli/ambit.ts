@@ -1,35 +1,41 @@
 #!/usr/bin/env node
 // `ambit`: the operator CLI. One file per command group registers its subcommands here.
+// Groups are imported lazily: a long-running component (`ambit ztunnel`, `ambit waypoint`) loads only
+// its own module graph, which keeps its idle RSS down (bench/ztunnel measured ~20 MB for the others).
 import { Command } from 'commander';
-import { registerBpfAgent } from './bpf-agent.js';
-import { registerCa } from './ca.js';
-import { registerDemo } from './demo.js';
-import { registerPolicy } from './policy.js';
-import { registerState } from './state.js';
-import { registerWaypoint } from './waypoint.js';
-import { registerStatus } from './status.js';
-import { registerZtunnel } from './ztunnel.js';
-import { registerZtunnelConfig } from './ztunnel-config.js';
-import { registerWaypointController } from './waypoint-controller.js';
 
-const program = new Command();
-program
-  .name('ambit')
-  .description('Ambit: a sidecar-less (ambient) service mesh speaking Istio ambient contracts')
-  .showHelpAfterError();
+type Register = (program: Command) => void;
 
-registerDemo(program);
-registerBpfAgent(program);
-registerCa(program);
-registerPolicy(program);
-registerState(program);
-registerWaypoint(program);
-registerStatus(program);
-registerZtunnel(program);
-registerZtunnelConfig(program);
-registerWaypointController(program);
+const GROUPS: Record<string, () => Promise<Register>> = {
+  demo: async () => (await import('./demo.js')).registerDemo,
+  'bpf-agent': async () => (await import('./bpf-agent.js')).registerBpfAgent,
+  ca: async () => (await import('./ca.js')).registerCa,
+  policy: async () => (await import('./policy.js')).registerPolicy,
+  state: async () => (await import('./state.js')).registerState,
+  waypoint: async () => (await import('./waypoint.js')).registerWaypoint,
+  status: async () => (await import('./status.js')).registerStatus,
+  ztunnel: async () => (await import('./ztunnel.js')).registerZtunnel,
+  'ztunnel-config': async () => (await import('./ztunnel-config.js')).registerZtunnelConfig,
+  'waypoint-controller': async () => (await import('./waypoint-controller.js')).registerWaypointController,
+};
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+async function main(): Promise<void> {
+  const program = new Command();
+  program
+    .name('ambit')
+    .description('Ambit: a sidecar-less (ambient) service mesh speaking Istio ambient contracts')
+    .showHelpAfterError();
+
+  // The first word names the group; anything else (help, a typo) loads them all so commander can
+  // list or suggest every command.
+  const first = process.argv[2];
+  const wanted = first !== undefined && first in GROUPS ? [first] : Object.keys(GROUPS);
+  for (const name of wanted) (await GROUPS[name]!())(program);
+
+  await program.parseAsync(process.argv);
+}
+
+main().catch((err: unknown) => {
   console.error(`ambit: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(2);
 });
