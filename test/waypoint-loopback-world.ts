@@ -177,6 +177,13 @@ spec:
           else reply();
         });
       });
+      // An upgrade (WebSocket-like) endpoint: 101, then echo.
+      app.on('upgrade', (_req, socket: net.Socket) => {
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: Upgrade\r\nx-app-version: ${version}\r\n\r\n`,
+        );
+        socket.pipe(socket);
+      });
       await new Promise<void>((r) => app.listen(8080, this.ip(n), r));
       this.servers.push({
         close: () => {

@@ -279,6 +279,47 @@ describe('waypoint protections (loopback)', () => {
     await big.body.text();
   });
 
+  it('carries an HTTP/1.1 Upgrade (WebSocket-like) after authorizing it, and refuses a denied one with 403', async () => {
+    await w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: no-admin-ws, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: users }]
+  action: DENY
+  rules:
+    - to: [{ operation: { paths: ["/admin/*"] } }]
+`,
+    );
+    const upgrade = async (path: string): Promise<string> => {
+      const t = await w.tunnel(`${VIP_USERS}:80`);
+      const got: Buffer[] = [];
+      t.on('data', (c: Buffer) => {
+        got.push(c);
+        const text = Buffer.concat(got).toString();
+        if (text.startsWith('HTTP/1.1 101') && !text.includes('ping')) t.write('ping');
+        if (text.includes('ping') || text.startsWith('HTTP/1.1 403')) t.end();
+      });
+      t.write(`GET ${path} HTTP/1.1\r\nHost: users\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`);
+      await withTimeout(
+        new Promise<void>((resolve) => {
+          t.once('close', () => resolve());
+          t.once('error', () => resolve());
+        }),
+        8000,
+        'upgrade exchange',
+      ).finally(() => t.destroy());
+      return Buffer.concat(got).toString();
+    };
+    const ok = await upgrade('/ws');
+    expect(ok).toMatch(/^HTTP\/1\.1 101 Switching Protocols/);
+    expect(ok.endsWith('ping')).toBe(true);
+    const denied = await upgrade('/admin/ws');
+    expect(denied).toMatch(/^HTTP\/1\.1 403 /);
+    expect(denied).toContain('RBAC: access denied');
+  });
+
   it('answers a malformed request line with 400', async () => {
     const t = await w.tunnel(`${VIP_USERS}:80`);
     t.end('GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n');

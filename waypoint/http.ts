@@ -29,6 +29,13 @@ function clientErrorStatus(err: NodeJS.ErrnoException): [number, string] {
   }
 }
 
+export type UpgradeHandler = (
+  ctx: TunnelContext,
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+) => Promise<void>;
+
 export class Http1Front {
   readonly server: http.Server;
   private readonly contexts = new WeakMap<object, TunnelContext>();
@@ -38,6 +45,7 @@ export class Http1Front {
     private readonly limits: WaypointLimits,
     handler: RequestHandler,
     private readonly log: Logger,
+    upgrade?: UpgradeHandler,
   ) {
     this.server = http.createServer({
       maxHeaderSize: limits.maxHeaderBytes,
@@ -63,6 +71,18 @@ export class Http1Front {
         this.log.error({ err: (err as Error).message }, 'HTTP/1.1 request handler failed');
         if (!res.headersSent) res.writeHead(500);
         res.end();
+      });
+    });
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.heads.get(socket)?.busy();
+      const ctx = this.contexts.get(socket);
+      if (!ctx || !upgrade) {
+        socket.destroy();
+        return;
+      }
+      upgrade(ctx, req, socket, head).catch((err: unknown) => {
+        this.log.error({ err: (err as Error).message }, 'HTTP/1.1 upgrade handler failed');
+        socket.destroy();
       });
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {

@@ -121,7 +121,7 @@ function peerOf(ep: UpstreamEndpoint | undefined): PeerLabels {
 }
 
 /** How the request's backend endpoints are chosen: the route's weighted backendRefs, else the destination. */
-function endpointPicker(
+export function endpointPicker(
   deps: RequestDeps,
   tunnel: TunnelContext,
   rule: RouteRule | undefined,
@@ -274,69 +274,118 @@ export async function handleRequest(
     if (e.code !== 'WAYPOINT_RBAC_DENIED') deps.log.debug({ err: e.message, code: e.code }, 'request failed');
     localReply(e);
   } finally {
-    const durationMs = performance.now() - started;
     if (grpc && grpcStatus === '' && status === 200) grpcStatus = String(GRPC_STATUS.OK);
-    const svc = dst.service;
-    deps.metrics.record({
-      source: tunnel.source,
-      destination: peerOf(endpoint),
-      ...(svc ? { service: { hostname: svc.hostname, namespace: svc.namespace, name: svc.name } } : {}),
-      protocol: grpc ? 'grpc' : 'http',
-      responseCode: status,
+    recordRequest(deps, tunnel, {
+      method,
+      path,
+      authority,
+      protocol: grpc ? 'GRPC' : h2 ? 'HTTP/2' : 'HTTP/1.1',
+      grpc,
+      status,
       grpcStatus,
-      responseFlags: flag,
-      durationMs,
-    });
-    // The same facts as one flow event, shaped like ztunnel's (core/telemetry/flow-events.ts) plus the
-    // request's method, path and status.
-    deps.flows?.publish({
-      id: nextFlowId++,
-      phase: 'close',
-      time: new Date().toISOString(),
-      direction: 'inbound',
-      path: 'inbound',
-      src: {
-        addr: tunnel.conn.sourceIp,
-        identity: tunnel.sourcePrincipal,
-        ...(tunnel.source.workload ? { workload: tunnel.source.workload } : {}),
-        ...(tunnel.source.namespace ? { namespace: tunnel.source.namespace } : {}),
-      },
-      dst: {
-        addr: endpoint ? `${endpoint.ip}:${endpoint.targetPort}` : `${dst.ip}:${dst.port}`,
-        ...(svc ? { service: svc.hostname } : {}),
-        ...(endpoint ? { workload: endpoint.workload.name, namespace: endpoint.workload.namespace } : {}),
-      },
-      securityPolicy: 'mutual_tls',
-      durationMs: Math.round(durationMs),
-      responseFlags: flag,
-      ...(reason ? { error: reason } : {}),
+      flag,
+      endpoint,
+      tries,
+      durationMs: performance.now() - started,
+      ...(reason ? { reason } : {}),
       ...(policy ? { policy } : {}),
-      request: {
-        protocol: grpc ? 'GRPC' : h2 ? 'HTTP/2' : 'HTTP/1.1',
-        method,
-        path,
-        status,
-        ...(grpcStatus ? { grpcStatus: Number(grpcStatus) } : {}),
-      },
-    } as Parameters<FlowEvents['publish']>[0]);
-    // Istio's access-log field names (Envoy %RESPONSE_CODE%, %UPSTREAM_HOST%, ...).
-    deps.accessLog.info(
-      {
-        src: { addr: tunnel.conn.sourceIp, identity: tunnel.sourcePrincipal },
-        dst: { service: svc?.hostname, addr: `${dst.ip}:${dst.port}`, workload: endpoint?.workload.name },
-        upstream_host: endpoint ? `${endpoint.ip}:${endpoint.targetPort}` : undefined,
-        method,
-        path,
-        authority,
-        protocol: grpc ? 'GRPC' : h2 ? 'HTTP/2' : 'HTTP/1.1',
-        response_code: status,
-        grpc_status: grpcStatus || undefined,
-        response_flags: flag,
-        attempts: tries,
-        duration_ms: Math.round(durationMs * 100) / 100,
-        ...(reason ? { reason } : {}),
-      },
-      'request',
-    );
+    });
   }
+}
+
+export interface RequestOutcome {
+  method: string;
+  path: string;
+  authority: string;
+  protocol: 'GRPC' | 'HTTP/2' | 'HTTP/1.1';
+  grpc: boolean;
+  status: number;
+  grpcStatus: string;
+  flag: string;
+  endpoint: UpstreamEndpoint | undefined;
+  tries: number;
+  durationMs: number;
+  reason?: string;
+  policy?: string;
+}
+
+/** Reports one request: Istio metrics (reporter=waypoint), a flow event, and one access-log line. */
+export function recordRequest(deps: RequestDeps, tunnel: TunnelContext, o: RequestOutcome): void {
+  const {
+    method,
+    path,
+    authority,
+    grpc,
+    status,
+    grpcStatus,
+    flag,
+    endpoint,
+    tries,
+    durationMs,
+    reason,
+    policy,
+  } = o;
+  const dst = tunnel.destination;
+  const svc = dst.service;
+  deps.metrics.record({
+    source: tunnel.source,
+    destination: peerOf(endpoint),
+    ...(svc ? { service: { hostname: svc.hostname, namespace: svc.namespace, name: svc.name } } : {}),
+    protocol: grpc ? 'grpc' : 'http',
+    responseCode: status,
+    grpcStatus,
+    responseFlags: flag,
+    durationMs,
+  });
+  // The same facts as one flow event, shaped like ztunnel's (core/telemetry/flow-events.ts) plus the
+  // request's method, path and status.
+  deps.flows?.publish({
+    id: nextFlowId++,
+    phase: 'close',
+    time: new Date().toISOString(),
+    direction: 'inbound',
+    path: 'inbound',
+    src: {
+      addr: tunnel.conn.sourceIp,
+      identity: tunnel.sourcePrincipal,
+      ...(tunnel.source.workload ? { workload: tunnel.source.workload } : {}),
+      ...(tunnel.source.namespace ? { namespace: tunnel.source.namespace } : {}),
+    },
+    dst: {
+      addr: endpoint ? `${endpoint.ip}:${endpoint.targetPort}` : `${dst.ip}:${dst.port}`,
+      ...(svc ? { service: svc.hostname } : {}),
+      ...(endpoint ? { workload: endpoint.workload.name, namespace: endpoint.workload.namespace } : {}),
+    },
+    securityPolicy: 'mutual_tls',
+    durationMs: Math.round(durationMs),
+    responseFlags: flag,
+    ...(reason ? { error: reason } : {}),
+    ...(policy ? { policy } : {}),
+    request: {
+      protocol: o.protocol,
+      method,
+      path,
+      status,
+      ...(grpcStatus ? { grpcStatus: Number(grpcStatus) } : {}),
+    },
+  } as Parameters<FlowEvents['publish']>[0]);
+  // Istio's access-log field names (Envoy %RESPONSE_CODE%, %UPSTREAM_HOST%, ...).
+  deps.accessLog.info(
+    {
+      src: { addr: tunnel.conn.sourceIp, identity: tunnel.sourcePrincipal },
+      dst: { service: svc?.hostname, addr: `${dst.ip}:${dst.port}`, workload: endpoint?.workload.name },
+      upstream_host: endpoint ? `${endpoint.ip}:${endpoint.targetPort}` : undefined,
+      method,
+      path,
+      authority,
+      protocol: o.protocol,
+      response_code: status,
+      grpc_status: grpcStatus || undefined,
+      response_flags: flag,
+      attempts: tries,
+      duration_ms: Math.round(durationMs * 100) / 100,
+      ...(reason ? { reason } : {}),
+    },
+    'request',
+  );
 }

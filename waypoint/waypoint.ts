@@ -29,6 +29,7 @@ import { RequestMetrics } from './metrics.js';
 import { type TunnelContext, handleRequest, type RequestDeps } from './request.js';
 import { Router } from './routes.js';
 import { relayOpaque } from './tcp.js';
+import { handleUpgrade } from './upgrade.js';
 import { resolveDestination } from './terminate.js';
 import { Upstream } from './upstream.js';
 
@@ -107,7 +108,12 @@ export class WaypointProxy {
       req: http.IncomingMessage | import('node:http2').Http2ServerRequest,
       res: http.ServerResponse | import('node:http2').Http2ServerResponse,
     ) => handleRequest(this.requestDeps, ctx, req, res);
-    this.http1 = new Http1Front(c.limits, handle, this.log.child({ scope: 'http1' }));
+    this.http1 = new Http1Front(
+      c.limits,
+      handle,
+      this.log.child({ scope: 'http1' }),
+      (ctx, req, socket, head) => handleUpgrade(this.requestDeps, ctx, req, socket, head),
+    );
     this.h2 = new H2Front(c.limits, handle, this.log.child({ scope: 'http2' }));
     this.hboneServer = new HboneServer({
       certificateFor: () => deps.certificates.fetch(this.identity),
