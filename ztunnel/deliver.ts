@@ -10,7 +10,7 @@ import type { ConnectionReport } from '../core/telemetry/connection-report.js';
 import { dial } from './dial.js';
 import { PolicyDenied, ProxyError, messageOf, responseFlagsOf } from './errors.js';
 import type { ProxyContext } from './proxy-context.js';
-import { relay } from './relay.js';
+import { relayTracked } from './tracked-relay.js';
 import type { Address } from './upstream.js';
 
 /** Evaluates the destination's L4 policies; an evaluation error denies (fail closed). */
@@ -102,34 +102,21 @@ export async function deliver(ctx: ProxyContext, input: DeliveryInput, hooks: De
     report.finish(messageOf(err), 'CONNECT');
     return;
   }
-  report.open();
-  let closeReason: string | undefined;
-  const untrack = ctx.connections.track({
-    id: report.id,
-    direction: input.direction,
-    podIp: input.podIp,
-    recheck: () => {
-      // Re-read the destination: its policy bindings may have changed with the state.
-      const current =
-        ctx.state.workloadByIp(input.destination.addresses[0] ?? input.target.ip) ?? input.destination;
-      const d = authorize(ctx, current, conn);
-      return d.allow ? undefined : d.reason;
+  await relayTracked(
+    ctx,
+    report,
+    {
+      direction: input.direction,
+      podIp: input.podIp,
+      recheck: () => {
+        // Re-read the destination: its policy bindings may have changed with the state.
+        const current =
+          ctx.state.workloadByIp(input.destination.addresses[0] ?? input.target.ip) ?? input.destination;
+        const d = authorize(ctx, current, conn);
+        return d.allow ? undefined : d.reason;
+      },
     },
-    close: (reason) => {
-      closeReason ??= reason;
-      upstream.destroy();
-      downstream.destroy();
-    },
-  });
-  const result = await relay(downstream, upstream, {
-    onRequestBytes: (n) => {
-      report.requestBytes += n;
-    },
-    onResponseBytes: (n) => {
-      report.responseBytes += n;
-    },
-  });
-  untrack();
-  const error = closeReason ?? (result.error ? messageOf(result.error) : undefined);
-  report.finish(error, closeReason?.includes('policy') ? 'DENY' : 'CONNECT');
+    downstream,
+    upstream,
+  );
 }

@@ -7,13 +7,12 @@ import type { Duplex } from 'node:stream';
 import type { HboneConnectRequest } from '../core/hbone/client-pool.js';
 import { type SpiffeId, parseSpiffeId, tryParseSpiffeId } from '../core/identity/spiffe.js';
 import { workloadIdentity } from '../core/state/state.js';
-import type { ConnectionReport } from '../core/telemetry/connection-report.js';
 import { deliver } from './deliver.js';
 import { dial } from './dial.js';
 import { ProxyError, messageOf, responseFlagsOf } from './errors.js';
 import type { CapturedConnection } from './inbound-passthrough.js';
 import { type ProxyContext, baggageOf, hostPort, peerLabels } from './proxy-context.js';
-import { relay } from './relay.js';
+import { relayTracked } from './tracked-relay.js';
 import { planOutbound } from './upstream.js';
 
 /** The HBONE client pool as the outbound path uses it (core/hbone HboneClientPool). */
@@ -23,37 +22,6 @@ export interface HboneDialer {
 
 export interface OutboundContext extends ProxyContext {
   hbone: HboneDialer;
-}
-
-async function relayTracked(
-  ctx: ProxyContext,
-  report: ConnectionReport,
-  podIp: string,
-  downstream: Duplex,
-  upstream: Duplex,
-): Promise<void> {
-  report.open();
-  let closeReason: string | undefined;
-  const untrack = ctx.connections.track({
-    id: report.id,
-    direction: 'outbound',
-    podIp,
-    close: (reason) => {
-      closeReason ??= reason;
-      downstream.destroy();
-      upstream.destroy();
-    },
-  });
-  const result = await relay(downstream, upstream, {
-    onRequestBytes: (n) => {
-      report.requestBytes += n;
-    },
-    onResponseBytes: (n) => {
-      report.responseBytes += n;
-    },
-  });
-  untrack();
-  report.finish(closeReason ?? (result.error ? messageOf(result.error) : undefined));
 }
 
 export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection): Promise<void> {
@@ -119,7 +87,7 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
           err instanceof ProxyError ? err : new ProxyError('UPSTREAM_CONNECT_FAILED', messageOf(err)),
         );
       }
-      return relayTracked(ctx, report, source.ip, socket, upstream);
+      return relayTracked(ctx, report, { direction: 'outbound', podIp: source.ip }, socket, upstream);
     }
     case 'local': {
       // Same node: no tunnel, but the destination's inbound policy still applies, with the source's
@@ -177,7 +145,7 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
         report.finish(messageOf(err), responseFlagsOf(err));
         return;
       }
-      return relayTracked(ctx, report, source.ip, socket, stream);
+      return relayTracked(ctx, report, { direction: 'outbound', podIp: source.ip }, socket, stream);
     }
   }
 }

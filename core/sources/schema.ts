@@ -3,7 +3,7 @@
 // through untouched, since real manifests carry many); Istio security specs are strict (schema-istio.ts).
 // A failure names the field path the way kubectl does (`spec.ports[0].port`) and says what is wrong.
 import { z } from 'zod/v4';
-import type { AuthorizationPolicy, PeerAuthentication } from '../policy/istio-api.js';
+import type { AuthorizationPolicy, ObjectMeta, PeerAuthentication } from '../policy/istio-api.js';
 import {
   authorizationPolicySpec,
   check,
@@ -254,15 +254,8 @@ const namespaceSchema = z.object({ metadata }).passthrough();
 const apSchema = z.object({ metadata, spec: authorizationPolicySpec.default({}) }).passthrough();
 const paSchema = z.object({ metadata, spec: peerAuthenticationSpec.default({}) }).passthrough();
 
-/** Metadata as the translation reads it; namespace is filled in (`default`) for namespaced kinds. */
-export interface ObjectMetadata {
-  name: string;
-  namespace: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  creationTimestamp?: string;
-  uid?: string;
-  resourceVersion?: string;
+/** Metadata as the translation reads it (Istio's ObjectMeta plus what GC and deletion need); namespace is filled in (`default`) for namespaced kinds. */
+export interface ObjectMetadata extends ObjectMeta {
   deletionTimestamp?: unknown;
   ownerReferences?: { kind?: string; name?: string; controller?: boolean }[];
 }
