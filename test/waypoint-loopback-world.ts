@@ -250,7 +250,7 @@ spec:
         upstreamHbonePort: this.hbonePort,
         statsAddress: this.ip(20),
         statsPort: 0,
-        logLevel: 'silent',
+        logLevel: (process.env.AWP_LOG_LEVEL as 'debug' | undefined) ?? 'silent',
         maxBufferedBodyBytes: 64 * 1024,
         limits: { headersTimeoutMs: 1000, maxResetsPerWindow: 50 },
       },

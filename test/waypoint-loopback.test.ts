@@ -5,6 +5,7 @@ import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { Client, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { H2_PREFACE } from '../waypoint/detect.js';
 import { readAll, withTimeout } from './hbone-fixtures.js';
 import { series } from './ztunnel-world.js';
 import {
@@ -355,6 +356,61 @@ spec:
       t.destroy();
     }
   }, 15_000);
+
+  it('cuts off a client that opens more streams than SETTINGS_MAX_CONCURRENT_STREAMS (raw frames) while others keep succeeding', async () => {
+    w.usersDelayMs = 500; // every stream stays open on the slow backend
+    const t = await w.tunnel(`${VIP_USERS}:80`);
+    const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
+      const h = Buffer.alloc(9);
+      h.writeUIntBE(payload.length, 0, 3);
+      h[3] = type;
+      h[4] = flags;
+      h.writeUInt32BE(stream, 5);
+      return Buffer.concat([h, payload]);
+    };
+    // HPACK: :method GET, :scheme http, :path /, :authority "users" (literal, indexed name 1).
+    const block = Buffer.concat([Buffer.from([0x82, 0x86, 0x84, 0x01, 0x05]), Buffer.from('users')]);
+    let buf = Buffer.alloc(0);
+    let goaway: number | undefined;
+    let resets = 0;
+    let sentFlood = false;
+    t.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        const type = buf[3];
+        const flags = buf[4] ?? 0;
+        const payload = buf.subarray(9, 9 + len);
+        buf = buf.subarray(9 + len);
+        if (type === 4 && (flags & 1) === 0 && !sentFlood) {
+          // ACK the server's SETTINGS (its limit of 100 is now in force), then open 130 streams at once.
+          sentFlood = true;
+          const frames = [frame(4, 1, 0, Buffer.alloc(0))];
+          for (let i = 0; i < 130; i++) frames.push(frame(1, 0x5, 1 + 2 * i, block));
+          t.write(Buffer.concat(frames));
+        } else if (type === 3) resets++;
+        else if (type === 7) goaway = payload.readUInt32BE(4);
+      }
+    });
+    const cut = new Promise<void>((resolve) => {
+      t.once('end', () => resolve());
+      t.once('close', () => resolve());
+      t.once('error', () => resolve());
+    });
+    t.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0))]));
+    try {
+      const base = await users();
+      const ok = await request(`${base}/during-flood`);
+      expect(ok.statusCode).toBe(200);
+      await ok.body.text();
+      // nghttp2 treats the 101st stream as a protocol error: streams are reset, GOAWAY, the tunnel ends.
+      await withTimeout(cut, 10_000, 'flooding client cut off');
+      expect(resets > 0 || goaway !== undefined).toBe(true);
+    } finally {
+      t.destroy();
+    }
+  }, 20_000);
 
   it('refuses an HTTP/2 stream flood beyond max concurrent streams and cuts off a rapid-reset client', async () => {
     const t = await w.tunnel(`${VIP_USERS}:80`);
