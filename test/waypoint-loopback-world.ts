@@ -112,7 +112,7 @@ kind: Gateway
 metadata:
   name: waypoint
   namespace: demo
-  labels: { istio.io/waypoint-for: service }
+  labels: { istio.io/waypoint-for: all }
 spec:
   gatewayClassName: istio-waypoint
   listeners: [{ name: mesh, port: 15008, protocol: HBONE }]
@@ -121,6 +121,8 @@ spec:
       this.pod('users-v2', this.ip(12), 'users', { app: 'users-v2', version: 'v2' }),
       this.pod('products-1', this.ip(13), 'products', { app: 'products' }),
       this.pod('tcp-1', this.ip(14), 'tcp', { app: 'tcp-echo' }),
+      // Addressed by pod IP, bound to the waypoint by its own label (waypoint-for: all covers workloads).
+      this.pod('direct-1', this.ip(15), 'users', { app: 'direct', 'istio.io/use-waypoint': 'waypoint' }),
       svc('users', VIP_USERS, 80, 8080, { app: 'users' }),
       svc('users-v2', '10.96.0.23', 80, 8080, { app: 'users-v2' }),
       svc('products', VIP_PRODUCTS, 9000, 9090, { app: 'products' }),
@@ -150,6 +152,7 @@ spec:
     for (const [n, version] of [
       [11, 'v1'],
       [12, 'v2'],
+      [15, 'direct'],
     ] as const) {
       const app = http.createServer((req, res) => {
         const chunks: Buffer[] = [];
@@ -214,7 +217,7 @@ spec:
     });
     await new Promise<void>((r) => echo.listen(7000, this.ip(14), r));
     this.servers.push({ close: () => echo.close() });
-    for (const n of [11, 12, 13, 14]) {
+    for (const n of [11, 12, 13, 14, 15]) {
       const ip = this.ip(n);
       const log: DestinationLog = { peers: [] };
       this.destinations.set(ip, log);

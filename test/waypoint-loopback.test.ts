@@ -162,6 +162,32 @@ spec:
     expect(dest.peers).not.toContain('spiffe://cluster.local/ns/demo/sa/client');
   });
 
+  it('serves a workload addressed by pod IP that is bound to the waypoint (waypoint-for: all)', async () => {
+    await w.apply(
+      'policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: gw-no-delete, namespace: demo }
+spec:
+  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
+  action: DENY
+  rules:
+    - to: [{ operation: { methods: [DELETE] } }]
+`,
+    );
+    const a = await w.clientRelay(`${w.ip(15)}:8080`);
+    const get = await request(`http://${a.host}:${a.port}/pod`);
+    expect(get.statusCode).toBe(200);
+    expect(((await get.body.json()) as { version: string }).version).toBe('direct');
+    const del = await request(`http://${a.host}:${a.port}/pod`, { method: 'DELETE' });
+    expect(del.statusCode).toBe(403);
+    await del.body.text();
+    // A pod that is not bound (users-v1 has no use-waypoint label of its own) is refused at CONNECT.
+    await expect(w.tunnel(`${w.ip(11)}:8080`)).rejects.toMatchObject({
+      message: expect.stringContaining('400'),
+    });
+  });
+
   it('refuses a tunnel whose authority is not bound to this waypoint with 400', async () => {
     await expect(w.tunnel(`${VIP_OTHER}:80`)).rejects.toMatchObject({
       message: expect.stringContaining('400'),
