@@ -72,6 +72,9 @@ spec:
     const del = await a1.http(`${users}/api/v1/users`, { method: 'DELETE' });
     expect(del.first?.status).toBe(403);
     expect(del.first?.body).toBe('RBAC: access denied');
+    // One access-log line per request, with Istio's field names.
+    expect(await w.waitLog('waypoint', '"response_code":403')).toBe(true);
+    expect(w.logs('waypoint')).toMatch(/"msg":"request"/);
     const m = await w.waypointMetrics();
     expect(
       series(m, 'istio_requests_total', {

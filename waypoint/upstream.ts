@@ -87,8 +87,32 @@ export class Upstream {
   private closed = false;
   readonly random: () => number;
 
+  private readonly unsubscribe: () => void;
+
   constructor(private readonly opts: UpstreamOptions) {
     this.random = opts.random ?? Math.random;
+    // Connections to an address that no longer hosts a workload are closed, not kept for ever.
+    this.unsubscribe = opts.state.onChange((changes) => {
+      if (changes.some((c) => c.kind === 'workload' && c.op === 'delete')) this.evictGone();
+    });
+  }
+
+  private evictGone(): void {
+    const gone = (key: string): boolean =>
+      this.opts.state.workloadByIp(key.split('|')[1] ?? '') === undefined;
+    for (const [key, pool] of this.pools) {
+      if (!gone(key)) continue;
+      this.pools.delete(key);
+      void pool.destroy().catch(() => undefined);
+    }
+    for (const [key, session] of this.sessions) {
+      if (!gone(key)) continue;
+      this.sessions.delete(key);
+      session.then(
+        (s) => s.close(),
+        () => undefined,
+      );
+    }
   }
 
   /** One byte stream to the endpoint: an HBONE tunnel, or a TCP connection for a pod outside the mesh. */
@@ -181,6 +205,7 @@ export class Upstream {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribe();
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
