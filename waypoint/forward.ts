@@ -118,13 +118,22 @@ async function tryHttp2(
     stream.once('close', () => resolve(t));
   });
   const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
-    stream.once('response', resolve);
-    stream.once('error', reject);
-    stream.once('close', () =>
-      reject(
-        new WaypointError('WAYPOINT_UPSTREAM_RESET', `upstream reset the stream (code ${stream.rstCode})`),
-      ),
-    );
+    let settled = false;
+    stream.once('response', (h) => {
+      settled = true;
+      resolve(h);
+    });
+    stream.once('error', (err) => {
+      settled = true;
+      reject(err);
+    });
+    // Every stream closes; only one that closed before its response is a reset (and an Error is costly).
+    stream.once('close', () => {
+      if (!settled)
+        reject(
+          new WaypointError('WAYPOINT_UPSTREAM_RESET', `upstream reset the stream (code ${stream.rstCode})`),
+        );
+    });
   });
   const { ':status': status, ...rest } = headers;
   return { status: Number(status), headers: rest as Headers, body: stream as unknown as Readable, trailers };
