@@ -440,7 +440,8 @@ async function runBench(): Promise<void> {
       const plain = http2.connect(`http://127.0.0.1:${proxy.info.grpcPort}`);
       keep('bare Node proxy (h2c)', 'gRPC', await drive(grpcLoad(plain, VIP_GRPC)));
       plain.close();
-      for (const wp of waypoints) {
+      // Alternate the order each round so no variant always runs first (warm-up and order effects cancel).
+      for (const wp of round % 2 === 1 ? [...waypoints].reverse() : waypoints) {
         const hbone = new HboneClientPool({ certificateFor: async () => clientCert });
         const tunnel = (authority: string): Promise<Duplex> =>
           hbone.connect({
