@@ -20,6 +20,8 @@ interface RunFlags {
   listen?: string;
   port?: string;
   statsPort?: string;
+  headersTimeout?: string;
+  maxStreams?: string;
   logLevel: string;
 }
 
@@ -29,6 +31,13 @@ function int(name: string, v: string | undefined): number | undefined {
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
     throw new Error(`waypoint: --${name} ${JSON.stringify(v)} is not a port number 0..65535`);
   }
+  return n;
+}
+
+function positive(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`waypoint: --${name} ${JSON.stringify(v)} is not a positive integer`);
   return n;
 }
 
@@ -53,6 +62,8 @@ export function registerWaypoint(program: Command): void {
     .option('--listen <addr>', 'HBONE listen address', '0.0.0.0')
     .option('--port <port>', 'HBONE port (the Gateway mesh listener)', '15008')
     .option('--stats-port <port>', 'Prometheus /metrics and /healthz/ready port', '15020')
+    .option('--headers-timeout <ms>', 'time to receive a request head before 408 (slowloris), default 10000')
+    .option('--max-streams <n>', 'HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per client connection, default 100')
     .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
     .action(async (f: RunFlags) => {
       const { waypoint, stop } = await runWaypoint({
@@ -68,6 +79,14 @@ export function registerWaypoint(program: Command): void {
         listenAddress: f.listen ?? '0.0.0.0',
         listenPort: int('port', f.port) ?? 15008,
         statsPort: int('stats-port', f.statsPort) ?? 15020,
+        limits: {
+          ...(f.headersTimeout !== undefined
+            ? { headersTimeoutMs: positive('headers-timeout', f.headersTimeout) }
+            : {}),
+          ...(f.maxStreams !== undefined
+            ? { maxConcurrentStreams: positive('max-streams', f.maxStreams) }
+            : {}),
+        },
         logLevel: (f.logLevel === 'off' ? 'silent' : f.logLevel) as 'info',
       });
       const shutdown = (): void => {

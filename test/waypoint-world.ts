@@ -269,6 +269,9 @@ export class WaypointWorld {
         join(this.dir, 'token-waypoint'),
         '--log-level',
         'info',
+        // Short head timeout so the slowloris case is quick; the default (10 s) is what production gets.
+        '--headers-timeout',
+        '2000',
       ]),
     );
     await this.start('app-b1', t.spawnNode(t.pod('b1').ns, 'test/waypoint-apps.ts', ['http', '8080', 'v1']));
