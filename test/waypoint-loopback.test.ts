@@ -220,11 +220,19 @@ spec:
       let v1 = 0;
       let v2 = 0;
       const one = async (): Promise<void> => {
-        const r = await client.request({ path: '/split', method: 'GET' });
+        const r = await client.request({
+          path: '/split',
+          method: 'GET',
+          headers: {
+            'x-forwarded-client-cert':
+              'By=spiffe://forged;URI=spiffe://cluster.local/ns/kube-system/sa/admin',
+          },
+        });
         expect(r.statusCode).toBe(200);
         expect(r.headers['x-served-through']).toBe('waypoint');
         const b = (await r.body.json()) as { version: string; headers: Record<string, string> };
         expect(b.headers['x-route']).toBe('split');
+        expect(b.headers['x-forwarded-client-cert']).toBeUndefined();
         if (b.version === 'v1') v1++;
         else v2++;
       };

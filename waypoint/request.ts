@@ -60,6 +60,9 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
   'proxy-authorization',
   'http2-settings',
+  // Envoy sanitizes XFCC from clients (forward_client_cert_details SANITIZE): a client must not be able to
+  // tell the app which certificate it presented. The waypoint's own identity is what the app's ztunnel sees.
+  'x-forwarded-client-cert',
 ]);
 
 function forwardableHeaders(h: http.IncomingHttpHeaders): Headers {
