@@ -372,7 +372,9 @@ export function recordRequest(deps: RequestDeps, tunnel: TunnelContext, o: Reque
       ...(grpcStatus ? { grpcStatus: Number(grpcStatus) } : {}),
     },
   } as Parameters<FlowEvents['publish']>[0]);
-  // Istio's access-log field names (Envoy %RESPONSE_CODE%, %UPSTREAM_HOST%, ...).
+  // Istio's access-log field names (Envoy %RESPONSE_CODE%, %UPSTREAM_HOST%, ...). The line is only built
+  // when it will be written (access logging off must cost nothing per request).
+  if (!deps.accessLog.isLevelEnabled('info')) return;
   deps.accessLog.info(
     {
       src: { addr: tunnel.conn.sourceIp, identity: tunnel.sourcePrincipal },
