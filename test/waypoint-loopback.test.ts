@@ -461,8 +461,8 @@ spec:
       }),
     );
     const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
-    // Bounded: at most 3,000 resets, stopping at the GOAWAY (a busy machine may need more than a few hundred).
-    for (let i = 0; i < 3000 && !gotGoaway && !session.destroyed && !session.closed; i++) {
+    // Bounded: at most 400 resets (the limit here is 50 per second), stopping at the GOAWAY.
+    for (let i = 0; i < 400 && !gotGoaway && !session.destroyed && !session.closed; i++) {
       const s = session.request({ ':path': `/r${i}`, ':method': 'GET' });
       s.on('error', () => undefined);
       s.close(http2.constants.NGHTTP2_CANCEL);
