@@ -144,7 +144,7 @@ export async function demoDown(opts: { dir: string; prefix?: string; self?: numb
       nftables: { table?: { family: string; name: string } }[];
     }
   ).nftables) {
-    if (!t.table || !t.table.name.startsWith(prefix)) continue;
+    if (!t.table?.name.startsWith(prefix)) continue;
     await run('nft', ['delete', 'table', t.table.family, t.table.name]).catch(() => undefined);
     report.other.push(`nft table ${t.table.name}`);
   }

@@ -403,7 +403,7 @@ export function parseManifestText(file: string, text: string): ParsedManifests {
     // `kubectl get ... -o yaml` writes one `kind: List` document holding the objects in `items`.
     const list = raw as { kind?: unknown; items?: unknown };
     if (list.kind === 'List' && Array.isArray(list.items)) {
-      list.items.forEach((item, index) => addObject(out, item, { file, document, item: index }));
+      for (const [index, item] of list.items.entries()) addObject(out, item, { file, document, item: index });
     } else addObject(out, raw, { file, document });
   }
   return out;
