@@ -1,6 +1,7 @@
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { relay } from './relay.js';
+import { getDefaultHighWaterMark, setDefaultHighWaterMark } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RELAY_HIGH_WATER_MARK, relay } from './relay.js';
 
 const servers: net.Server[] = [];
 afterEach(() => {
@@ -25,8 +26,10 @@ function dial(port: number): Promise<net.Socket> {
 /** A proxy on loopback that relays each accepted socket to `upstreamPort`, reporting what relay() saw. */
 async function proxy(upstreamPort: number) {
   const seen: { request: number; response: number; error?: string }[] = [];
+  const ups: net.Socket[] = [];
   const port = await listen(async (down) => {
     const up = await dial(upstreamPort);
+    ups.push(up);
     const counts = { request: 0, response: 0 };
     const r = await relay(down, up, {
       onRequestBytes: (n) => {
@@ -38,7 +41,7 @@ async function proxy(upstreamPort: number) {
     });
     seen.push({ ...counts, ...(r.error ? { error: r.error.message } : {}) });
   });
-  return { port, seen };
+  return { port, seen, ups };
 }
 
 describe('relay', () => {
@@ -81,5 +84,43 @@ describe('relay', () => {
     expect(outcome).toBe('ECONNRESET');
     for (let i = 0; i < 100 && p.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(p.seen[0]?.error).toMatch(/ECONNRESET|reset/i);
+  });
+
+  describe('with the buffer limit runZtunnel sets for the process', () => {
+    const before = getDefaultHighWaterMark(false);
+    beforeAll(() => setDefaultHighWaterMark(false, RELAY_HIGH_WATER_MARK));
+    afterAll(() => setDefaultHighWaterMark(false, before));
+
+    it('holds a bounded amount for a destination that stops reading, then delivers every byte in order', async () => {
+      // The upstream reads nothing until told to: the relay must pause the client, not buffer it all.
+      let upstreamSocket: net.Socket | undefined;
+      const received: Buffer[] = [];
+      const upstream = await listen((s) => {
+        upstreamSocket = s;
+        s.pause();
+        s.on('data', (d: Buffer) => received.push(d));
+      });
+      const p = await proxy(upstream);
+      const client = await dial(p.port);
+      const total = 64 * 1024 * 1024;
+      const payload = Buffer.alloc(total);
+      for (let i = 0; i < total; i += 4) payload.writeUInt32BE(i / 4, i);
+      client.write(payload);
+      // Wait (bounded) until the client's send buffer stops shrinking: the relay paused it.
+      let last = -1;
+      for (let i = 0; i < 100 && client.writableLength !== last; i++) {
+        last = client.writableLength;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(client.writableLength).toBeGreaterThan(0);
+      const held = p.ups[0]?.writableLength ?? Number.NaN;
+      expect(held).toBeLessThanOrEqual(4 * RELAY_HIGH_WATER_MARK);
+      // Now read: everything arrives, intact.
+      upstreamSocket?.resume();
+      client.end();
+      await new Promise<void>((resolve) => upstreamSocket?.once('end', () => resolve()));
+      expect(Buffer.concat(received).equals(payload)).toBe(true);
+      upstreamSocket?.end();
+    });
   });
 });

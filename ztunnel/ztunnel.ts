@@ -29,15 +29,8 @@ import { handleInbound } from './inbound.js';
 import { type CapturedConnection, handleInboundPlaintext } from './inbound-passthrough.js';
 import { LoggerFamily } from './logging.js';
 import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
+import { RELAY_HIGH_WATER_MARK } from './relay.js';
 import { TransparentListener } from './transparent-listener.js';
-
-/**
- * Stream buffer limit for this process (Node's default is 16 KiB). The relay pauses a source while
- * its destination holds more than this; at 16 KiB every 64 KiB socket read or HTTP/2 DATA burst
- * paused the source and stalled the HBONE pipeline for a loop turn (bench/ztunnel bulk: both proxies
- * ~30-40 % idle at 1.3 Gbit/s). A limit, not an allocation: idle connections cost nothing more.
- */
-const RELAY_HIGH_WATER_MARK = 256 * 1024;
 
 /** Workload certificates (ca/client CertificateManager, or a test double holding real certs). */
 export interface CertificateProvider {
