@@ -3,30 +3,10 @@
 // source/extensions/filters/http/istio_stats). Missing values render as `unknown`, as Envoy does, so
 // dashboards built for Istio ambient (Kiali, Grafana's Istio boards) read these series unchanged.
 import { Registry } from 'prom-client';
-import type { PeerLabels } from '../core/telemetry/metrics.js';
+import { PEER_TRAFFIC_LABELS, type PeerLabels } from '../core/telemetry/metrics.js';
 
 export const REQUEST_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_cluster',
-  'request_protocol',
+  ...PEER_TRAFFIC_LABELS,
   'response_code',
   'grpc_response_status',
   'response_flags',

@@ -18,8 +18,8 @@ export type ResponseFlags =
   | 'IDENTITY_ERROR'
   | 'CERT_REVOKED';
 
-/** The label names, in ztunnel's order (CommonTrafficLabels). */
-export const TRAFFIC_LABELS = [
+/** Source and destination labels every Istio traffic metric carries, in ztunnel's order (CommonTrafficLabels). */
+export const PEER_TRAFFIC_LABELS = [
   'reporter',
   'source_workload',
   'source_canonical_service',
@@ -41,6 +41,11 @@ export const TRAFFIC_LABELS = [
   'destination_version',
   'destination_cluster',
   'request_protocol',
+] as const;
+
+/** The L4 label names, in ztunnel's order. */
+export const TRAFFIC_LABELS = [
+  ...PEER_TRAFFIC_LABELS,
   'response_flags',
   'connection_security_policy',
 ] as const;
