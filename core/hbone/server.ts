@@ -39,18 +39,8 @@ import {
   UnknownDestination,
   statusOf,
 } from './errors.js';
-import {
-  ALPN_H2,
-  type HboneSettings,
-  LOOP_GUARD_PORTS,
-  TLS_CIPHERS,
-  TLS_ECDH_CURVES,
-  TLS_MAX_VERSION,
-  TLS_MIN_VERSION,
-  h2Settings,
-  resolveSettings,
-} from './settings.js';
-import { type HboneCertificate, spiffeIdOf } from './tls.js';
+import { ALPN_H2, type HboneSettings, LOOP_GUARD_PORTS, h2Settings, resolveSettings } from './settings.js';
+import { type HboneCertificate, hboneTlsOptions, spiffeIdOf } from './tls.js';
 import { startKeepalive } from './keepalive.js';
 
 export interface Endpoint {
@@ -273,15 +263,7 @@ export class HboneServer extends EventEmitter {
   private terminatorFor(cert: HboneCertificate): IdentityTerminator {
     const key = formatSpiffeId(cert.identity);
     const existing = this.terminators.get(key);
-    const tlsOptions: tls.TlsOptions = {
-      key: cert.keyPem,
-      cert: cert.certChainPem.join('\n'),
-      ca: cert.rootsPem,
-      minVersion: TLS_MIN_VERSION,
-      maxVersion: TLS_MAX_VERSION,
-      ciphers: TLS_CIPHERS,
-      ecdhCurve: TLS_ECDH_CURVES,
-    };
+    const tlsOptions: tls.TlsOptions = hboneTlsOptions(cert);
     if (existing) {
       // A new leaf (rotation) or a new trust bundle (root rotation) → new context for NEW connections.
       const changed =

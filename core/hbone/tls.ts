@@ -27,18 +27,23 @@ export interface HboneCertificate {
 // certificate is a new object, so new connections pick it up while live ones keep the old context.
 const contexts = new WeakMap<HboneCertificate, tls.SecureContext>();
 
+/** HBONE's TLS settings (DESIGN §4: TLS 1.3 only, AES-GCM) with one identity's key, chain and trust roots. */
+export function hboneTlsOptions(cert: HboneCertificate): tls.SecureContextOptions {
+  return {
+    key: cert.keyPem,
+    cert: cert.certChainPem.join('\n'),
+    ca: cert.rootsPem,
+    minVersion: TLS_MIN_VERSION,
+    maxVersion: TLS_MAX_VERSION,
+    ciphers: TLS_CIPHERS,
+    ecdhCurve: TLS_ECDH_CURVES,
+  };
+}
+
 export function secureContextFor(cert: HboneCertificate): tls.SecureContext {
   let ctx = contexts.get(cert);
   if (!ctx) {
-    ctx = tls.createSecureContext({
-      key: cert.keyPem,
-      cert: cert.certChainPem.join('\n'),
-      ca: cert.rootsPem,
-      minVersion: TLS_MIN_VERSION,
-      maxVersion: TLS_MAX_VERSION,
-      ciphers: TLS_CIPHERS,
-      ecdhCurve: TLS_ECDH_CURVES,
-    });
+    ctx = tls.createSecureContext(hboneTlsOptions(cert));
     contexts.set(cert, ctx);
   }
   return ctx;
