@@ -5,13 +5,13 @@
 // node a; b1 (sa server, behind Service echo) and b2 (opted out) on node b. Every kernel object is
 // named with an `ak8` + random prefix through the harness and removed in teardown(); waits are bounded.
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStatus, stopAgent, teardownAgent, type RunningAgent } from './harness/capture.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
-import { distPath, HarnessError, Topology, type Topology as TopologyT } from './harness/topology.js';
+import { distPath, HarnessError, type Topology as TopologyT } from './harness/topology.js';
+import { createWorld } from './harness/world.js';
 
 export const VIP = '10.96.0.10';
 export const APP_PORT = 8080;
@@ -107,15 +107,11 @@ export class K8sWorld {
   }
 
   static async create(mode: 'ebpf' | 'nftables' = 'ebpf'): Promise<K8sWorld> {
-    const topo = await Topology.create({ prefix: `ak8${randomBytes(2).toString('hex')}` });
-    const w = new K8sWorld(topo, mode);
-    try {
-      await w.build();
-    } catch (err) {
-      await w.teardown();
-      throw err;
-    }
-    return w;
+    return createWorld(
+      'ak8',
+      (topo) => new K8sWorld(topo, mode),
+      (w) => w.build(),
+    );
   }
 
   ip(pod: string): string {

@@ -5,13 +5,13 @@
 // to the waypoint with istio.io/use-waypoint. Kernel objects are named `awp` + random through the
 // harness and removed in teardown(); every wait is bounded.
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningAgent, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
 import { waitReady } from './harness/processes.js';
-import { HarnessError, Topology } from './harness/topology.js';
+import { HarnessError, type Topology } from './harness/topology.js';
+import { createWorld } from './harness/world.js';
 
 export const VIP_USERS = '10.96.0.20';
 export const VIP_USERS_V2 = '10.96.0.23';
@@ -120,15 +120,11 @@ export class WaypointWorld {
   }
 
   static async create(mode: 'nftables' | 'ebpf' = 'ebpf'): Promise<WaypointWorld> {
-    const topo = await Topology.create({ prefix: `awp${randomBytes(2).toString('hex')}` });
-    const w = new WaypointWorld(topo, mode);
-    try {
-      await w.build();
-    } catch (err) {
-      await w.teardown();
-      throw err;
-    }
-    return w;
+    return createWorld(
+      'awp',
+      (topo) => new WaypointWorld(topo, mode),
+      (w) => w.build(),
+    );
   }
 
   ip(pod: string): string {

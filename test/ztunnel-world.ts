@@ -4,13 +4,13 @@
 // directory. Every kernel object is named with an `azt` + random prefix through the harness and
 // removed in teardown(); every wait is bounded.
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningAgent, readStatus, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
-import { HarnessError, type Topology as TopologyT, Topology, distPath } from './harness/topology.js';
+import { HarnessError, type Topology as TopologyT, distPath } from './harness/topology.js';
+import { createWorld } from './harness/world.js';
 
 export const VIP = '10.96.0.10';
 export const APP_PORT = 8080;
@@ -45,15 +45,11 @@ export class ZtunnelWorld {
   }
 
   static async create(mode: 'nftables' | 'ebpf' = 'nftables'): Promise<ZtunnelWorld> {
-    const topo = await Topology.create({ prefix: `azt${randomBytes(2).toString('hex')}` });
-    const w = new ZtunnelWorld(topo, mode);
-    try {
-      await w.build();
-    } catch (err) {
-      await w.teardown();
-      throw err;
-    }
-    return w;
+    return createWorld(
+      'azt',
+      (topo) => new ZtunnelWorld(topo, mode),
+      (w) => w.build(),
+    );
   }
 
   ip(pod: string): string {
