@@ -29,6 +29,9 @@ async function main(): Promise<void> {
   // The first word names the group; anything else (help, a typo) loads them all so commander can
   // list or suggest every command.
   const first = process.argv[2];
+  // ztunnel's V8 tuning (ztunnel/runtime.ts) goes in before its module graph loads: the young
+  // generation must not have grown yet when its growth is frozen.
+  if (first === 'ztunnel') (await import('../ztunnel/runtime.js')).tuneZtunnelProcess();
   const wanted = first !== undefined && first in GROUPS ? [first] : Object.keys(GROUPS);
   for (const name of wanted) (await GROUPS[name]!())(program);
 

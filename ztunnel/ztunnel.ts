@@ -4,7 +4,6 @@
 // place", like linkerd2-proxy's app crate and istio/ztunnel src/app.rs).
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
-import { setDefaultHighWaterMark } from 'node:stream';
 import { CaClient } from '../ca/client/ca-client.js';
 import { CertificateManager } from '../ca/client/cert-manager.js';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
@@ -29,7 +28,7 @@ import { handleInbound } from './inbound.js';
 import { type CapturedConnection, handleInboundPlaintext } from './inbound-passthrough.js';
 import { LoggerFamily } from './logging.js';
 import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
-import { RELAY_HIGH_WATER_MARK } from './relay.js';
+import { tuneZtunnelProcess } from './runtime.js';
 import { TransparentListener } from './transparent-listener.js';
 
 /** Workload certificates (ca/client CertificateManager, or a test double holding real certs). */
@@ -377,7 +376,7 @@ export async function runZtunnel(
     throw new ConfigError('ztunnel config: caAddress: the CA address (--ca HOST:PORT) is required');
   if (!caRootFile)
     throw new ConfigError('ztunnel config: caRootFile: the CA root file (--ca-root FILE) is required');
-  setDefaultHighWaterMark(false, RELAY_HIGH_WATER_MARK);
+  tuneZtunnelProcess();
   if (!tokenFile)
     throw new ConfigError('ztunnel config: tokenFile: the node token file (--token FILE) is required');
   const logs = opts.logs ?? new LoggerFamily(config.logLevel);
