@@ -1,8 +1,9 @@
 // `ambit status`: what the local mesh (the one `ambit demo up` runs) is doing right now — which
 // components run, the capture mode (eBPF or the nftables fallback, and why), which pods are enrolled,
-// and each identity's certificate expiry as the ztunnels report it (admin /config_dump, the same data
-// as `istioctl ztunnel-config certificates`). Sources: the demo state file, the agents' status files,
-// and the ztunnels' admin APIs (reached inside each node's netns: admin listens on its 127.0.0.1).
+// and each identity's certificate expiry as the ztunnels and the waypoints report it (admin
+// /config_dump, the same data as `istioctl ztunnel-config certificates` / `istioctl proxy-config
+// secret`). Sources: the demo state file, the agents' status files, and the admin APIs, reached inside
+// each node's netns (ztunnel) and each waypoint pod's netns (waypoint): both listen on 127.0.0.1:15000.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -28,7 +29,16 @@ interface CertView {
   identity: string;
   state: string;
   node: string;
+  /** Who holds it: `ztunnel` (a node's ztunnel, for its workloads) or `waypoint <ns>/<name>`. */
+  reporter: string;
   expires?: string;
+}
+
+/** ztunnel's admin port (istio/ztunnel) and the waypoint's (Envoy's admin port, waypoint/admin.ts). */
+const ADMIN_PORT = 15000;
+
+interface ConfigDumpCertificates {
+  certificates: { identity: string; state: string; certChain: { expirationTime: string }[] }[];
 }
 
 export interface StatusReport {
@@ -52,11 +62,11 @@ function running(pid: number): boolean {
   return pidAlive(pid) && cmdlineOf(pid).length > 0;
 }
 
-function adminGet(netns: string, path: string): Promise<string> {
+export function adminGet(netns: string, path: string, port = ADMIN_PORT): Promise<string> {
   return new Promise((res, rej) => {
     execFile(
       'nsenter',
-      [`--net=${nsPath(netns)}`, 'curl', '-sS', '--max-time', '3', `http://127.0.0.1:15000${path}`],
+      [`--net=${nsPath(netns)}`, 'curl', '-fsS', '--max-time', '3', `http://127.0.0.1:${port}${path}`],
       { timeout: 5000, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) =>
         err ? rej(new Error(String(stderr).trim() || err.message)) : res(String(stdout)),
@@ -104,24 +114,46 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
     }
   }
   const certificates: CertView[] = [];
+  const certRows = (dump: ConfigDumpCertificates, node: string, reporter: string) => {
+    for (const c of dump.certificates) {
+      certificates.push({
+        identity: c.identity,
+        state: c.state,
+        node,
+        reporter,
+        ...(c.certChain[0] ? { expires: c.certChain[0].expirationTime } : {}),
+      });
+    }
+  };
+  const waypointPods = state.waypoint === 'running' ? state.pods.filter((p) => p.run === 'waypoint') : [];
   if (process.getuid?.() !== 0) {
-    problems.push('certificate expiry needs root (the ztunnel admin API listens inside each node netns)');
+    problems.push(
+      'certificate expiry needs root (the ztunnel and waypoint admin APIs listen inside their netns)',
+    );
   } else {
     for (const n of state.nodes) {
       try {
-        const dump = JSON.parse(await adminGet(n.netns, '/config_dump')) as {
-          certificates: { identity: string; state: string; certChain: { expirationTime: string }[] }[];
-        };
-        for (const c of dump.certificates) {
-          certificates.push({
-            identity: c.identity,
-            state: c.state,
-            node: n.name,
-            ...(c.certChain[0] ? { expires: c.certChain[0].expirationTime } : {}),
-          });
-        }
+        certRows(
+          JSON.parse(await adminGet(n.netns, '/config_dump')) as ConfigDumpCertificates,
+          n.name,
+          'ztunnel',
+        );
       } catch (err) {
         problems.push(`ztunnel on ${n.name}: admin API not reachable: ${(err as Error).message}`);
+      }
+    }
+    // The waypoint is a pod of its own (Istio's waypoint Deployment): its admin is on that pod's loopback.
+    for (const p of waypointPods) {
+      try {
+        certRows(
+          JSON.parse(await adminGet(p.netns, '/config_dump')) as ConfigDumpCertificates,
+          p.node,
+          `waypoint ${p.namespace}/${p.name}`,
+        );
+      } catch (err) {
+        problems.push(
+          `waypoint ${p.namespace}/${p.name}: admin API not reachable: ${(err as Error).message}`,
+        );
       }
     }
   }
@@ -211,10 +243,11 @@ export function renderStatus(r: StatusReport): string {
   out.push('', 'CERTIFICATES');
   out.push(
     table([
-      ['IDENTITY', 'NODE', 'STATE', 'EXPIRES'],
+      ['IDENTITY', 'NODE', 'HELD BY', 'STATE', 'EXPIRES'],
       ...r.certificates.map((c) => [
         c.identity,
         c.node,
+        c.reporter,
         c.state,
         c.expires ? `${c.expires} (${untilText(c.expires)})` : '-',
       ]),

@@ -20,6 +20,7 @@ interface RunFlags {
   listen?: string;
   port?: string;
   statsPort?: string;
+  adminPort?: string;
   headersTimeout?: string;
   maxStreams?: string;
   logLevel: string;
@@ -62,11 +63,24 @@ export function registerWaypoint(program: Command): void {
     .option('--listen <addr>', 'HBONE listen address', '0.0.0.0')
     .option('--port <port>', 'HBONE port (the Gateway mesh listener)', '15008')
     .option('--stats-port <port>', 'Prometheus /metrics and /healthz/ready port', '15020')
+    .option(
+      '--admin-port <port>',
+      'admin API on 127.0.0.1 only: /config_dump, /ready, /quitquitquit (Envoy admin port)',
+      '15000',
+    )
     .option('--headers-timeout <ms>', 'time to receive a request head before 408 (slowloris), default 10000')
     .option('--max-streams <n>', 'HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per client connection, default 100')
     .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
     .action(async (f: RunFlags) => {
-      const { waypoint, stop } = await runWaypoint({
+      // Set once runWaypoint returns; a /quitquitquit that arrives earlier is ignored.
+      let stop: (() => Promise<void>) | undefined;
+      let stopping = false;
+      const shutdown = (): void => {
+        if (stopping || !stop) return;
+        stopping = true;
+        void stop().finally(() => process.exit(0));
+      };
+      const running = await runWaypoint({
         name: required('name', f.name),
         namespace: required('namespace', f.namespace),
         ...(f.kubernetes || f.kubeconfig
@@ -79,6 +93,8 @@ export function registerWaypoint(program: Command): void {
         listenAddress: f.listen ?? '0.0.0.0',
         listenPort: int('port', f.port) ?? 15008,
         statsPort: int('stats-port', f.statsPort) ?? 15020,
+        adminPort: int('admin-port', f.adminPort) ?? 15000,
+        onQuit: () => shutdown(),
         limits: {
           ...(f.headersTimeout !== undefined
             ? { headersTimeoutMs: positive('headers-timeout', f.headersTimeout) }
@@ -89,9 +105,8 @@ export function registerWaypoint(program: Command): void {
         },
         logLevel: (f.logLevel === 'off' ? 'silent' : f.logLevel) as 'info',
       });
-      const shutdown = (): void => {
-        void stop().finally(() => process.exit(0));
-      };
+      stop = running.stop;
+      const { waypoint } = running;
       process.once('SIGTERM', shutdown);
       process.once('SIGINT', shutdown);
       // Tests and `ambit demo` start the waypoint as a child with an IPC channel: tell the parent we are up.

@@ -234,7 +234,7 @@ function grpcMatch(m: unknown, where: string, field: string): Matcher {
   return { test: (r, p) => tests.every((t) => t(r, p)), rank: [...rank, 0, headers.length, 0] };
 }
 
-function compileRule(route: HttpRoute, rule: unknown, index: number): CompiledRule {
+export function compileRule(route: HttpRoute, rule: unknown, index: number): CompiledRule {
   const where = `${route.kind} ${route.namespace}/${route.name}`;
   const f = `spec.rules[${index}]`;
   if (!isObj(rule)) throw new RouteError(where, f, 'must be an object');
@@ -321,7 +321,7 @@ function compileRule(route: HttpRoute, rule: unknown, index: number): CompiledRu
 }
 
 /** Does route `r` attach to (service, port) or to waypoint `wp`? 0 = no, 1 = via the Gateway, 2 = via the Service. */
-function attachment(r: HttpRoute, service: Service | undefined, port: number, wp: Waypoint): number {
+export function attachment(r: HttpRoute, service: Service | undefined, port: number, wp: Waypoint): number {
   let best = 0;
   for (const p of r.parentRefs) {
     const ns = p.namespace ?? r.namespace;

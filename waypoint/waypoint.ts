@@ -15,6 +15,7 @@ import type { Waypoint as WaypointModel } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
+import { DEFAULT_ADMIN_PORT, WaypointAdmin, certificateDumpOf } from './admin.js';
 import { RequestAuthorizer } from './authz.js';
 import {
   type WaypointConfig,
@@ -64,8 +65,8 @@ export class WaypointProxy {
   private readonly h2: H2Front;
   private readonly requestDeps: RequestDeps;
   private stats: http.Server | undefined;
-  /** Bound ports (0 in the config → ephemeral, for tests). */
-  ports = { hbone: 0, stats: 0 };
+  /** Bound ports (0 in the config → ephemeral, for tests); `admin` is set by runWaypoint when it serves one. */
+  ports: { hbone: number; stats: number; admin?: number } = { hbone: 0, stats: 0 };
   /** Tunnels accepted so far, by detected protocol (admin and tests). */
   readonly tunnels = { http1: 0, http2: 0, tcp: 0 };
 
@@ -275,6 +276,13 @@ export interface RunWaypointOptions extends WaypointConfigInput {
   caRootFile: string;
   /** Token presented to the CA; it must map to this waypoint's own identity (no impersonation). */
   tokenFile: string;
+  /**
+   * Admin API (/config_dump, /ready, /quitquitquit) port, always on 127.0.0.1 (waypoint/admin.ts).
+   * Default 15000, Envoy's admin port in Istio's waypoint pods; 0 = ephemeral.
+   */
+  adminPort?: number;
+  /** Called on admin POST /quitquitquit (the CLI stops and exits); default: stop(). */
+  onQuit?: () => void;
 }
 
 /** The Kubernetes source (informers on every kind the state needs), loaded only in Kubernetes mode. */
@@ -300,7 +308,7 @@ async function kubernetesSource(kubeconfig: string | undefined, trustDomain: str
 /** `ambit waypoint`: state from the manifest directory, its own certificate from the CA, then serve. */
 export async function runWaypoint(
   opts: RunWaypointOptions,
-): Promise<{ waypoint: WaypointProxy; stop(): Promise<void> }> {
+): Promise<{ waypoint: WaypointProxy; admin: WaypointAdmin; stop(): Promise<void> }> {
   const { ManifestSource } = await import('../core/sources/manifests.js');
   const { CaClient } = await import('../ca/client/ca-client.js');
   const { CertificateManager } = await import('../ca/client/cert-manager.js');
@@ -343,18 +351,40 @@ export async function runWaypoint(
     logger: logger.child({ scope: 'hbone-client' }),
   });
   const waypoint = new WaypointProxy(opts, { state: source.state, certificates, hbone: pool, logger });
+  let draining = false;
+  const stop = async (): Promise<void> => {
+    // Admin stays up through the drain so /ready reports DRAINING (Envoy's admin does too).
+    draining = true;
+    await waypoint.close(5000);
+    await admin.close();
+    await source.stop();
+  };
+  const admin = new WaypointAdmin({
+    identity: waypoint.identity,
+    state: source.state,
+    model: () => waypoint.model(),
+    rootNamespace: waypoint.config.rootNamespace,
+    config: waypoint.config,
+    tunnels: () => ({ ...waypoint.tunnels }),
+    // The manager's view (state, last error) and the certificate it serves right now.
+    certificates: () => {
+      const key = formatSpiffeId(waypoint.identity);
+      const status = manager.describe().find((d) => d.identity === key);
+      return [certificateDumpOf(waypoint.identity, status, manager.current(waypoint.identity))];
+    },
+    ready: () => !draining && waypoint.ports.hbone > 0,
+    quit: () => (opts.onQuit ? opts.onQuit() : void stop()),
+    logger: logger.child({ scope: 'admin' }),
+  });
   try {
     await waypoint.start();
+    waypoint.ports.admin = await admin.listen(opts.adminPort ?? DEFAULT_ADMIN_PORT);
   } catch (err) {
+    await admin.close();
     await waypoint.close();
     await source.stop();
     throw err;
   }
-  return {
-    waypoint,
-    stop: async () => {
-      await waypoint.close(5000);
-      await source.stop();
-    },
-  };
+  logger.info({ admin: `127.0.0.1:${waypoint.ports.admin}` }, 'waypoint admin listening');
+  return { waypoint, admin, stop };
 }

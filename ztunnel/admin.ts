@@ -4,29 +4,12 @@
 //   0.0.0.0:15020    /metrics and /stats/prometheus
 //   0.0.0.0:15021    /healthz/ready
 // The admin port stays on localhost: config_dump lists every local workload and certificate.
-import { X509Certificate } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { CertificateDump } from '../core/identity/certificate-dump.js';
 import type { FlowEvents } from '../core/telemetry/flow-events.js';
 import type { TrafficMetrics } from '../core/telemetry/metrics.js';
-
-/** One certificate in `config_dump.certificates[].certChain|rootCerts` (istio/ztunnel admin.rs). */
-export interface CertDumpEntry {
-  /** Base64 of the PEM text, as ztunnel renders it. */
-  pem: string;
-  serialNumber: string;
-  validFrom: string;
-  expirationTime: string;
-}
-
-export interface CertificateDump {
-  identity: string;
-  /** `Initializing`, `Available`, or `Unavailable: <err>`. */
-  state: string;
-  certChain: CertDumpEntry[];
-  rootCerts: CertDumpEntry[];
-}
 
 /** What the admin surface reads; the composition root (ztunnel.ts) supplies it. */
 export interface AdminSources {
@@ -47,22 +30,11 @@ export interface AdminSources {
   quit(): void;
 }
 
-export const LOG_LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+// The certificate description moved to core/identity/certificate-dump.ts (the waypoint's admin uses it too);
+// re-exported so ztunnel's composition root keeps importing it from here.
+export { type CertDumpEntry, type CertificateDump, describePem } from '../core/identity/certificate-dump.js';
 
-/** Splits a PEM bundle into its certificates and describes each. Unparsable PEM is reported, not thrown. */
-export function describePem(pemText: string): CertDumpEntry[] {
-  const blocks = pemText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((pem) => {
-    const x = new X509Certificate(pem);
-    return {
-      pem: Buffer.from(`${pem}\n`).toString('base64'),
-      // istio/ztunnel prints the serial as a decimal/hex string; we keep OpenSSL's hex form.
-      serialNumber: x.serialNumber.toLowerCase(),
-      validFrom: new Date(x.validFrom).toISOString(),
-      expirationTime: new Date(x.validTo).toISOString(),
-    };
-  });
-}
+export const LOG_LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
 function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
