@@ -304,6 +304,20 @@ spec: { mtls: { mode: ${mode} } }
       expect((await w.client('a1').whoami(VIP, 80)).line).toMatch(/^peer /);
     });
 
+    it('resolves a service-hostname authority to the pod target port, and answers 503 when it cannot', async () => {
+      // The east-west gateway form (istio/ztunnel HboneAddress::SvcHostname): service port 80 of
+      // echo.demo maps to targetPort ${APP_PORT} on b1.
+      const good = await signProbeCertificate(join(w.dir, 'ca'), 'spiffe://cluster.local/ns/demo/sa/probe');
+      const b1 = { ip: w.ip('b1'), port: 15008 };
+      const connect = (authority: string, send?: string) =>
+        hboneProbe(w, 'b2', b1, good, { ':method': 'CONNECT', ':authority': authority }, 5000, send);
+      const viaHostname = await connect('echo.demo.svc.cluster.local:80', 'whoami');
+      expect(viaHostname.status).toBe(200);
+      expect(viaHostname.line).toMatch(/^peer /);
+      expect((await connect('nope.demo.svc.cluster.local:80')).status).toBe(503);
+      expect((await connect('echo.demo.svc.cluster.local:81')).status).toBe(503);
+    });
+
     it("applies the destination's inbound policy to a same-node destination", async () => {
       const a1 = w.client('a1');
       const ok = await a1.whoami(w.ip('a2'), APP_PORT);

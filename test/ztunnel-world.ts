@@ -339,6 +339,8 @@ export interface ProbeResult {
   status?: number;
   /** Why no status came (handshake refused, reset, timeout). */
   error?: string;
+  /** With `send`: the first line the destination answered through the tunnel after the 200. */
+  line?: string;
 }
 
 /**
@@ -352,6 +354,7 @@ export async function hboneProbe(
   cert: { keyPem: string; chainPem: string[]; rootsPem: string[] },
   headers: Record<string, string>,
   timeoutMs = 5000,
+  send?: string,
 ): Promise<ProbeResult> {
   const net = await import('node:net');
   const tls = await import('node:tls');
@@ -387,7 +390,21 @@ export async function hboneProbe(
       session = http2.connect(`https://${target.ip}:${target.port}`, { createConnection: () => tlsSocket });
       session.on('error', (err) => done({ error: err.message }));
       const req = session.request(headers, { endStream: headers[':method'] !== 'CONNECT' });
-      req.on('response', (h) => done({ status: Number(h[':status']) }));
+      req.on('response', (h) => {
+        const status = Number(h[':status']);
+        if (send === undefined || status !== 200) {
+          done({ status });
+          return;
+        }
+        // A tunnelled line to the echo server; its answer proves the bytes reached the pod.
+        let got = '';
+        req.on('data', (d: Buffer) => {
+          got += d.toString();
+          const nl = got.indexOf('\n');
+          if (nl >= 0) done({ status, line: got.slice(0, nl) });
+        });
+        req.write(`${send}\n`);
+      });
       req.on('error', (err) => done({ error: err.message }));
     });
   });

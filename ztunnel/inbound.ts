@@ -1,7 +1,8 @@
 // Inbound HBONE (15008): one CONNECT stream of a verified mTLS connection to a pod on this node.
 // istio/ztunnel src/proxy/inbound.rs, per stream:
 //   not CONNECT → 400; unparsable :authority → 400; authority IP ≠ the pod the connection reached →
-//   400 ("ip mismatch"); target port in {15001,15006,15008} → 503 — these checks, the TLS layer
+//   400 ("ip mismatch"); a service-hostname authority is resolved to a target port here
+//   (inbound-target.ts; unknown → 503); target port in {15001,15006,15008} → 503 — these checks, the TLS layer
 //   (certificate chosen by destination pod IP, no SNI; client chain + trust domain) and the status
 //   answers are core/hbone's HboneServer. This file takes over from there: destination workload
 //   unknown → 503; L4 policy with the peer's SPIFFE ID denied → 401; upstream connect failed → 503;
@@ -17,6 +18,7 @@ import { workloadIdentity } from '../core/state/state.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import { deliver } from './deliver.js';
 import { type ProxyError, toHboneError } from './errors.js';
+import { type InboundTarget, inboundTarget } from './inbound-target.js';
 import { type ProxyContext, baggageOf, hostPort, peerLabels } from './proxy-context.js';
 
 /** The service to attribute in telemetry: `forwarded host=` only if it is one of the pod's services. */
@@ -73,7 +75,18 @@ export async function handleInbound(
   const sourcePort =
     decision.fromForwarded && info.forwarded?.forPort ? info.forwarded.forPort : info.remotePort;
   const srcWorkload = ctx.state.workloadByIp(sourceIp);
-  const svc = destination ? attributedService(ctx, destination, info.forwarded?.host) : undefined;
+  // The port to dial (and, for a service-hostname authority, the service), or why there is none (503).
+  let target: InboundTarget | Error | undefined;
+  if (destination) {
+    try {
+      target = inboundTarget(ctx.state, destination, info.authority);
+    } catch (err) {
+      target = err as Error;
+    }
+  }
+  const svc =
+    (target instanceof Error ? undefined : target?.service) ??
+    (destination ? attributedService(ctx, destination, info.forwarded?.host) : undefined);
   const report = ctx.telemetry.begin({
     reporter: 'destination',
     path: 'inbound',
@@ -95,13 +108,18 @@ export async function handleInbound(
     report.finish(err.message, 'CONNECT');
     throw err;
   }
+  if (!target || target instanceof Error) {
+    const err = target ?? new UnknownDestination(`no port for ${info.authorityText}`);
+    report.finish(err.message, 'CONNECT');
+    throw err;
+  }
   let refusal: ProxyError | undefined;
   await deliver(
     ctx,
     {
       destination,
-      // The server already checked that an IP authority is this pod; its port is the target port.
-      target: { ip: info.localAddress, port: info.authority.port },
+      // The server already checked that an IP authority is this pod (ztunnelAuthorityCheck).
+      target: { ip: info.localAddress, port: target.port },
       source: { ip: sourceIp, port: sourcePort },
       sourceIdentity: info.peerIdentity,
       report,

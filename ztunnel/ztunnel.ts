@@ -25,6 +25,7 @@ import { type Acceptor, Drain } from './drain.js';
 import { messageOf } from './errors.js';
 import type { CaptureContext, CaptureKind } from './capture.js';
 import { handleInbound } from './inbound.js';
+import { ztunnelAuthorityCheck } from './inbound-target.js';
 import { type CapturedConnection, handleInboundPlaintext } from './inbound-passthrough.js';
 import { LoggerFamily } from './logging.js';
 import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
@@ -153,6 +154,8 @@ export class Ztunnel {
       // No SNI: the certificate is the one of the pod this connection was addressed to.
       certificateFor: (local) => this.certificateForIp(local.address),
       onConnect: (stream, info) => handleInbound(this.ctx, stream, info),
+      // A service-hostname authority (east-west gateway form) is resolved by handleInbound.
+      checkAuthority: ztunnelAuthorityCheck,
       logger: this.logs.child({ scope: 'hbone' }),
     });
     this.inbound = listener('inbound-hbone', config.inboundPort);
