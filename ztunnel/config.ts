@@ -2,7 +2,7 @@
 // istio/ztunnel src/config.rs; environment variables use ztunnel's names where it has one
 // (CA_ADDRESS, CONNECTION_TERMINATION_DEADLINE, TERMINATION_GRACE_PERIOD_SECONDS,
 // POOL_MAX_STREAMS_PER_CONNECTION, POOL_UNUSED_RELEASE_TIMEOUT, TRUST_DOMAIN, NODE_NAME, LOG_FORMAT).
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { DEFAULT_TRUST_DOMAIN, validateTrustDomain } from '../core/identity/spiffe.js';
 
 export class ConfigError extends Error {
