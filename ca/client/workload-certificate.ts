@@ -1,7 +1,10 @@
 // A workload's certificate as the client holds it, built from a CA response
 // ([leaf, intermediates..., roots bundle], istio/istio server.go) and checked the way
 // istio/ztunnel caclient.rs does: the leaf's URI SAN must be exactly the identity asked for.
-import * as x509 from '../x509.js';
+// node:crypto's X509Certificate, not @peculiar/x509: reading a leaf's SAN, validity and serial is all
+// this needs, and @peculiar/x509 with its dependencies (tsyringe, reflect-metadata, the asn1 CMS/PFX/
+// RSA schemas) held ~2 MiB of a ztunnel's idle heap, which fetches certificates at start.
+import { X509Certificate } from 'node:crypto';
 import { type SpiffeId, formatSpiffeId } from '../../core/identity/spiffe.js';
 import { CertificateMismatch } from '../errors.js';
 import { certificatesOf } from '../pem.js';
@@ -19,10 +22,25 @@ export interface WorkloadCertificate {
   serial: string;
 }
 
-/** URI SANs of a certificate, in order. */
-export function uriSansOf(cert: x509.X509Certificate): string[] {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  return (san?.names.items ?? []).filter((n) => n.type === 'url').map((n) => n.value);
+/**
+ * URI SANs of a certificate, in order. Node renders the SAN extension as "URI:a, DNS:b, ..." and
+ * JSON-quotes any value holding a separator, so a quoted value is unquoted (and skipped if malformed).
+ */
+export function uriSansOf(cert: X509Certificate): string[] {
+  const out: string[] = [];
+  for (const entry of cert.subjectAltName?.split(', ') ?? []) {
+    if (!entry.startsWith('URI:')) continue;
+    let value = entry.slice(4);
+    if (value.startsWith('"')) {
+      try {
+        value = JSON.parse(value) as string;
+      } catch {
+        continue;
+      }
+    }
+    out.push(value);
+  }
+  return out;
 }
 
 export function parseWorkloadCertificate(
@@ -34,7 +52,7 @@ export function parseWorkloadCertificate(
     throw new CertificateMismatch(`CA response has ${chain.length} element(s); expected leaf and roots`);
   const leafPem = certificatesOf(chain[0]!)[0];
   if (!leafPem) throw new CertificateMismatch('CA response has no leaf certificate');
-  const leaf = new x509.X509Certificate(leafPem);
+  const leaf = new X509Certificate(leafPem);
   const want = formatSpiffeId(identity);
   const sans = uriSansOf(leaf);
   if (sans[0] !== want) {
@@ -49,8 +67,10 @@ export function parseWorkloadCertificate(
     keyPem,
     certChainPem: [leafPem, ...intermediates],
     rootsPem,
-    notBefore: leaf.notBefore,
-    notAfter: leaf.notAfter,
-    serial: leaf.serialNumber,
+    // Node 20 has no validFromDate: its validFrom/validTo are OpenSSL's "Nov 25 16:00:00 2026 GMT".
+    notBefore: new Date(leaf.validFrom),
+    notAfter: new Date(leaf.validTo),
+    // OpenSSL's hex without a sign byte, lower-cased as @peculiar/x509 and config_dump print it.
+    serial: leaf.serialNumber.toLowerCase(),
   };
 }
