@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStatus, stopAgent, teardownAgent, type RunningAgent } from './harness/capture.js';
+import { keepLogs } from './harness/mesh.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
 import { distPath, HarnessError, type Topology as TopologyT } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
@@ -138,13 +139,7 @@ export class K8sWorld {
     const child = this.topo.spawnIn(ns, process.execPath, args, {
       stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
     });
-    let logs = '';
-    const keep = (d: Buffer) => {
-      logs = (logs + d.toString()).slice(-400_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    return { child, logs: () => logs };
+    return { child, logs: keepLogs(child) };
   }
 
   private async build(): Promise<void> {

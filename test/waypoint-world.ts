@@ -8,7 +8,14 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningAgent, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
+import type { RunningAgent } from './harness/capture.js';
+import {
+  keepLogs,
+  startMeshAgents,
+  startMeshCa,
+  teardownMeshAgents,
+  writeMeshTokens,
+} from './harness/mesh.js';
 import { waitReady } from './harness/processes.js';
 import { HarnessError, type Topology } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
@@ -16,7 +23,6 @@ import { createWorld } from './harness/world.js';
 export const VIP_USERS = '10.96.0.20';
 export const VIP_USERS_V2 = '10.96.0.23';
 export const VIP_PRODUCTS = '10.96.0.21';
-const NODE_TOKEN = (node: string) => `ztunnel-${node}-token-0123456789abcdef`;
 const WAYPOINT_TOKEN = 'waypoint-demo-token-0123456789abcdef';
 
 interface Proc {
@@ -107,7 +113,7 @@ export class WaypointWorld {
   readonly dir: string;
   readonly manifests: string;
   readonly procs = new Map<string, Proc>();
-  readonly agents = new Map<string, RunningAgent>();
+  agents = new Map<string, RunningAgent>();
   readonly clients = new Map<string, PodClients>();
 
   private constructor(
@@ -167,13 +173,7 @@ export class WaypointWorld {
   }
 
   private keep(name: string, child: ChildProcess): Proc {
-    let logs = '';
-    const add = (d: Buffer) => {
-      logs = (logs + d.toString()).slice(-400_000);
-    };
-    child.stdout?.on('data', add);
-    child.stderr?.on('data', add);
-    const p = { child, logs: () => logs };
+    const p = { child, logs: keepLogs(child) };
     this.procs.set(name, p);
     return p;
   }
@@ -193,40 +193,20 @@ export class WaypointWorld {
     for (const p of ['a1', 'a2']) await t.addPod('a', p);
     for (const p of ['b1', 'b2', 'b3', 'wp']) await t.addPod('b', p);
     this.apply('cluster.yaml', this.clusterYaml());
-    writeFileSync(
-      join(this.dir, 'tokens.yaml'),
-      `tokens:\n${['a', 'b']
-        .map(
-          (n) =>
-            `  - token: ${NODE_TOKEN(n)}\n    identity: spiffe://cluster.local/ns/istio-system/sa/ztunnel\n    node: ${n}\n`,
-        )
-        .join('')}  - token: ${WAYPOINT_TOKEN}\n    identity: spiffe://cluster.local/ns/demo/sa/waypoint\n`,
+    writeMeshTokens(
+      this.dir,
+      ['a', 'b'],
+      [{ token: WAYPOINT_TOKEN, identity: 'spiffe://cluster.local/ns/demo/sa/waypoint' }],
     );
-    for (const n of ['a', 'b'])
-      writeFileSync(join(this.dir, `token-${n}`), `${NODE_TOKEN(n)}\n`, { mode: 0o600 });
     writeFileSync(join(this.dir, 'token-waypoint'), `${WAYPOINT_TOKEN}\n`, { mode: 0o600 });
     const caAddr = `${t.node('a').ip}:15012`;
-    await this.start(
-      'ca',
-      t.spawnNode(t.node('a').ns, 'test/ztunnel-ca.ts', [
-        join(this.dir, 'ca'),
-        join(this.dir, 'tokens.yaml'),
-        caAddr,
-        this.manifests,
-      ]),
-    );
+    this.keep('ca', await startMeshCa(t, this.dir, this.manifests));
     const caRoot = join(this.dir, 'ca', 'root-cert.pem');
-    for (const n of ['a', 'b']) {
-      this.agents.set(
-        n,
-        await startAgent(t, n, {
-          manifests: this.manifests,
-          statusFile: join(this.dir, `agent-${n}.json`),
-          pinDir: t.pinDir(`wp-${n}`),
-          mode: this.mode,
-        }),
-      );
-    }
+    this.agents = await startMeshAgents(t, this.dir, ['a', 'b'], {
+      pinTag: 'wp',
+      manifests: this.manifests,
+      mode: this.mode,
+    });
     for (const n of ['a', 'b']) {
       await this.start(
         `ztunnel-${n}`,
@@ -317,13 +297,7 @@ export class WaypointWorld {
     for (const p of this.procs.values()) {
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
     }
-    for (const [n, a] of this.agents) {
-      await stopAgent(a, 'SIGTERM').catch(() => undefined);
-      await teardownAgent(this.topo, n, {
-        statusFile: join(this.dir, `agent-${n}.json`),
-        pinDir: this.topo.pinDir(`wp-${n}`),
-      }).catch(() => undefined);
-    }
+    await teardownMeshAgents(this.topo, this.dir, this.agents, 'wp');
     await this.topo.teardown();
     rmSync(this.dir, { recursive: true, force: true });
   }

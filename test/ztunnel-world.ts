@@ -7,7 +7,15 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningAgent, readStatus, startAgent, stopAgent, teardownAgent } from './harness/capture.js';
+import type { RunningAgent } from './harness/capture.js';
+import {
+  NODE_TOKEN,
+  keepLogs,
+  startMeshAgents,
+  startMeshCa,
+  teardownMeshAgents,
+  writeMeshTokens,
+} from './harness/mesh.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
 import { HarnessError, type Topology as TopologyT, distPath } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
@@ -15,7 +23,7 @@ import { createWorld } from './harness/world.js';
 export const VIP = '10.96.0.10';
 export const APP_PORT = 8080;
 export const NODE_PORT = 9090;
-export const NODE_TOKEN = (node: string) => `ztunnel-${node}-token-0123456789abcdef`;
+export { NODE_TOKEN };
 export const CLIENT_ID = 'spiffe://cluster.local/ns/demo/sa/client';
 export const SERVER_ID = 'spiffe://cluster.local/ns/demo/sa/server';
 
@@ -30,10 +38,9 @@ export class ZtunnelWorld {
   readonly dir: string;
   readonly manifests: string;
   readonly ztunnels = new Map<string, ZtunnelProc>();
-  readonly agents = new Map<string, RunningAgent>();
+  agents = new Map<string, RunningAgent>();
   readonly clients = new Map<string, PodClient>();
   ca: ChildProcess | undefined;
-  caLogs = '';
 
   private constructor(
     readonly topo: TopologyT,
@@ -122,61 +129,19 @@ export class ZtunnelWorld {
     await t.addPod('b', 'b1');
     await t.addPod('b', 'b2');
     this.writeFile('cluster.yaml', this.clusterYaml());
-    writeFileSync(
-      join(this.dir, 'tokens.yaml'),
-      `tokens:\n${['a', 'b']
-        .map(
-          (n) =>
-            `  - token: ${NODE_TOKEN(n)}\n    identity: spiffe://cluster.local/ns/istio-system/sa/ztunnel\n    node: ${n}\n`,
-        )
-        .join('')}`,
-    );
-    for (const n of ['a', 'b'])
-      writeFileSync(join(this.dir, `token-${n}`), `${NODE_TOKEN(n)}\n`, { mode: 0o600 });
-    await this.startCa();
-    for (const n of ['a', 'b']) {
-      this.agents.set(
-        n,
-        await startAgent(t, n, {
-          manifests: this.manifests,
-          statusFile: join(this.dir, `agent-${n}.json`),
-          pinDir: t.pinDir(`zt-${n}`),
-          mode: this.mode,
-        }),
-      );
-    }
-    for (const n of ['a', 'b']) {
-      // The agent must really run the mode asked for (it may fall back from eBPF to nftables).
-      const status = readStatus(join(this.dir, `agent-${n}.json`));
-      if (status?.mode !== this.mode) {
-        throw new HarnessError(
-          'CAPTURE_MODE',
-          `agent on ${n} runs ${status?.mode} (${status?.fallbackReason ?? ''}), not ${this.mode}`,
-        );
-      }
-    }
+    writeMeshTokens(this.dir, ['a', 'b']);
+    this.ca = await startMeshCa(t, this.dir, this.manifests);
+    this.agents = await startMeshAgents(t, this.dir, ['a', 'b'], {
+      pinTag: 'zt',
+      manifests: this.manifests,
+      mode: this.mode,
+    });
     for (const n of ['a', 'b']) await this.startZtunnel(n);
     await startEchoServer(t, t.pod('b1').ns, [APP_PORT]);
     await startEchoServer(t, t.pod('b2').ns, [APP_PORT]);
     await startEchoServer(t, t.pod('a2').ns, [APP_PORT]);
     await startEchoServer(t, t.node('b').ns, [NODE_PORT]);
     for (const p of ['a1', 'a2', 'b2']) this.clients.set(p, await PodClient.start(t, t.pod(p).ns));
-  }
-
-  private async startCa(): Promise<void> {
-    const t = this.topo;
-    const nodeA = t.node('a');
-    const child = t.spawnNode(nodeA.ns, 'test/ztunnel-ca.ts', [
-      join(this.dir, 'ca'),
-      join(this.dir, 'tokens.yaml'),
-      `${nodeA.ip}:15012`,
-      this.manifests,
-    ]);
-    child.stderr?.on('data', (d: Buffer) => {
-      this.caLogs = (this.caLogs + d.toString()).slice(-20_000);
-    });
-    await waitReady(child, 'CA', 20_000);
-    this.ca = child;
   }
 
   get caRoot(): string {
@@ -210,17 +175,12 @@ export class ZtunnelWorld {
       ],
       { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
     );
-    let logs = '';
-    const keep = (d: Buffer) => {
-      logs = (logs + d.toString()).slice(-400_000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
+    const logs = keepLogs(child);
     const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     await waitReady(child, `ztunnel on ${node}`, 20_000).catch((err: unknown) => {
-      throw new HarnessError('ZTUNNEL_START', `${(err as Error).message}\n${logs.slice(-3000)}`);
+      throw new HarnessError('ZTUNNEL_START', `${(err as Error).message}\n${logs().slice(-3000)}`);
     });
-    const proc = { child, logs: () => logs, exit };
+    const proc = { child, logs, exit };
     this.ztunnels.set(node, proc);
     return proc;
   }
@@ -276,13 +236,7 @@ export class ZtunnelWorld {
     for (const z of this.ztunnels.values()) {
       if (z.child.exitCode === null && z.child.signalCode === null) z.child.kill('SIGKILL');
     }
-    for (const [n, a] of this.agents) {
-      await stopAgent(a, 'SIGTERM').catch(() => undefined);
-      await teardownAgent(this.topo, n, {
-        statusFile: join(this.dir, `agent-${n}.json`),
-        pinDir: this.topo.pinDir(`zt-${n}`),
-      }).catch(() => undefined);
-    }
+    await teardownMeshAgents(this.topo, this.dir, this.agents, 'zt');
     this.ca?.kill('SIGKILL');
     await this.topo.teardown();
     rmSync(this.dir, { recursive: true, force: true });
