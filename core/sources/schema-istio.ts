@@ -37,8 +37,6 @@ export function isIpOrCidr(value: string): boolean {
   return Number(bits) <= (v6 ? 128 : 32);
 }
 
-const ipBlock = z.string().superRefine(check(isIpOrCidr, (v) => `"${v}" is not an IP address or CIDR`));
-
 /** Istio's port fields are strings holding a number 1–65535; YAML integers are accepted and stringified. */
 export const portString = z
   .union([z.string(), z.number()])
@@ -49,215 +47,230 @@ export const portString = z
       ctx.addIssue({ code: 'custom', message: `port "${v}" out of range 1-65535` });
   });
 
-const strings = z.array(z.string());
+// The two specs and their parts are built on the first policy a node sees (most nodes of a cluster
+// without policies never do); z.lazy caches the result. Built, they are ~0.8 MB of heap.
+function buildSpecs() {
+  const ipBlock = z.string().superRefine(check(isIpOrCidr, (v) => `"${v}" is not an IP address or CIDR`));
 
-const source = z
-  .object({
-    principals: strings,
-    notPrincipals: strings,
-    requestPrincipals: strings,
-    notRequestPrincipals: strings,
-    namespaces: strings,
-    notNamespaces: strings,
-    serviceAccounts: strings,
-    notServiceAccounts: strings,
-    ipBlocks: z.array(ipBlock),
-    notIpBlocks: z.array(ipBlock),
-    remoteIpBlocks: z.array(ipBlock),
-    notRemoteIpBlocks: z.array(ipBlock),
-    trustDomains: strings,
-    notTrustDomains: strings,
-  })
-  .partial()
-  .strict()
-  .superRefine((s, ctx) => {
-    // istio validation: serviceAccounts cannot be combined with principals or namespaces.
-    const sa = (s.serviceAccounts?.length ?? 0) + (s.notServiceAccounts?.length ?? 0) > 0;
-    const other =
-      (s.principals?.length ?? 0) +
-        (s.notPrincipals?.length ?? 0) +
-        (s.namespaces?.length ?? 0) +
-        (s.notNamespaces?.length ?? 0) >
-      0;
-    if (sa && other)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['serviceAccounts'],
-        message: 'serviceAccounts cannot be combined with principals or namespaces',
-      });
-  });
+  const strings = z.array(z.string());
 
-const operation = z
-  .object({
-    hosts: strings,
-    notHosts: strings,
-    ports: z.array(portString),
-    notPorts: z.array(portString),
-    methods: strings,
-    notMethods: strings,
-    paths: strings,
-    notPaths: strings,
-  })
-  .partial()
-  .strict();
-
-// istio pkg/config/security: the `when` keys AuthorizationPolicy understands.
-const WHEN_KEYS = new Set([
-  'source.ip',
-  'remote.ip',
-  'source.namespace',
-  'source.serviceAccount',
-  'source.trustDomain',
-  'source.principal',
-  'request.auth.principal',
-  'request.auth.audiences',
-  'request.auth.presenter',
-  'destination.ip',
-  'destination.port',
-  'connection.sni',
-]);
-const WHEN_PREFIXES = ['request.headers[', 'request.auth.claims[', 'experimental.envoy.filters.'];
-
-const condition = z
-  .object({
-    key: z.string().min(1, 'key is empty'),
-    values: strings.optional(),
-    notValues: strings.optional(),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    if (!WHEN_KEYS.has(c.key) && !WHEN_PREFIXES.some((p) => c.key.startsWith(p)))
-      ctx.addIssue({ code: 'custom', path: ['key'], message: `unknown attribute "${c.key}"` });
-    if ((c.values?.length ?? 0) + (c.notValues?.length ?? 0) === 0)
-      ctx.addIssue({
-        code: 'custom',
-        message: 'at least one of values or notValues must be set',
-      });
-    const check = (field: 'values' | 'notValues', ok: (v: string) => boolean, what: string) =>
-      c[field]?.forEach((v, i) => {
-        if (!ok(v)) ctx.addIssue({ code: 'custom', path: [field, i], message: `"${v}" is not ${what}` });
-      });
-    if (c.key === 'source.ip' || c.key === 'remote.ip' || c.key === 'destination.ip') {
-      check('values', isIpOrCidr, 'an IP address or CIDR');
-      check('notValues', isIpOrCidr, 'an IP address or CIDR');
-    }
-    if (c.key === 'destination.port') {
-      const port = (v: string) => /^[0-9]+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535;
-      check('values', port, 'a port in range 1-65535');
-      check('notValues', port, 'a port in range 1-65535');
-    }
-  });
-
-const rule = z
-  .object({
-    from: z.array(z.object({ source: source.optional() }).strict()).optional(),
-    to: z.array(z.object({ operation: operation.optional() }).strict()).optional(),
-    when: z.array(condition).optional(),
-  })
-  .strict();
-
-const selector = z.object({ matchLabels: labelMap.optional() }).strict();
-
-const targetRef = z
-  .object({
-    group: z.string().optional(),
-    kind: z.string().min(1, 'kind is empty'),
-    name: z.string().min(1, 'name is empty'),
-    namespace: z.string().optional(),
-  })
-  .strict();
-
-export const authorizationPolicySpec = z
-  .object({
-    selector: selector.optional(),
-    targetRef: targetRef.optional(),
-    targetRefs: z.array(targetRef).optional(),
-    action: z
-      .string()
-      .superRefine(
-        check(
-          (a) => (ACTIONS as readonly string[]).includes(a),
-          (a) => `unknown action "${a}" (expected ALLOW, DENY, AUDIT or CUSTOM)`,
-        ),
-      )
-      .optional(),
-    provider: z
-      .object({ name: z.string().min(1) })
-      .strict()
-      .optional(),
-    rules: z.array(rule).optional(),
-  })
-  .strict()
-  .superRefine((s, ctx) => {
-    const hasTargets = s.targetRef !== undefined || (s.targetRefs?.length ?? 0) > 0;
-    if (s.selector !== undefined && hasTargets)
-      ctx.addIssue({
-        code: 'custom',
-        path: [s.targetRefs ? 'targetRefs' : 'targetRef'],
-        message: 'only one of selector or targetRef(s) may be set',
-      });
-    if (s.targetRef !== undefined && s.targetRefs !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['targetRefs'],
-        message: 'only one of targetRef or targetRefs may be set',
-      });
-    if (s.action === 'CUSTOM' && !s.provider)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['provider'],
-        message: 'CUSTOM action requires a provider',
-      });
-    if (s.action !== 'CUSTOM' && s.provider)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['provider'],
-        message: 'provider is only allowed with action CUSTOM',
-      });
-  });
-
-const mtls = z
-  .object({
-    mode: z
-      .string()
-      .superRefine(
-        check(
-          (m) => (MTLS_MODES as readonly string[]).includes(m),
-          (m) => `unknown mTLS mode "${m}" (expected UNSET, DISABLE, PERMISSIVE or STRICT)`,
-        ),
-      )
-      .optional(),
-  })
-  .strict();
-
-export const peerAuthenticationSpec = z
-  .object({
-    selector: selector.optional(),
-    mtls: mtls.optional(),
-    portLevelMtls: z.record(z.string(), mtls).optional(),
-  })
-  .strict()
-  .superRefine((s, ctx) => {
-    for (const port of Object.keys(s.portLevelMtls ?? {})) {
-      const n = Number(port);
-      if (!/^[0-9]+$/.test(port) || n < 1 || n > 65535)
+  const source = z
+    .object({
+      principals: strings,
+      notPrincipals: strings,
+      requestPrincipals: strings,
+      notRequestPrincipals: strings,
+      namespaces: strings,
+      notNamespaces: strings,
+      serviceAccounts: strings,
+      notServiceAccounts: strings,
+      ipBlocks: z.array(ipBlock),
+      notIpBlocks: z.array(ipBlock),
+      remoteIpBlocks: z.array(ipBlock),
+      notRemoteIpBlocks: z.array(ipBlock),
+      trustDomains: strings,
+      notTrustDomains: strings,
+    })
+    .partial()
+    .strict()
+    .superRefine((s, ctx) => {
+      // istio validation: serviceAccounts cannot be combined with principals or namespaces.
+      const sa = (s.serviceAccounts?.length ?? 0) + (s.notServiceAccounts?.length ?? 0) > 0;
+      const other =
+        (s.principals?.length ?? 0) +
+          (s.notPrincipals?.length ?? 0) +
+          (s.namespaces?.length ?? 0) +
+          (s.notNamespaces?.length ?? 0) >
+        0;
+      if (sa && other)
         ctx.addIssue({
           code: 'custom',
-          path: ['portLevelMtls', port],
-          message: `port "${port}" out of range 1-65535`,
+          path: ['serviceAccounts'],
+          message: 'serviceAccounts cannot be combined with principals or namespaces',
         });
-    }
-    // istio validation: port level mTLS needs a workload selector.
-    if (
-      Object.keys(s.portLevelMtls ?? {}).length > 0 &&
-      Object.keys(s.selector?.matchLabels ?? {}).length === 0
-    )
-      ctx.addIssue({
-        code: 'custom',
-        path: ['portLevelMtls'],
-        message: 'portLevelMtls requires a workload selector',
-      });
-  });
+    });
+
+  const operation = z
+    .object({
+      hosts: strings,
+      notHosts: strings,
+      ports: z.array(portString),
+      notPorts: z.array(portString),
+      methods: strings,
+      notMethods: strings,
+      paths: strings,
+      notPaths: strings,
+    })
+    .partial()
+    .strict();
+
+  // istio pkg/config/security: the `when` keys AuthorizationPolicy understands.
+  const WHEN_KEYS = new Set([
+    'source.ip',
+    'remote.ip',
+    'source.namespace',
+    'source.serviceAccount',
+    'source.trustDomain',
+    'source.principal',
+    'request.auth.principal',
+    'request.auth.audiences',
+    'request.auth.presenter',
+    'destination.ip',
+    'destination.port',
+    'connection.sni',
+  ]);
+  const WHEN_PREFIXES = ['request.headers[', 'request.auth.claims[', 'experimental.envoy.filters.'];
+
+  const condition = z
+    .object({
+      key: z.string().min(1, 'key is empty'),
+      values: strings.optional(),
+      notValues: strings.optional(),
+    })
+    .strict()
+    .superRefine((c, ctx) => {
+      if (!WHEN_KEYS.has(c.key) && !WHEN_PREFIXES.some((p) => c.key.startsWith(p)))
+        ctx.addIssue({ code: 'custom', path: ['key'], message: `unknown attribute "${c.key}"` });
+      if ((c.values?.length ?? 0) + (c.notValues?.length ?? 0) === 0)
+        ctx.addIssue({
+          code: 'custom',
+          message: 'at least one of values or notValues must be set',
+        });
+      const check = (field: 'values' | 'notValues', ok: (v: string) => boolean, what: string) =>
+        c[field]?.forEach((v, i) => {
+          if (!ok(v)) ctx.addIssue({ code: 'custom', path: [field, i], message: `"${v}" is not ${what}` });
+        });
+      if (c.key === 'source.ip' || c.key === 'remote.ip' || c.key === 'destination.ip') {
+        check('values', isIpOrCidr, 'an IP address or CIDR');
+        check('notValues', isIpOrCidr, 'an IP address or CIDR');
+      }
+      if (c.key === 'destination.port') {
+        const port = (v: string) => /^[0-9]+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535;
+        check('values', port, 'a port in range 1-65535');
+        check('notValues', port, 'a port in range 1-65535');
+      }
+    });
+
+  const rule = z
+    .object({
+      from: z.array(z.object({ source: source.optional() }).strict()).optional(),
+      to: z.array(z.object({ operation: operation.optional() }).strict()).optional(),
+      when: z.array(condition).optional(),
+    })
+    .strict();
+
+  const selector = z.object({ matchLabels: labelMap.optional() }).strict();
+
+  const targetRef = z
+    .object({
+      group: z.string().optional(),
+      kind: z.string().min(1, 'kind is empty'),
+      name: z.string().min(1, 'name is empty'),
+      namespace: z.string().optional(),
+    })
+    .strict();
+
+  const authorizationPolicySpec = z
+    .object({
+      selector: selector.optional(),
+      targetRef: targetRef.optional(),
+      targetRefs: z.array(targetRef).optional(),
+      action: z
+        .string()
+        .superRefine(
+          check(
+            (a) => (ACTIONS as readonly string[]).includes(a),
+            (a) => `unknown action "${a}" (expected ALLOW, DENY, AUDIT or CUSTOM)`,
+          ),
+        )
+        .optional(),
+      provider: z
+        .object({ name: z.string().min(1) })
+        .strict()
+        .optional(),
+      rules: z.array(rule).optional(),
+    })
+    .strict()
+    .superRefine((s, ctx) => {
+      const hasTargets = s.targetRef !== undefined || (s.targetRefs?.length ?? 0) > 0;
+      if (s.selector !== undefined && hasTargets)
+        ctx.addIssue({
+          code: 'custom',
+          path: [s.targetRefs ? 'targetRefs' : 'targetRef'],
+          message: 'only one of selector or targetRef(s) may be set',
+        });
+      if (s.targetRef !== undefined && s.targetRefs !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['targetRefs'],
+          message: 'only one of targetRef or targetRefs may be set',
+        });
+      if (s.action === 'CUSTOM' && !s.provider)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['provider'],
+          message: 'CUSTOM action requires a provider',
+        });
+      if (s.action !== 'CUSTOM' && s.provider)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['provider'],
+          message: 'provider is only allowed with action CUSTOM',
+        });
+    });
+
+  const mtls = z
+    .object({
+      mode: z
+        .string()
+        .superRefine(
+          check(
+            (m) => (MTLS_MODES as readonly string[]).includes(m),
+            (m) => `unknown mTLS mode "${m}" (expected UNSET, DISABLE, PERMISSIVE or STRICT)`,
+          ),
+        )
+        .optional(),
+    })
+    .strict();
+
+  const peerAuthenticationSpec = z
+    .object({
+      selector: selector.optional(),
+      mtls: mtls.optional(),
+      portLevelMtls: z.record(z.string(), mtls).optional(),
+    })
+    .strict()
+    .superRefine((s, ctx) => {
+      for (const port of Object.keys(s.portLevelMtls ?? {})) {
+        const n = Number(port);
+        if (!/^[0-9]+$/.test(port) || n < 1 || n > 65535)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['portLevelMtls', port],
+            message: `port "${port}" out of range 1-65535`,
+          });
+      }
+      // istio validation: port level mTLS needs a workload selector.
+      if (
+        Object.keys(s.portLevelMtls ?? {}).length > 0 &&
+        Object.keys(s.selector?.matchLabels ?? {}).length === 0
+      )
+        ctx.addIssue({
+          code: 'custom',
+          path: ['portLevelMtls'],
+          message: 'portLevelMtls requires a workload selector',
+        });
+    });
+  return { authorizationPolicySpec, peerAuthenticationSpec };
+}
+
+let specs: ReturnType<typeof buildSpecs> | undefined;
+const builtSpecs = () => {
+  specs ??= buildSpecs();
+  return specs;
+};
+export const authorizationPolicySpec = z.lazy(() => builtSpecs().authorizationPolicySpec);
+export const peerAuthenticationSpec = z.lazy(() => builtSpecs().peerAuthenticationSpec);
 
 /**
  * Warnings for values Istio accepts but that can never match. A principal written with `spiffe://`

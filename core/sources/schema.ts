@@ -133,121 +133,133 @@ const serviceSchema = z
   })
   .passthrough();
 
-const endpointSliceSchema = z
-  .object({
-    metadata: metadata.superRefine((m, ctx) => {
-      if (!m.labels?.['kubernetes.io/service-name'])
-        ctx.addIssue({
-          code: 'custom',
-          path: ['labels'],
-          message: 'label kubernetes.io/service-name is required (it names the Service)',
-          input: m,
-        });
-    }),
-    addressType: z.string().optional(),
-    endpoints: z
-      .array(
-        z
-          .object({
-            addresses: z.array(ip),
-            conditions: z
-              .object({
-                ready: z.boolean().nullable().optional(),
-                serving: z.boolean().nullable().optional(),
-                terminating: z.boolean().nullable().optional(),
-              })
-              .passthrough()
-              .optional(),
-            targetRef: z
-              .object({ kind: z.string().optional(), name: z.string(), namespace: z.string().optional() })
-              .passthrough()
-              .optional(),
-            nodeName: z.string().optional(),
-          })
-          .passthrough(),
-      )
-      .nullable()
-      .optional(),
-    ports: z
-      .array(
-        z
-          .object({ name: z.string().optional(), port: port.optional(), appProtocol: z.string().optional() })
-          .passthrough(),
-      )
-      .nullable()
-      .optional(),
-  })
-  .passthrough();
+// Kinds a node may never see (EndpointSlices in manifest mode, Gateway API objects without waypoints,
+// and the Istio security specs in schema-istio.ts) build their zod schemas on first use (z.lazy caches
+// them): the schemas of every kind held ~2 MB of an idle ztunnel's heap.
+const endpointSliceSchema = z.lazy(() =>
+  z
+    .object({
+      metadata: metadata.superRefine((m, ctx) => {
+        if (!m.labels?.['kubernetes.io/service-name'])
+          ctx.addIssue({
+            code: 'custom',
+            path: ['labels'],
+            message: 'label kubernetes.io/service-name is required (it names the Service)',
+            input: m,
+          });
+      }),
+      addressType: z.string().optional(),
+      endpoints: z
+        .array(
+          z
+            .object({
+              addresses: z.array(ip),
+              conditions: z
+                .object({
+                  ready: z.boolean().nullable().optional(),
+                  serving: z.boolean().nullable().optional(),
+                  terminating: z.boolean().nullable().optional(),
+                })
+                .passthrough()
+                .optional(),
+              targetRef: z
+                .object({ kind: z.string().optional(), name: z.string(), namespace: z.string().optional() })
+                .passthrough()
+                .optional(),
+              nodeName: z.string().optional(),
+            })
+            .passthrough(),
+        )
+        .nullable()
+        .optional(),
+      ports: z
+        .array(
+          z
+            .object({
+              name: z.string().optional(),
+              port: port.optional(),
+              appProtocol: z.string().optional(),
+            })
+            .passthrough(),
+        )
+        .nullable()
+        .optional(),
+    })
+    .passthrough(),
+);
 
-const gatewaySchema = z
-  .object({
-    metadata,
-    spec: z
-      .object({
-        gatewayClassName: z.string().min(1, 'gatewayClassName is empty'),
-        listeners: z
-          .array(
-            z
-              .object({
-                name: z.string(),
-                port,
-                protocol: z.string(),
-                allowedRoutes: z
-                  .object({
-                    namespaces: z
-                      .object({
-                        from: z.enum(['All', 'Same', 'Selector']).optional(),
-                        selector: z.object({ matchLabels: labelMap.optional() }).passthrough().optional(),
-                      })
-                      .passthrough()
-                      .optional(),
-                  })
-                  .passthrough()
-                  .optional(),
-              })
-              .passthrough(),
-          )
-          .optional(),
-        addresses: z
-          .array(z.object({ type: z.string().optional(), value: z.string() }).passthrough())
-          .optional(),
-      })
-      .passthrough(),
-    status: z
-      .object({
-        addresses: z
-          .array(z.object({ type: z.string().optional(), value: z.string() }).passthrough())
-          .optional(),
-      })
-      .passthrough()
-      .optional(),
-  })
-  .passthrough();
+const gatewaySchema = z.lazy(() =>
+  z
+    .object({
+      metadata,
+      spec: z
+        .object({
+          gatewayClassName: z.string().min(1, 'gatewayClassName is empty'),
+          listeners: z
+            .array(
+              z
+                .object({
+                  name: z.string(),
+                  port,
+                  protocol: z.string(),
+                  allowedRoutes: z
+                    .object({
+                      namespaces: z
+                        .object({
+                          from: z.enum(['All', 'Same', 'Selector']).optional(),
+                          selector: z.object({ matchLabels: labelMap.optional() }).passthrough().optional(),
+                        })
+                        .passthrough()
+                        .optional(),
+                    })
+                    .passthrough()
+                    .optional(),
+                })
+                .passthrough(),
+            )
+            .optional(),
+          addresses: z
+            .array(z.object({ type: z.string().optional(), value: z.string() }).passthrough())
+            .optional(),
+        })
+        .passthrough(),
+      status: z
+        .object({
+          addresses: z
+            .array(z.object({ type: z.string().optional(), value: z.string() }).passthrough())
+            .optional(),
+        })
+        .passthrough()
+        .optional(),
+    })
+    .passthrough(),
+);
 
-const parentRef = z
-  .object({
-    group: z.string().optional(),
-    kind: z.string().optional(),
-    name: z.string().min(1, 'name is empty'),
-    namespace: z.string().optional(),
-    port: port.optional(),
-    sectionName: z.string().optional(),
-  })
-  .passthrough();
-
-const routeSchema = z
-  .object({
-    metadata,
-    spec: z
-      .object({
-        parentRefs: z.array(parentRef).optional(),
-        hostnames: z.array(z.string()).optional(),
-        rules: z.array(z.record(z.string(), z.unknown())).optional(),
-      })
-      .passthrough()
-      .default({}),
-  })
-  .passthrough();
+const routeSchema = z.lazy(() => {
+  const parentRef = z
+    .object({
+      group: z.string().optional(),
+      kind: z.string().optional(),
+      name: z.string().min(1, 'name is empty'),
+      namespace: z.string().optional(),
+      port: port.optional(),
+      sectionName: z.string().optional(),
+    })
+    .passthrough();
+  return z
+    .object({
+      metadata,
+      spec: z
+        .object({
+          parentRefs: z.array(parentRef).optional(),
+          hostnames: z.array(z.string()).optional(),
+          rules: z.array(z.record(z.string(), z.unknown())).optional(),
+        })
+        .passthrough()
+        .default({}),
+    })
+    .passthrough();
+});
 
 const namespaceSchema = z.object({ metadata }).passthrough();
 
