@@ -343,12 +343,20 @@ export function createHbonePool(
  * Loaded lazily, so local mode does not load the Kubernetes client.
  */
 async function kubernetesSource(config: ZtunnelConfig, logs: LoggerFamily) {
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const { KubernetesSource } = await import('../core/sources/kubernetes.js');
-  const kubeConfig = new KubeConfig();
+  const { inClusterConfig } = await import('../core/sources/in-cluster.js');
+  let kubeConfig: import('../core/sources/kubernetes.js').ClusterAccess | undefined;
   try {
-    if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
-    else kubeConfig.loadFromDefault();
+    // In a pod (the DaemonSet) the service account is the config, without loading KubeConfig and the
+    // generated API clients behind it (core/sources/in-cluster.ts: ~18 MB of heap).
+    kubeConfig = config.kubeconfig ? undefined : inClusterConfig();
+    if (!kubeConfig) {
+      const { KubeConfig } = await import('@kubernetes/client-node');
+      const kc = new KubeConfig();
+      if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+      else kc.loadFromDefault();
+      kubeConfig = kc;
+    }
   } catch (err) {
     throw new ConfigError(
       `ztunnel config: kubeconfig ${config.kubeconfig ?? '(default)'}: ${(err as Error).message}`,

@@ -16,19 +16,16 @@
 // (404 on list) counts as an empty kind until it appears, and errors restart with backoff.
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import {
-  ADD,
-  DELETE,
-  ERROR,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  ListWatch,
-  UPDATE,
-  Watch,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+// client-node's informer pieces from their own modules: its index also loads KubeConfig, every
+// generated API client and the auth plugins (+18 MB heap), which an in-cluster node proxy does not need
+// (in-cluster.ts). The package has no exports map; these are the files its index re-exports.
+import { ListWatch } from '@kubernetes/client-node/dist/cache.js';
+import { ADD, DELETE, ERROR, UPDATE } from '@kubernetes/client-node/dist/informer.js';
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import { type Logger, pino } from 'pino';
 import type { MeshState } from '../state/state.js';
+import type { InClusterConfig } from './in-cluster.js';
 import type { StateSource } from './manifests.js';
 import { InvalidObjectError, type MeshKind, validateObject } from './schema.js';
 import { Translator, type TranslatorOptions } from './translate.js';
@@ -70,8 +67,11 @@ export const KUBERNETES_KINDS: Record<MeshKind, { apiVersion: string; path: stri
   },
 };
 
+/** How to reach the API server: a loaded KubeConfig, or the in-cluster service account. */
+export type ClusterAccess = KubeConfig | InClusterConfig;
+
 export interface KubernetesSourceOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: ClusterAccess;
   /** Share a translator (and so a MeshState); else one is made from `translatorOptions`. */
   translator?: Translator;
   translatorOptions?: TranslatorOptions;
@@ -129,10 +129,11 @@ class BookmarkingWatch extends Watch {
   #closed = false;
 
   constructor(
-    config: KubeConfig,
+    config: ClusterAccess,
     private readonly timeoutRange: [number, number],
   ) {
-    super(config);
+    // Watch asks its config only getCurrentCluster() and applyToFetchOptions(), which both answer.
+    super(config as KubeConfig);
   }
 
   override async watch(
@@ -172,7 +173,7 @@ class BookmarkingWatch extends Watch {
 }
 
 /** GET `path` from the current cluster with client-node's own auth/TLS options; the raw JSON. */
-async function rawGet(kc: KubeConfig, path: string, signal: AbortSignal): Promise<unknown> {
+async function rawGet(kc: ClusterAccess, path: string, signal: AbortSignal): Promise<unknown> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KubernetesSourceError('LIST_FAILED', 'kubeconfig has no current cluster');
   const url = new URL(cluster.server.replace(/\/+$/, '') + path);
@@ -231,7 +232,7 @@ const statusCodeOf = (err: unknown): number | undefined => {
 
 export class KubernetesSource implements StateSource {
   readonly translator: Translator;
-  readonly #kc: KubeConfig;
+  readonly #kc: ClusterAccess;
   readonly #log: Logger;
   readonly #opts: KubernetesSourceOptions;
   readonly #watchers: KindWatcher[] = [];
