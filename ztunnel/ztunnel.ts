@@ -7,7 +7,6 @@ import type net from 'node:net';
 import { CaClient } from '../ca/client/ca-client.js';
 import { CertificateManager } from '../ca/client/cert-manager.js';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
-import { ManifestSource } from '../core/sources/manifests.js';
 import { HboneServer } from '../core/hbone/server.js';
 import type { HboneCertificate } from '../core/hbone/tls.js';
 import { type SpiffeId, formatSpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
@@ -393,7 +392,8 @@ export async function runZtunnel(
   const logs = opts.logs ?? new LoggerFamily(config.logLevel);
   const source = config.kubernetes
     ? await kubernetesSource(config, logs)
-    : new ManifestSource(manifestsDir!, {
+    : // Loaded only in manifest mode: with --kubernetes the YAML parser is never needed.
+      new (await import('../core/sources/manifests.js')).ManifestSource(manifestsDir!, {
         logger: logs.child({ scope: 'manifests' }),
         translatorOptions: { trustDomain: config.trustDomain },
       });
