@@ -5,10 +5,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { CaError } from '../errors.js';
 import {
-  CREATE_CERTIFICATE_METHOD,
-  decodeCertificateResponse,
-  encodeCertificateRequest,
-} from './ca-messages.js';
+  type IstioCertificateRequest,
+  type IstioCertificateResponse,
+  caClientConstructor,
+} from '../proto.js';
 
 export interface CaClientOptions {
   /** host:port of the CA (istiod.istio-system.svc:15012 in Kubernetes). */
@@ -41,21 +41,31 @@ export interface CertificateSource {
   createCertificate(csrPem: string, ttlSeconds: number, impersonatedIdentity?: string): Promise<string[]>;
 }
 
+type RawClient = grpc.Client & {
+  CreateCertificate(
+    req: IstioCertificateRequest,
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: IstioCertificateResponse) => void,
+  ): grpc.ClientUnaryCall;
+};
+
 export class CaClient implements CertificateSource {
-  private client: grpc.Client | undefined;
+  private client: RawClient | undefined;
   private clientRoots: string | undefined;
 
   constructor(private readonly opts: CaClientOptions) {}
 
-  private async channel(): Promise<grpc.Client> {
+  private async channel(): Promise<RawClient> {
     const roots = await this.opts.rootsPem();
     if (this.client && roots === this.clientRoots) return this.client;
     this.client?.close();
+    const Ctor = caClientConstructor();
     const serverName = this.opts.serverName ?? 'istiod.istio-system.svc';
-    this.client = new grpc.Client(this.opts.address, grpc.credentials.createSsl(Buffer.from(roots)), {
+    this.client = new Ctor(this.opts.address, grpc.credentials.createSsl(Buffer.from(roots)), {
       'grpc.ssl_target_name_override': serverName,
       'grpc.default_authority': serverName,
-    });
+    }) as unknown as RawClient;
     this.clientRoots = roots;
     return this.client;
   }
@@ -70,29 +80,18 @@ export class CaClient implements CertificateSource {
     const token = await this.opts.token();
     if (token) md.set('authorization', `Bearer ${token}`);
     md.set('clusterid', this.opts.clusterId ?? 'Kubernetes');
-    const request = encodeCertificateRequest({
-      csrPem,
-      validitySeconds: Math.round(ttlSeconds),
-      ...(impersonatedIdentity ? { impersonatedIdentity } : {}),
-    });
+    const req: IstioCertificateRequest = { csr: csrPem, validity_duration: String(Math.round(ttlSeconds)) };
+    if (impersonatedIdentity)
+      req.metadata = { fields: { ImpersonatedIdentity: { stringValue: impersonatedIdentity } } };
     const deadline = new Date(Date.now() + (this.opts.requestTimeoutMs ?? 10_000));
-    // A generic unary call with the hand-coded messages (ca-messages.ts): grpc-js reports a response
-    // that fails to decode as INTERNAL, which fails the request like any other CA error.
-    return new Promise<string[]>((resolve, reject) => {
-      client.makeUnaryRequest(
-        CREATE_CERTIFICATE_METHOD,
-        (req: Buffer) => req,
-        decodeCertificateResponse,
-        request,
-        md,
-        { deadline },
-        (err, chain) => {
-          if (err) reject(new CaRequestFailed(err.code, err.details || err.message));
-          else if (!chain) reject(new CaRequestFailed(grpc.status.INTERNAL, 'empty response'));
-          else resolve(chain);
-        },
-      );
+    const res = await new Promise<IstioCertificateResponse>((resolve, reject) => {
+      client.CreateCertificate(req, md, { deadline }, (err, r) => {
+        if (err) reject(new CaRequestFailed(err.code, err.details || err.message));
+        else if (!r) reject(new CaRequestFailed(grpc.status.INTERNAL, 'empty response'));
+        else resolve(r);
+      });
     });
+    return res.cert_chain;
   }
 
   close(): void {
