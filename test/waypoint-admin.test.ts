@@ -12,6 +12,7 @@ import * as x509 from '../ca/x509.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoState } from '../cli/demo/state-file.js';
 import { collectStatus, renderStatus } from '../cli/status.js';
+import { keepLogs, startMeshCa, waypointArgs, writeMeshTokens } from './harness/mesh.js';
 import { waitReady } from './harness/processes.js';
 import { assertNoResidue, HarnessError, type Topology } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
@@ -96,7 +97,7 @@ class AdminWorld {
   readonly dir: string;
   readonly manifests: string;
   waypoint: ChildProcess | undefined;
-  logs = '';
+  logs: () => string = () => '';
 
   constructor(readonly topo: Topology) {
     this.dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-`));
@@ -118,41 +119,14 @@ class AdminWorld {
     await t.addPod('a', 'wp');
     const wpPod = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: waypoint-0\n  namespace: demo\n  labels: { gateway.networking.k8s.io/gateway-name: waypoint, istio.io/dataplane-mode: none }\nspec:\n  nodeName: a\n  serviceAccountName: waypoint\n  containers: [{ name: proxy, image: ambit }]\nstatus:\n  phase: Running\n  podIP: ${this.wpIp}\n`;
     writeFileSync(join(this.manifests, 'cluster.yaml'), `${CLUSTER}---\n${wpPod}`);
-    writeFileSync(
-      join(this.dir, 'tokens.yaml'),
-      `tokens:\n  - token: ${TOKEN}\n    identity: ${WAYPOINT_ID}\n`,
-    );
+    writeMeshTokens(this.dir, [], [{ token: TOKEN, identity: WAYPOINT_ID }]);
     writeFileSync(join(this.dir, 'token-waypoint'), `${TOKEN}\n`, { mode: 0o600 });
+    await startMeshCa(t, this.dir, this.manifests);
     const caAddr = `${t.node('a').ip}:15012`;
-    const ca = t.spawnNode(t.node('a').ns, 'test/ztunnel-ca.ts', [
-      join(this.dir, 'ca'),
-      join(this.dir, 'tokens.yaml'),
-      caAddr,
-      this.manifests,
-    ]);
-    await waitReady(ca, 'ca', 20_000);
-    this.waypoint = t.spawnNode(this.wpNs, 'cli/ambit.ts', [
-      'waypoint',
-      '--name',
-      'waypoint',
-      '-n',
-      'demo',
-      '-m',
-      this.manifests,
-      '--ca',
-      caAddr,
-      '--ca-root',
-      join(this.dir, 'ca', 'root-cert.pem'),
-      '--token',
-      join(this.dir, 'token-waypoint'),
-    ]);
-    const add = (d: Buffer) => {
-      this.logs = (this.logs + d.toString()).slice(-200_000);
-    };
-    this.waypoint.stdout?.on('data', add);
-    this.waypoint.stderr?.on('data', add);
+    this.waypoint = t.spawnNode(this.wpNs, 'cli/ambit.ts', waypointArgs(this.dir, this.manifests, caAddr));
+    this.logs = keepLogs(this.waypoint, 200_000);
     await waitReady(this.waypoint, 'waypoint', 20_000).catch((err: unknown) => {
-      throw new HarnessError('START', `${(err as Error).message}\n${this.logs.slice(-3000)}`);
+      throw new HarnessError('START', `${(err as Error).message}\n${this.logs().slice(-3000)}`);
     });
   }
 

@@ -14,6 +14,7 @@ import {
   startMeshAgents,
   startMeshCa,
   teardownMeshAgents,
+  waypointArgs,
   writeMeshTokens,
 } from './harness/mesh.js';
 import { waitReady } from './harness/processes.js';
@@ -229,26 +230,17 @@ export class WaypointWorld {
     }
     await this.start(
       'waypoint',
-      t.spawnNode(t.pod('wp').ns, 'cli/ambit.ts', [
-        'waypoint',
-        '--name',
-        'waypoint',
-        '-n',
-        'demo',
-        '-m',
-        this.manifests,
-        '--ca',
-        caAddr,
-        '--ca-root',
-        caRoot,
-        '--token',
-        join(this.dir, 'token-waypoint'),
-        '--log-level',
-        'info',
-        // Short head timeout so the slowloris case is quick; the default (10 s) is what production gets.
-        '--headers-timeout',
-        '2000',
-      ]),
+      t.spawnNode(
+        t.pod('wp').ns,
+        'cli/ambit.ts',
+        waypointArgs(this.dir, this.manifests, caAddr, [
+          '--log-level',
+          'info',
+          // Short head timeout so the slowloris case is quick; the default (10 s) is what production gets.
+          '--headers-timeout',
+          '2000',
+        ]),
+      ),
     );
     await this.start('app-b1', t.spawnNode(t.pod('b1').ns, 'test/waypoint-apps.ts', ['http', '8080', 'v1']));
     await this.start('app-b2', t.spawnNode(t.pod('b2').ns, 'test/waypoint-apps.ts', ['http', '8080', 'v2']));

@@ -113,3 +113,28 @@ export async function teardownMeshAgents(
     }).catch(() => undefined);
   }
 }
+
+/** `ambit waypoint` for the Gateway `demo/waypoint` on the test CA, its token in `dir/token-waypoint`. */
+export function waypointArgs(
+  dir: string,
+  manifests: string,
+  caAddress: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    'waypoint',
+    '--name',
+    'waypoint',
+    '-n',
+    'demo',
+    '-m',
+    manifests,
+    '--ca',
+    caAddress,
+    '--ca-root',
+    join(dir, 'ca', 'root-cert.pem'),
+    '--token',
+    join(dir, 'token-waypoint'),
+    ...extra,
+  ];
+}
