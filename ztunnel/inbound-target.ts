@@ -9,7 +9,7 @@ import { type AuthorityCheck, defaultAuthorityCheck } from '../core/hbone/server
 import type { Authority } from '../core/hbone/connect-request.js';
 import { UnknownDestination } from '../core/hbone/errors.js';
 import type { Service, Workload } from '../core/state/model.js';
-import { type MeshState, serviceKey } from '../core/state/state.js';
+import { type MeshState, targetPortOf } from '../core/state/state.js';
 
 /** The HBONE server's authority check for ztunnel: an IP must be this pod; a hostname is resolved later. */
 export const ztunnelAuthorityCheck: AuthorityCheck = (authority, conn) => {
@@ -31,8 +31,7 @@ export function inboundTarget(state: MeshState, destination: Workload, authority
   if (!service) throw new UnknownDestination(`no service ${hostname} is known`);
   const servicePort = service.ports.find((p) => p.servicePort === port);
   if (!servicePort) throw new UnknownDestination(`service ${hostname} has no port ${port}`);
-  const mapped = destination.services[serviceKey(service)]?.find((m) => m.servicePort === port)?.targetPort;
-  const target = mapped || servicePort.targetPort;
+  const target = targetPortOf(destination, service, port);
   if (!target) {
     throw new UnknownDestination(
       `service ${hostname} port ${port} has no target port on ${destination.namespace}/${destination.name}`,

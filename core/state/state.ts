@@ -59,6 +59,18 @@ export interface StateSnapshot {
 export const serviceKey = (s: { namespace: string; hostname: string }): string =>
   `${s.namespace}/${s.hostname}`;
 export const policyKey = (p: { namespace: string; name: string }): string => `${p.namespace}/${p.name}`;
+
+/**
+ * The port of `workload` that `servicePort` of `service` reaches; 0 when there is none.
+ * istio/ztunnel: the per-endpoint port map (Workload.services) wins — that is how named target ports
+ * resolve per pod; else the Service's numeric target port.
+ */
+export function targetPortOf(workload: Workload, service: Service, servicePort: number): number {
+  const mapped = workload.services[serviceKey(service)]?.find(
+    (m) => m.servicePort === servicePort,
+  )?.targetPort;
+  return mapped || service.ports.find((p) => p.servicePort === servicePort)?.targetPort || 0;
+}
 export const routeKey = (r: { kind: string; namespace: string; name: string }): string =>
   `${r.kind}/${r.namespace}/${r.name}`;
 /** The SPIFFE ID a workload's certificate carries (istio pkg/spiffe). */
@@ -373,23 +385,19 @@ export class MeshState {
   }
 
   /**
-   * Healthy endpoints of `service` for one service port, each with the port to dial.
-   * istio/ztunnel: the per-endpoint port map (Workload.services) wins — that is how named target ports
-   * resolve per pod; else the Service's numeric target port; an endpoint with neither is skipped.
+   * Healthy endpoints of `service` for one service port, each with the port to dial (targetPortOf);
+   * an endpoint without one is skipped.
    */
   endpointsOf(service: Service | string, servicePort: number): Endpoint[] {
     const svc = typeof service === 'string' ? this.#services.get(service) : service;
     if (!svc) return [];
-    const key = serviceKey(svc);
-    const port = svc.ports.find((p) => p.servicePort === servicePort);
-    const uids = this.#endpointsByService.get(key);
+    const uids = this.#endpointsByService.get(serviceKey(svc));
     if (!uids) return [];
     const out: Endpoint[] = [];
     for (const uid of uids) {
       const w = this.#workloads.get(uid);
       if (w?.status !== 'HEALTHY') continue;
-      const mapped = w.services[key]?.find((m) => m.servicePort === servicePort)?.targetPort;
-      const targetPort = mapped || port?.targetPort || 0;
+      const targetPort = targetPortOf(w, svc, servicePort);
       if (targetPort > 0) out.push({ workload: w, targetPort });
     }
     return out;
