@@ -11,7 +11,6 @@
 // Load generator and echo server are the same small Node programs for every configuration (this file,
 // run as a child with AZT_BENCH_CHILD set), so ratios compare the tunnels. Root only (netns).
 import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -264,36 +263,16 @@ async function run(): Promise<void> {
 
     // The C reference pair: stunnel4 with TLS 1.3, ECDSA P-256, mutual authentication.
     const certDir = w.dir;
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(certDir, 'st-key.pem'),
-        '-out',
-        join(certDir, 'st-cert.pem'),
-        '-days',
-        '2',
-        '-subj',
-        '/CN=ambit-bench',
-        '-sha256',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { selfSignedP256 } = await import('../test/harness/openssl.js');
+    const st = selfSignedP256(certDir, 'st', { cn: 'ambit-bench' });
     const common = (accept: string, connect: string, client: boolean) =>
       [
         client ? 'client = yes' : '',
         `accept = ${accept}`,
         `connect = ${connect}`,
-        `cert = ${join(certDir, 'st-cert.pem')}`,
-        `key = ${join(certDir, 'st-key.pem')}`,
-        `CAfile = ${join(certDir, 'st-cert.pem')}`,
+        `cert = ${st.certFile}`,
+        `key = ${st.keyFile}`,
+        `CAfile = ${st.certFile}`,
         'verifyChain = yes',
         'sslVersionMin = TLSv1.3',
         'ciphersuites = TLS_AES_128_GCM_SHA256',
@@ -350,6 +329,27 @@ async function run(): Promise<void> {
     }
 
     const ms = SECONDS * 1000;
+    /** One iperf3 run from netns `ns`; iperf3 serves one test at a time and may still be finishing the
+     *  previous one, so a failed run is retried briefly. */
+    const iperfBitsPerSecond = async (ns: string, [host, port]: [string, number], config: Config) => {
+      let lastError = '';
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          const iperf = await t.exec(
+            ns,
+            'iperf3',
+            ['-c', host, '-p', String(port), '-t', String(SECONDS), '-O', '1', '-J'],
+            { timeoutMs: ms + 20_000 },
+          );
+          return (JSON.parse(iperf.stdout) as { end: { sum_received: { bits_per_second: number } } }).end
+            .sum_received.bits_per_second;
+        } catch (err) {
+          lastError = String(err);
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+      throw new Error(`iperf3 for ${config} failed: ${lastError}`);
+    };
     const rows: Row[] = [];
     const configs: Config[] = ['direct', 'stunnel', 'ztunnel'];
     for (let round = 0; round < ROUNDS; round++) {
@@ -364,25 +364,7 @@ async function run(): Promise<void> {
         const bulkRuns: { gbps: number; cpuSecPerGB: number }[] = [];
         for (let rep = 0; rep < (ONLY.has('bulk') ? BULK_REPEATS : 0); rep++) {
           const cpuBefore = cpu();
-          // iperf3 serves one test at a time and may still be finishing the previous one: retry briefly.
-          let bulk: { end: { sum_received: { bits_per_second: number } } } | undefined;
-          let lastError = '';
-          for (let attempt = 0; attempt < 3 && !bulk; attempt++) {
-            try {
-              const iperf = await t.exec(
-                ns,
-                'iperf3',
-                ['-c', tg.bulk[0], '-p', String(tg.bulk[1]), '-t', String(SECONDS), '-O', '1', '-J'],
-                { timeoutMs: ms + 20_000 },
-              );
-              bulk = JSON.parse(iperf.stdout) as typeof bulk;
-            } catch (err) {
-              lastError = String(err);
-              await new Promise((r) => setTimeout(r, 1000));
-            }
-          }
-          if (!bulk) throw new Error(`iperf3 for ${config} failed: ${lastError}`);
-          const bps = bulk.end.sum_received.bits_per_second;
+          const bps = await iperfBitsPerSecond(ns, tg.bulk, config);
           // The whole run moved about (SECONDS + 1 omitted second) × rate.
           const bulkGB = (bps * (SECONDS + 1)) / 8 / 1e9;
           bulkRuns.push({ gbps: bps / 1e9, cpuSecPerGB: (cpu() - cpuBefore) / bulkGB });

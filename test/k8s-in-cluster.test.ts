@@ -1,14 +1,14 @@
 // The in-cluster connection (core/sources/in-cluster.ts) against the test API server over real TLS:
 // the service account's ca.crt is the only trust, its token is sent and re-read after rotation, and
 // KubernetesSource lists and watches through it exactly as through a KubeConfig.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selfSignedP256 } from './harness/openssl.js';
 import { InClusterConfig, inClusterConfig } from '../core/sources/in-cluster.js';
 import { KubernetesSource } from '../core/sources/kubernetes.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
@@ -20,19 +20,11 @@ let port: string;
 let core: CoreV1Api;
 
 function selfSigned(name: string): { key: string; cert: string } {
-  execFileSync(
-    'openssl',
-    [
-      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'],
-      ...['-subj', '/CN=kube-apiserver', '-addext', 'subjectAltName=IP:127.0.0.1'],
-      ...['-keyout', join(dir, `${name}-key.pem`), '-out', join(dir, `${name}-cert.pem`)],
-    ],
-    { stdio: 'ignore' },
-  );
-  return {
-    key: readFileSync(join(dir, `${name}-key.pem`), 'utf8'),
-    cert: readFileSync(join(dir, `${name}-cert.pem`), 'utf8'),
-  };
+  return selfSignedP256(dir, name, {
+    cn: 'kube-apiserver',
+    days: 1,
+    extra: ['-addext', 'subjectAltName=IP:127.0.0.1'],
+  });
 }
 
 beforeAll(async () => {

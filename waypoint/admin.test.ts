@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { selfSignedP256 } from '../test/harness/openssl.js';
 import { parseSpiffeId } from '../core/identity/spiffe.js';
 import type { Service, Waypoint, Workload } from '../core/state/model.js';
 import { MeshState } from '../core/state/state.js';
@@ -135,28 +135,7 @@ describe('waypoint admin /config_dump', () => {
     ).toBe('Unavailable: CA unreachable');
     const dir = mkdtempSync(join(tmpdir(), 'wa12-cert-'));
     try {
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:P-256',
-          '-nodes',
-          '-subj',
-          '/CN=test',
-          '-days',
-          '2',
-          '-keyout',
-          join(dir, 'key.pem'),
-          '-out',
-          join(dir, 'cert.pem'),
-        ],
-        { stdio: 'ignore' },
-      );
-      const pem = readFileSync(join(dir, 'cert.pem'), 'utf8');
+      const pem = selfSignedP256(dir, 'test', { cn: 'test' }).cert;
       const x = new X509Certificate(pem);
       const d = certificateDumpOf(ID, { state: 'Available' }, { certChainPem: [pem], rootsPem: [pem] });
       expect(d.state).toBe('Available');
