@@ -9,7 +9,7 @@
 // values.schema.json (draft-07) is checked with ajv: the defaults and the full values pass, a bad value
 // is rejected with a message naming the field.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -296,6 +296,55 @@ describe('Helm charts', () => {
     expect(checkValues('ambit-bpf-redirect', { failopen: true })).toEqual([
       'values: unknown option "failopen"',
     ]);
+  });
+
+  it('takes the image from Istio-style hub/tag and global.hub/global.tag; the chart image.* values win', () => {
+    const IMAGE_CHARTS = ['ambit-ca', 'ambit-ztunnel', 'ambit-bpf-redirect', 'ambit-waypoint-controller'];
+    const imagesOf = (chart: string, values: Record<string, unknown>): string[] => {
+      const file = join(workDir, `${chart}.${Object.keys(values).join('-') || 'defaults'}.yaml`);
+      writeFileSync(file, YAML.stringify(values));
+      expect(
+        checkValues(chart, { ...loadYaml(join(ROOT, 'charts', chart, 'values.yaml')), ...values }),
+      ).toEqual([]);
+      const out: string[] = [];
+      for (const { spec } of podSpecs(render(chart, file))) {
+        for (const c of spec.containers) {
+          out.push(c.image!);
+          // The waypoint controller hands its own image to the waypoints it creates.
+          for (const a of c.args ?? []) if (a.startsWith('--image=')) out.push(a.slice('--image='.length));
+        }
+      }
+      expect(out.length, chart).toBeGreaterThan(0);
+      return [...new Set(out)];
+    };
+    for (const chart of IMAGE_CHARTS) {
+      expect(imagesOf(chart, {}), chart).toEqual(['ambit/ambit:0.1.0']);
+      expect(imagesOf(chart, { hub: 'registry.example/istio', tag: '1.24.0' }), chart).toEqual([
+        'registry.example/istio/ambit:1.24.0',
+      ]);
+      expect(imagesOf(chart, { global: { hub: 'localhost:5000/mesh', tag: '0.1.0-rc1' } }), chart).toEqual([
+        'localhost:5000/mesh/ambit:0.1.0-rc1',
+      ]);
+      // The chart's own value beats Istio's, and Istio's top-level value beats global.
+      expect(
+        imagesOf(chart, { hub: 'h.example/a', global: { hub: 'g.example/b', tag: '2.0.0' } }),
+        chart,
+      ).toEqual(['h.example/a/ambit:2.0.0']);
+      expect(
+        imagesOf(chart, {
+          hub: 'h.example/a',
+          tag: '1.0.0',
+          image: { repository: 'own.example/ambit', tag: '3.0.0', pullPolicy: 'IfNotPresent' },
+        }),
+        chart,
+      ).toEqual(['own.example/ambit:3.0.0']);
+    }
+    expect(checkValues('ambit-ztunnel', { hub: 'Not A Hub!' })[0]).toMatch(
+      /^values\.hub: must match pattern/,
+    );
+    expect(checkValues('ambit-ca', { global: { tag: 'bad tag' } })[0]).toMatch(
+      /^values\.global\.tag: must match pattern/,
+    );
   });
 
   it('the bpf-redirect agent is the only privileged pod; it mounts bpffs and the cgroup hierarchy', () => {

@@ -21,5 +21,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The image reference. */}}
 {{- define "ambit-ca.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- $global := .Values.global | default dict -}}
+{{- $hub := .Values.hub | default $global.hub | default "ambit" -}}
+{{- $repository := .Values.image.repository | default (printf "%s/ambit" $hub) -}}
+{{ $repository }}:{{ .Values.image.tag | default .Values.tag | default $global.tag | default .Chart.AppVersion }}
 {{- end }}

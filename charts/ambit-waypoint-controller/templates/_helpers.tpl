@@ -17,5 +17,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "ambit-waypoint-controller.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- $global := .Values.global | default dict -}}
+{{- $hub := .Values.hub | default $global.hub | default "ambit" -}}
+{{- $repository := .Values.image.repository | default (printf "%s/ambit" $hub) -}}
+{{ $repository }}:{{ .Values.image.tag | default .Values.tag | default $global.tag | default .Chart.AppVersion }}
 {{- end }}
