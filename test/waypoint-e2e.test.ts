@@ -19,36 +19,40 @@ async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs
   throw new Error(`${what}: not seen within ${timeoutMs} ms`);
 }
 
-describe.skipIf(!root)('waypoint end to end (netns, CA, two ztunnels, waypoint pod)', () => {
-  let w: WaypointWorld;
-  const users = `http://${VIP_USERS}`;
+// Both capture modes of bpf-redirect (eBPF tc steering and the nftables TPROXY fallback) must serve the
+// waypoint path the same way.
+describe.skipIf(!root).each(['ebpf', 'nftables'] as const)(
+  'waypoint end to end with %s capture (netns, CA, two ztunnels, waypoint pod)',
+  (mode) => {
+    let w: WaypointWorld;
+    const users = `http://${VIP_USERS}`;
 
-  beforeAll(async () => {
-    w = await WaypointWorld.create();
-  }, 180_000);
+    beforeAll(async () => {
+      w = await WaypointWorld.create(mode);
+    }, 180_000);
 
-  afterEach(async () => {
-    if (!w) return;
-    w.remove('policy.yaml');
-    w.remove('route.yaml');
-    // Back to the unconfigured waypoint before the next test (routes and policies gone).
-    await eventually('policies and routes removed', async () => {
-      const r = await w.client('a2').http(`${users}/api/v1/users`, { method: 'DELETE' });
-      return r.first?.status === 200 && r.first.headers['x-app-version'] === 'v1';
-    }).catch(() => undefined);
-  }, 30_000);
+    afterEach(async () => {
+      if (!w) return;
+      w.remove('policy.yaml');
+      w.remove('route.yaml');
+      // Back to the unconfigured waypoint before the next test (routes and policies gone).
+      await eventually('policies and routes removed', async () => {
+        const r = await w.client('a2').http(`${users}/api/v1/users`, { method: 'DELETE' });
+        return r.first?.status === 200 && r.first.headers['x-app-version'] === 'v1';
+      }).catch(() => undefined);
+    }, 30_000);
 
-  afterAll(async () => {
-    const prefix = w?.topo.prefix;
-    await w?.teardown();
-    if (prefix) await assertNoResidue(prefix);
-  }, 60_000);
+    afterAll(async () => {
+      const prefix = w?.topo.prefix;
+      await w?.teardown();
+      if (prefix) await assertNoResidue(prefix);
+    }, 60_000);
 
-  it('allows HTTP GET to /api/v1/users but denies HTTP DELETE: GET 200, DELETE 403', async () => {
-    const a1 = w.client('a1');
-    w.apply(
-      'policy.yaml',
-      `apiVersion: security.istio.io/v1
+    it('allows HTTP GET to /api/v1/users but denies HTTP DELETE: GET 200, DELETE 403', async () => {
+      const a1 = w.client('a1');
+      w.apply(
+        'policy.yaml',
+        `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: { name: users-api, namespace: demo }
 spec:
@@ -57,41 +61,41 @@ spec:
   rules:
     - to: [{ operation: { methods: [GET], paths: ["/api/v1/users", "/api/v1/users/*"] } }]
 `,
-    );
-    await eventually(
-      'DELETE denied',
-      async () => (await a1.http(`${users}/api/v1/users`, { method: 'DELETE' })).first?.status === 403,
-    );
-    const get = await a1.http(`${users}/api/v1/users`);
-    expect(get.first?.status).toBe(200);
-    expect(JSON.parse(get.first?.body ?? '{}')).toMatchObject({
-      method: 'GET',
-      path: '/api/v1/users',
-      version: 'v1',
-    });
-    const del = await a1.http(`${users}/api/v1/users`, { method: 'DELETE' });
-    expect(del.first?.status).toBe(403);
-    expect(del.first?.body).toBe('RBAC: access denied');
-    // One access-log line per request, with Istio's field names.
-    expect(await w.waitLog('waypoint', '"response_code":403')).toBe(true);
-    expect(w.logs('waypoint')).toMatch(/"msg":"request"/);
-    const m = await w.waypointMetrics();
-    expect(
-      series(m, 'istio_requests_total', {
-        reporter: 'waypoint',
-        response_code: '403',
-        source_principal: 'spiffe://cluster.local/ns/demo/sa/client',
-        destination_service: 'users.demo.svc.cluster.local',
-      }).length,
-    ).toBeGreaterThan(0);
-  }, 60_000);
+      );
+      await eventually(
+        'DELETE denied',
+        async () => (await a1.http(`${users}/api/v1/users`, { method: 'DELETE' })).first?.status === 403,
+      );
+      const get = await a1.http(`${users}/api/v1/users`);
+      expect(get.first?.status).toBe(200);
+      expect(JSON.parse(get.first?.body ?? '{}')).toMatchObject({
+        method: 'GET',
+        path: '/api/v1/users',
+        version: 'v1',
+      });
+      const del = await a1.http(`${users}/api/v1/users`, { method: 'DELETE' });
+      expect(del.first?.status).toBe(403);
+      expect(del.first?.body).toBe('RBAC: access denied');
+      // One access-log line per request, with Istio's field names.
+      expect(await w.waitLog('waypoint', '"response_code":403')).toBe(true);
+      expect(w.logs('waypoint')).toMatch(/"msg":"request"/);
+      const m = await w.waypointMetrics();
+      expect(
+        series(m, 'istio_requests_total', {
+          reporter: 'waypoint',
+          response_code: '403',
+          source_principal: 'spiffe://cluster.local/ns/demo/sa/client',
+          destination_service: 'users.demo.svc.cluster.local',
+        }).length,
+      ).toBeGreaterThan(0);
+    }, 60_000);
 
-  it('gRPC with real grpc-js client and server: GetProduct returns data, DeleteProduct fails with PERMISSION_DENIED', async () => {
-    const a1 = w.client('a1');
-    const target = `${VIP_PRODUCTS}:9000`;
-    w.apply(
-      'policy.yaml',
-      `apiVersion: security.istio.io/v1
+    it('gRPC with real grpc-js client and server: GetProduct returns data, DeleteProduct fails with PERMISSION_DENIED', async () => {
+      const a1 = w.client('a1');
+      const target = `${VIP_PRODUCTS}:9000`;
+      w.apply(
+        'policy.yaml',
+        `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: { name: products, namespace: demo }
 spec:
@@ -100,28 +104,28 @@ spec:
   rules:
     - to: [{ operation: { paths: ["/shop.v1.ProductService/GetProduct"] } }]
 `,
-    );
-    await eventually(
-      'DeleteProduct denied',
-      async () => (await a1.grpc(target, 'deleteProduct', '1')).code === 7,
-    );
-    const get = await a1.grpc(target, 'getProduct', '42');
-    expect(get).toEqual({ ok: true, res: { id: '42', name: 'product 42', servedBy: 'b3' } });
-    const del = await a1.grpc(target, 'deleteProduct', '42');
-    expect(del).toMatchObject({ ok: false, code: 7, details: 'RBAC: access denied' });
-    const m = await w.waypointMetrics();
-    expect(
-      series(m, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '7' }).length,
-    ).toBeGreaterThan(0);
-    expect(
-      series(m, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '0' }).length,
-    ).toBeGreaterThan(0);
-  }, 60_000);
+      );
+      await eventually(
+        'DeleteProduct denied',
+        async () => (await a1.grpc(target, 'deleteProduct', '1')).code === 7,
+      );
+      const get = await a1.grpc(target, 'getProduct', '42');
+      expect(get).toEqual({ ok: true, res: { id: '42', name: 'product 42', servedBy: 'b3' } });
+      const del = await a1.grpc(target, 'deleteProduct', '42');
+      expect(del).toMatchObject({ ok: false, code: 7, details: 'RBAC: access denied' });
+      const m = await w.waypointMetrics();
+      expect(
+        series(m, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '7' }).length,
+      ).toBeGreaterThan(0);
+      expect(
+        series(m, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '0' }).length,
+      ).toBeGreaterThan(0);
+    }, 60_000);
 
-  it("matches a policy naming the client's principal at the waypoint; the destination ztunnel sees the waypoint's identity", async () => {
-    w.apply(
-      'policy.yaml',
-      `apiVersion: security.istio.io/v1
+    it("matches a policy naming the client's principal at the waypoint; the destination ztunnel sees the waypoint's identity", async () => {
+      w.apply(
+        'policy.yaml',
+        `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: { name: only-client, namespace: demo }
 spec:
@@ -130,29 +134,29 @@ spec:
   rules:
     - from: [{ source: { principals: ["cluster.local/ns/demo/sa/client"] } }]
 `,
-    );
-    await eventually(
-      'sa other denied',
-      async () => (await w.client('a2').http(`${users}/whoami`)).first?.status === 403,
-    );
-    const mine = await w.client('a1').http(`${users}/whoami`);
-    expect(mine.first?.status).toBe(200);
-    // The app's TCP peer is the waypoint pod (the waypoint opened the upstream tunnel).
-    expect(JSON.parse(mine.first?.body ?? '{}').headers['x-forwarded-for']).toContain(w.ip('a1'));
-    const zb = await w.ztunnelMetrics('b');
-    const inbound = series(zb, 'istio_tcp_connections_opened_total', {
-      reporter: 'destination',
-      destination_principal: 'spiffe://cluster.local/ns/demo/sa/users',
-    });
-    expect(inbound.length).toBeGreaterThan(0);
-    for (const s of inbound)
-      expect(s.labels).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/waypoint"');
-  }, 60_000);
+      );
+      await eventually(
+        'sa other denied',
+        async () => (await w.client('a2').http(`${users}/whoami`)).first?.status === 403,
+      );
+      const mine = await w.client('a1').http(`${users}/whoami`);
+      expect(mine.first?.status).toBe(200);
+      // The app's TCP peer is the waypoint pod (the waypoint opened the upstream tunnel).
+      expect(JSON.parse(mine.first?.body ?? '{}').headers['x-forwarded-for']).toContain(w.ip('a1'));
+      const zb = await w.ztunnelMetrics('b');
+      const inbound = series(zb, 'istio_tcp_connections_opened_total', {
+        reporter: 'destination',
+        destination_principal: 'spiffe://cluster.local/ns/demo/sa/users',
+      });
+      expect(inbound.length).toBeGreaterThan(0);
+      for (const s of inbound)
+        expect(s.labels).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/waypoint"');
+    }, 60_000);
 
-  it('splits an HTTPRoute 90/10 within 90±5% over 1,000 requests', async () => {
-    w.apply(
-      'route.yaml',
-      `apiVersion: gateway.networking.k8s.io/v1
+    it('splits an HTTPRoute 90/10 within 90±5% over 1,000 requests', async () => {
+      w.apply(
+        'route.yaml',
+        `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: users-split, namespace: demo }
 spec:
@@ -162,23 +166,23 @@ spec:
         - { name: users, port: 80, weight: 90 }
         - { name: users-v2, port: 80, weight: 10 }
 `,
-    );
-    await eventually('v2 reachable through the split', async () => {
-      const r = await w.client('a1').http(`${users}/split`, { count: 50, concurrency: 10 });
-      return (r.versions.v2 ?? 0) > 0;
-    });
-    const r = await w.client('a1').http(`${users}/split`, { count: 1000, concurrency: 20 });
-    expect(r.statuses).toEqual({ 200: 1000 });
-    const v1 = r.versions.v1 ?? 0;
-    expect(v1 + (r.versions.v2 ?? 0)).toBe(1000);
-    expect(v1).toBeGreaterThanOrEqual(850);
-    expect(v1).toBeLessThanOrEqual(950);
-  }, 120_000);
+      );
+      await eventually('v2 reachable through the split', async () => {
+        const r = await w.client('a1').http(`${users}/split`, { count: 50, concurrency: 10 });
+        return (r.versions.v2 ?? 0) > 0;
+      });
+      const r = await w.client('a1').http(`${users}/split`, { count: 1000, concurrency: 20 });
+      expect(r.statuses).toEqual({ 200: 1000 });
+      const v1 = r.versions.v1 ?? 0;
+      expect(v1 + (r.versions.v2 ?? 0)).toBe(1000);
+      expect(v1).toBeGreaterThanOrEqual(850);
+      expect(v1).toBeLessThanOrEqual(950);
+    }, 120_000);
 
-  it('turns one injected 503 into 200 with 2 retry attempts, and gives 504 on a 100 ms request timeout', async () => {
-    w.apply(
-      'route.yaml',
-      `apiVersion: gateway.networking.k8s.io/v1
+    it('turns one injected 503 into 200 with 2 retry attempts, and gives 504 on a 100 ms request timeout', async () => {
+      w.apply(
+        'route.yaml',
+        `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: users-resilience, namespace: demo }
 spec:
@@ -195,47 +199,48 @@ spec:
         - type: ResponseHeaderModifier
           responseHeaderModifier: { set: [{ name: x-route, value: default }] }
 `,
-    );
-    const a1 = w.client('a1');
-    await eventually(
-      'route in place',
-      async () => (await a1.http(`${users}/x`)).first?.headers['x-route'] === 'default',
-    );
-    const retried = await a1.http(`${users}/fail-once?key=${Date.now()}`);
-    expect(retried.first?.status).toBe(200);
-    const slow = await a1.http(`${users}/slow?ms=2000`);
-    expect(slow.first?.status).toBe(504);
-    expect(slow.first?.body).toBe('upstream request timeout');
-  }, 60_000);
+      );
+      const a1 = w.client('a1');
+      await eventually(
+        'route in place',
+        async () => (await a1.http(`${users}/x`)).first?.headers['x-route'] === 'default',
+      );
+      const retried = await a1.http(`${users}/fail-once?key=${Date.now()}`);
+      expect(retried.first?.status).toBe(200);
+      const slow = await a1.http(`${users}/slow?ms=2000`);
+      expect(slow.first?.status).toBe(504);
+      expect(slow.first?.body).toBe('upstream request timeout');
+    }, 60_000);
 
-  it('answers oversized headers (431), a malformed request line (400) and slowloris (408, cut off) while other clients keep succeeding', async () => {
-    const a1 = w.client('a1');
-    const a2 = w.client('a2');
-    const slow = a1.slowloris(VIP_USERS, 80, 300, 20_000);
-    const big = await a1.http(`${users}/big`, { headers: { 'x-big': 'a'.repeat(20_000) } });
-    expect(big.first?.status).toBe(431);
-    const bad = await a1.raw(VIP_USERS, 80, 'GET /a b c HTTP/1.1\r\nHost: users\r\n\r\n');
-    expect(bad.text).toMatch(/^HTTP\/1\.1 400 /);
-    const ok = await a2.http(`${users}/during-attack`, { count: 20, concurrency: 4 });
-    expect(ok.statuses).toEqual({ 200: 20 });
-    const s = await slow;
-    expect(s.text).toMatch(/^HTTP\/1\.1 408 /);
-    expect(s.closed).toBe(true);
-  }, 60_000);
+    it('answers oversized headers (431), a malformed request line (400) and slowloris (408, cut off) while other clients keep succeeding', async () => {
+      const a1 = w.client('a1');
+      const a2 = w.client('a2');
+      const slow = a1.slowloris(VIP_USERS, 80, 300, 20_000);
+      const big = await a1.http(`${users}/big`, { headers: { 'x-big': 'a'.repeat(20_000) } });
+      expect(big.first?.status).toBe(431);
+      const bad = await a1.raw(VIP_USERS, 80, 'GET /a b c HTTP/1.1\r\nHost: users\r\n\r\n');
+      expect(bad.text).toMatch(/^HTTP\/1\.1 400 /);
+      const ok = await a2.http(`${users}/during-attack`, { count: 20, concurrency: 4 });
+      expect(ok.statuses).toEqual({ 200: 20 });
+      const s = await slow;
+      expect(s.text).toMatch(/^HTTP\/1\.1 408 /);
+      expect(s.closed).toBe(true);
+    }, 60_000);
 
-  it('HTTP/2: advertises 100 concurrent streams, serves a 150-stream burst without failing it, and cuts off a rapid-reset client with GOAWAY while others keep succeeding', async () => {
-    const a1 = w.client('a1');
-    const attack = a1.h2abuse(`http://${VIP_USERS}`, 150, 1000);
-    const others = await w.client('a2').http(`${users}/during-h2-attack`, { count: 20, concurrency: 4 });
-    const r = await attack;
-    expect(r.maxStreams).toBe(100);
-    // Node's client queues streams beyond the advertised limit instead of sending them: none is refused,
-    // all complete — the limit holds on the wire.
-    expect(r.ok + r.refused).toBe(150);
-    expect(r.goaway).toBe(11); // ENHANCE_YOUR_CALM
-    expect(r.closed).toBe(true);
-    expect(others.statuses).toEqual({ 200: 20 });
-    const after = await w.client('a2').http(`${users}/after-h2-attack`);
-    expect(after.first?.status).toBe(200);
-  }, 60_000);
-});
+    it('HTTP/2: advertises 100 concurrent streams, serves a 150-stream burst without failing it, and cuts off a rapid-reset client with GOAWAY while others keep succeeding', async () => {
+      const a1 = w.client('a1');
+      const attack = a1.h2abuse(`http://${VIP_USERS}`, 150, 1000);
+      const others = await w.client('a2').http(`${users}/during-h2-attack`, { count: 20, concurrency: 4 });
+      const r = await attack;
+      expect(r.maxStreams).toBe(100);
+      // Node's client queues streams beyond the advertised limit instead of sending them: none is refused,
+      // all complete — the limit holds on the wire.
+      expect(r.ok + r.refused).toBe(150);
+      expect(r.goaway).toBe(11); // ENHANCE_YOUR_CALM
+      expect(r.closed).toBe(true);
+      expect(others.statuses).toEqual({ 200: 20 });
+      const after = await w.client('a2').http(`${users}/after-h2-attack`);
+      expect(after.first?.status).toBe(200);
+    }, 60_000);
+  },
+);

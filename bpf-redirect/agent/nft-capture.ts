@@ -70,7 +70,13 @@ export function renderTproxyTable(
     // IPv6 is not captured yet: an enrolled pod's IPv6 TCP (or anything behind extension headers)
     // is dropped rather than let around the mesh; neighbour discovery and UDP pass (as eBPF mode).
     '    iifname @captureifs meta nfproto ipv6 meta l4proto != { icmpv6, udp } counter name ipv6_dropped drop',
-    `    meta l4proto tcp socket transparent 1 meta mark set ${mark} notrack`,
+    // Only sockets bound to a specific address: the proxy's own listeners are transparent too, but
+    // bound to 0.0.0.0, and nft's socket lookup also returns listeners. Without `wildcard 0` every SYN
+    // to a port ztunnel listens on (a waypoint pod's HBONE 15008, say) matched, was marked, routed
+    // locally and answered by ztunnel instead of the pod (the 503/400 of the nftables waypoint path).
+    // iptables' `-m socket` skips wildcard listeners unless --nowildcard; eBPF mode checks
+    // `sk->state != LISTEN` for the same reason (steer_tc.bpf.c).
+    `    meta l4proto tcp socket transparent 1 socket wildcard 0 meta mark set ${mark} notrack`,
     `    iifname @podifs ip saddr @capture ${SYN} notrack`,
     `    ip daddr @capture ${SYN} notrack`,
     '  }',

@@ -1,6 +1,8 @@
 // The shared network-namespace topology for the network tests and `ambit demo`: "node" netns linked by a bridge in
 // a "fabric" netns, and "pod" netns attached to their node by a veth (host side in the node netns,
-// /32 pod routes, default route via the node) — the shape a routed CNI such as Calico builds.
+// /32 pod routes, default route via the node) — the shape a routed CNI such as Calico builds. With
+// `cni: 'bridge' | 'ptp'` the pods are wired instead by the real CNI plugins, invoked as a container
+// runtime does (core/netns/cni.ts): a flannel/k3s-style bridge, or kindnet-style routed veths.
 // Everything runs through child processes (`ip`, `nsenter`, `sysctl`) with timeouts, every kernel
 // object carries a per-run prefix so parallel test files never collide, and teardown() removes all of
 // it, idempotently, also from a process 'exit' hook.
@@ -9,9 +11,11 @@
 // bpffs at /sys/fs/bpf (research/ebpf-redirect.md pitfall 11); nsenter --net switches only the netns.
 import { type ChildProcess, execFile, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type CniKind, cniAvailable, cniConfig, cniEnv, cniPath, parseCniResult } from './cni.js';
 
 /** Addresses only ever exist inside namespaces this harness creates, so every topology may reuse them. */
 export const FABRIC_CIDR = '10.200.0.0/24';
@@ -37,18 +41,30 @@ export interface ExecResult {
 }
 
 /** Run a command (no shell) with a timeout; rejects with the command line and its stderr. */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}) {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {},
+) {
   return new Promise<ExecResult>((resolvePromise, reject) => {
     const child = execFile(
       cmd,
       args,
-      { timeout: opts.timeoutMs ?? CMD_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 },
+      {
+        timeout: opts.timeoutMs ?? CMD_TIMEOUT_MS,
+        maxBuffer: 64 * 1024 * 1024,
+        ...(opts.env ? { env: opts.env } : {}),
+      },
       (err, stdout, stderr) => {
         if (err) {
           reject(
             new HarnessError(
               'COMMAND_FAILED',
-              `${cmd} ${args.join(' ')}: ${String(stderr).trim() || err.message}`.slice(0, 2000),
+              // CNI plugins report errors as JSON on stdout.
+              `${cmd} ${args.join(' ')}: ${String(stderr).trim() || String(stdout).trim() || err.message}`.slice(
+                0,
+                2000,
+              ),
             ),
           );
           return;
@@ -139,14 +155,21 @@ export interface PodNs {
   ip: string;
   /** Host side of the pod's veth, in the node netns. */
   hostVeth: string;
+  /** Set when the pod was wired by a CNI plugin: what DEL needs. */
+  cni?: { containerId: string; ifname: string };
 }
+
+/** How pods are wired: hand-made routed veths (default), or the real `bridge` / `ptp` CNI plugins. */
+export type PodWiring = 'routed' | CniKind;
 
 export interface TopologyOptions {
   /** Defaults to randomPrefix(). */
   prefix?: string;
+  /** Default 'routed', or AMBIT_TEST_CNI when set (so a whole suite can be run on a CNI). */
+  cni?: PodWiring;
 }
 
-type Cleanup = { kind: 'netns' | 'pin' | 'child'; name: string; child?: ChildProcess };
+type Cleanup = { kind: 'netns' | 'pin' | 'child' | 'dir'; name: string; child?: ChildProcess };
 
 const live = new Set<Topology>();
 let exitHookInstalled = false;
@@ -167,19 +190,31 @@ export class Topology {
   readonly fabricNs: string;
   readonly nodes = new Map<string, NodeNs>();
   readonly pods = new Map<string, PodNs>();
+  readonly cni: PodWiring;
+  private cniDataDir: string | undefined;
   private readonly cleanups: Cleanup[] = [];
   private podCounter = new Map<string, number>();
   private torn = false;
 
-  private constructor(prefix: string) {
+  private constructor(prefix: string, cni: PodWiring) {
     this.prefix = prefix;
     this.fabricNs = `${prefix}-fabric`;
+    this.cni = cni;
   }
 
   static async create(opts: TopologyOptions = {}): Promise<Topology> {
     if (process.getuid?.() !== 0)
       throw new HarnessError('NOT_ROOT', 'network tests need root (netns, veth, BPF)');
-    const t = new Topology(opts.prefix ?? randomPrefix());
+    const cni = opts.cni ?? (process.env.AMBIT_TEST_CNI as PodWiring | undefined) ?? 'routed';
+    if (!['routed', 'bridge', 'ptp'].includes(cni))
+      throw new HarnessError('BAD_CNI', `cni "${cni}" must be routed, bridge or ptp`);
+    if (cni !== 'routed' && !cniAvailable(cni)) {
+      throw new HarnessError(
+        'NO_CNI_PLUGINS',
+        `${join(cniPath(), cni)} or host-local missing: apt-get install containernetworking-plugins`,
+      );
+    }
+    const t = new Topology(opts.prefix ?? randomPrefix(), cni);
     if (!/^[a-z][a-z0-9]{2,7}$/.test(t.prefix)) {
       throw new HarnessError('BAD_PREFIX', `prefix "${t.prefix}" must be 3-8 lowercase letters/digits`);
     }
@@ -231,7 +266,8 @@ export class Topology {
     await this.exec(this.fabricNs, 'ip', ['link', 'set', fabricSide, 'master', 'br0', 'up']);
     await this.exec(ns, 'ip', ['addr', 'add', `${node.ip}/24`, 'dev', 'eth0']);
     await this.exec(ns, 'ip', ['link', 'set', 'eth0', 'up']);
-    await this.exec(ns, 'ip', ['addr', 'add', `${node.gateway}/32`, 'dev', 'lo']);
+    // Routed wiring puts the pods' gateway on lo; the CNI plugins put it on the bridge / host veths.
+    if (this.cni === 'routed') await this.exec(ns, 'ip', ['addr', 'add', `${node.gateway}/32`, 'dev', 'lo']);
     for (const other of this.nodes.values()) {
       await this.exec(ns, 'ip', ['route', 'add', other.podCidr, 'via', other.ip]);
       await this.exec(other.ns, 'ip', ['route', 'add', node.podCidr, 'via', node.ip]);
@@ -251,8 +287,9 @@ export class Topology {
     const k = (this.podCounter.get(nodeName) ?? 0) + 1;
     if (k > 250) throw new HarnessError('TOO_MANY', `node ${nodeName} has no free pod IP`);
     this.podCounter.set(nodeName, k);
-    const ip = opts.ip ?? `${POD_CIDR_BASE}.${node.index + 1}.${k + 1}`;
     const ns = `${this.prefix}-p-${name}`;
+    if (this.cni !== 'routed') return this.addCniPod(node, name, ns, opts.ip);
+    const ip = opts.ip ?? `${POD_CIDR_BASE}.${node.index + 1}.${k + 1}`;
     const hostVeth = `h-${name}`;
     await this.addNetns(ns);
     await this.sysctls(ns, false);
@@ -277,6 +314,68 @@ export class Topology {
     const pod: PodNs = { name, node: nodeName, ns, ip, hostVeth };
     this.pods.set(name, pod);
     return pod;
+  }
+
+  /** ADD through the CNI plugin, as a runtime does once the pod sandbox's netns exists. */
+  private async addCniPod(node: NodeNs, name: string, ns: string, ip?: string): Promise<PodNs> {
+    const kind = this.cni as CniKind;
+    this.cniDataDir ??= this.tmpDir('cni');
+    await this.addNetns(ns);
+    await this.sysctls(ns, false);
+    const containerId = `${this.prefix}${name}`;
+    const ifname = 'eth0';
+    const { stdout } = await this.cniCall(node, 'ADD', containerId, ns, ifname, ip);
+    const res = parseCniResult(kind, stdout);
+    const pod: PodNs = {
+      name,
+      node: node.name,
+      ns,
+      ip: res.ip,
+      hostVeth: res.hostIf,
+      cni: { containerId, ifname },
+    };
+    this.pods.set(name, pod);
+    return pod;
+  }
+
+  private cniCall(
+    node: NodeNs,
+    command: 'ADD' | 'DEL',
+    containerId: string,
+    ns: string,
+    ifname: string,
+    ip?: string,
+  ) {
+    const kind = this.cni as CniKind;
+    const config = cniConfig({
+      kind,
+      name: `${this.prefix}-${node.name}`,
+      subnet: node.podCidr,
+      gateway: node.gateway,
+      dataDir: this.cniDataDir ?? this.tmpDir('cni'),
+    });
+    return run('nsenter', [`--net=${nsPath(node.ns)}`, join(cniPath(), kind)], {
+      input: config,
+      env: cniEnv({ command, containerId, netnsPath: nsPath(ns), ifname, ...(ip ? { ip } : {}) }),
+      timeoutMs: 30_000,
+    });
+  }
+
+  /**
+   * Delete a pod as Kubernetes does: the runtime calls the CNI DEL (the plugin removes the veth and
+   * releases the address), then removes the sandbox netns.
+   */
+  async removePod(name: string): Promise<void> {
+    const pod = this.pod(name);
+    if (pod.cni) await this.cniCall(this.node(pod.node), 'DEL', pod.cni.containerId, pod.ns, pod.cni.ifname);
+    await run('ip', ['netns', 'del', pod.ns]);
+    this.pods.delete(name);
+  }
+
+  private tmpDir(what: string): string {
+    const dir = mkdtempSync(join(tmpdir(), `${this.prefix}-${what}-`));
+    this.cleanups.push({ kind: 'dir', name: dir });
+    return dir;
   }
 
   node(name: string): NodeNs {
@@ -336,7 +435,7 @@ export class Topology {
           c.child.kill('SIGKILL');
         } else if (c.kind === 'netns') {
           execFileSync('ip', ['netns', 'del', c.name], { timeout: CMD_TIMEOUT_MS, stdio: 'ignore' });
-        } else if (c.kind === 'pin') {
+        } else if (c.kind === 'pin' || c.kind === 'dir') {
           rmSync(c.name, { recursive: true, force: true });
         }
       } catch {
