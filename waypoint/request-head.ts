@@ -37,6 +37,11 @@ function http1Authority(req: http.IncomingMessage): string | undefined {
     host = req.rawHeaders[i + 1]!;
   }
   if (host === undefined && req.httpVersion === '1.1') throw bad('HTTP/1.1 request without Host');
+  // RFC 9112 §6.3: a request whose Transfer-Encoding does not end in chunked has no reliable length:
+  // 400 and close (what follows could be read as a second request).
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(te))
+    throw bad('Transfer-Encoding does not end in chunked');
   return host;
 }
 
