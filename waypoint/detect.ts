@@ -17,6 +17,7 @@ const MAX_METHOD = 17;
 const TOKEN_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: |$)/;
 const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ \S+ HTTP\/1\.[01]\r?\n/;
 const MAX_LINE = 8192;
+const PRINTABLE = /^[\t\x20-\x7e]*$/;
 
 /** Classifies the first bytes; undefined = need more bytes. */
 export function classify(head: Buffer): DetectedProtocol | undefined {
@@ -31,7 +32,7 @@ export function classify(head: Buffer): DetectedProtocol | undefined {
   const line = head.subarray(0, MAX_LINE).toString('latin1');
   if (!TOKEN_START.test(line)) return 'tcp';
   if (line.includes('\n')) return REQUEST_LINE.test(line) ? 'http1' : 'tcp';
-  return head.length >= MAX_LINE || /[\x00-\x08\x0a-\x1f\x7f-\xff]/.test(line) ? 'tcp' : undefined;
+  return head.length >= MAX_LINE || !PRINTABLE.test(line) ? 'tcp' : undefined;
 }
 
 /**
