@@ -17,7 +17,7 @@ const MAX_METHOD = 17;
 const TOKEN_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: |$)/;
 const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ \S+ HTTP\/1\.[01]\r?\n/;
 const MAX_LINE = 8192;
-const PRINTABLE = /^[\t\x20-\x7e]*$/;
+const PRINTABLE = /^[\t\r\x20-\x7e]*$/;
 
 /** Classifies the first bytes; undefined = need more bytes. */
 export function classify(head: Buffer): DetectedProtocol | undefined {
