@@ -197,3 +197,15 @@ export const refusedH2 = (a: RawH2Answer): boolean =>
 /** Envoy's answer to a malformed request: 400, or a reset/GOAWAY from the HTTP/2 layer below it. */
 export const badRequestH2 = (a: RawH2Answer): boolean =>
   a.status === 400 || a.reset !== undefined || a.goaway !== undefined;
+
+/** The "billion laughs" in YAML: 9 levels of 9 aliases each = 9^9 strings once expanded. */
+export function aliasBomb(): string {
+  const lines = ['apiVersion: v1', 'kind: ConfigMap', 'metadata: { name: bomb, namespace: demo }', 'data:'];
+  lines.push('  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]');
+  const names = 'abcdefghi';
+  for (let i = 1; i < names.length; i++) {
+    const p = names[i - 1];
+    lines.push(`  ${names[i]}: &${names[i]} [${Array(9).fill(`*${p}`).join(',')}]`);
+  }
+  return `${lines.join('\n')}\n`;
+}
