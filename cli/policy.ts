@@ -8,6 +8,13 @@ import { InvalidSpiffeId, parseIdentityArg, type SpiffeId } from '../core/identi
 import { parseIp } from '../core/policy/convert.js';
 import type { RequestContext } from '../core/policy/evaluate.js';
 import { ExplainInputError, type Explanation, explain } from '../core/policy/explain.js';
+import {
+  DEFAULT_PATH_NORMALIZATION,
+  PATH_NORMALIZATIONS,
+  RequestTargetError,
+  isPathNormalization,
+  parseRequestTarget,
+} from '../core/http/request-target.js';
 import { loadManifestDirectory, ManifestDirectoryError } from '../core/sources/manifests.js';
 
 export interface PolicyCheckOptions {
@@ -22,6 +29,8 @@ export interface PolicyCheckOptions {
   path?: string;
   host?: string;
   header?: string[];
+  /** How the waypoint normalizes paths before matching (its --path-normalization). Default BASE. */
+  pathNormalization?: string;
 }
 
 export interface CliIo {
@@ -51,9 +60,27 @@ function requestOf(o: PolicyCheckOptions): RequestContext | undefined {
       throw new PolicyCheckInputError(`--header ${JSON.stringify(h)}: expected name=value or "name: value"`);
     headers[m[1]!.toLowerCase()] = m[2]!;
   }
+  // The waypoint matches the NORMALIZED path (core/http/request-target.ts): explain the same one.
+  const mode = o.pathNormalization ?? DEFAULT_PATH_NORMALIZATION;
+  if (!isPathNormalization(mode))
+    throw new PolicyCheckInputError(
+      `--path-normalization ${JSON.stringify(mode)}: expected ${PATH_NORMALIZATIONS.join(' | ')}`,
+    );
+  let path = o.path;
+  if (path !== undefined && path.startsWith('/')) {
+    try {
+      path = parseRequestTarget(path, mode, o.method ?? 'GET').path;
+    } catch (err) {
+      if (err instanceof RequestTargetError)
+        throw new PolicyCheckInputError(
+          `--path ${JSON.stringify(o.path)}: the waypoint answers 400: ${err.message}`,
+        );
+      throw err;
+    }
+  }
   const r: RequestContext = {
     ...(o.method ? { method: o.method } : {}),
-    ...(o.path ? { path: o.path } : {}),
+    ...(path ? { path } : {}),
     ...(o.host ? { host: o.host } : {}),
     ...(Object.keys(headers).length > 0 ? { headers } : {}),
   };
@@ -232,6 +259,11 @@ export function registerPolicy(program: Command): void {
     .option('--method <method>', 'HTTP method, for waypoint (targetRefs) policies')
     .option('--path <path>', 'HTTP path, for waypoint policies')
     .option('--host <host>', 'HTTP host / :authority, for waypoint policies')
+    .option(
+      '--path-normalization <mode>',
+      "the waypoint's path normalization: NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES",
+      DEFAULT_PATH_NORMALIZATION,
+    )
     .option(
       '--header <name=value>',
       'HTTP header, repeatable, for waypoint policies',

@@ -4,6 +4,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import {
+  PATH_NORMALIZATIONS,
+  type PathNormalization,
+  isPathNormalization,
+} from '../core/http/request-target.js';
 import { gatewayManifestYaml } from '../waypoint/gateway-manifest.js';
 import { runWaypoint } from '../waypoint/waypoint.js';
 
@@ -23,6 +28,7 @@ interface RunFlags {
   adminPort?: string;
   headersTimeout?: string;
   maxStreams?: string;
+  pathNormalization?: string;
   logLevel: string;
 }
 
@@ -40,6 +46,14 @@ function positive(name: string, v: string): number {
   if (!Number.isInteger(n) || n <= 0)
     throw new Error(`waypoint: --${name} ${JSON.stringify(v)} is not a positive integer`);
   return n;
+}
+
+function pathNormalization(v: string): PathNormalization {
+  if (!isPathNormalization(v))
+    throw new Error(
+      `waypoint: --path-normalization ${JSON.stringify(v)} is not one of ${PATH_NORMALIZATIONS.join(' | ')}`,
+    );
+  return v;
 }
 
 function required(flag: string, v: string | undefined): string {
@@ -70,6 +84,10 @@ export function registerWaypoint(program: Command): void {
     )
     .option('--headers-timeout <ms>', 'time to receive a request head before 408 (slowloris), default 10000')
     .option('--max-streams <n>', 'HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per client connection, default 100')
+    .option(
+      '--path-normalization <mode>',
+      'Istio meshConfig.pathNormalization: NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES (default BASE)',
+    )
     .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
     .action(async (f: RunFlags) => {
       // Set once runWaypoint returns; a /quitquitquit that arrives earlier is ignored.
@@ -95,6 +113,9 @@ export function registerWaypoint(program: Command): void {
         statsPort: int('stats-port', f.statsPort) ?? 15020,
         adminPort: int('admin-port', f.adminPort) ?? 15000,
         onQuit: () => shutdown(),
+        ...(f.pathNormalization !== undefined
+          ? { pathNormalization: pathNormalization(f.pathNormalization) }
+          : {}),
         limits: {
           ...(f.headersTimeout !== undefined
             ? { headersTimeoutMs: positive('headers-timeout', f.headersTimeout) }

@@ -30,6 +30,23 @@ export const CLIENT = id('demo', 'client');
 export const OTHER_CLIENT = id('demo', 'other');
 export const WAYPOINT = id('demo', 'waypoint');
 
+/** What an app received: every request head it parsed, and raw bytes that reached an upgrade socket. */
+export interface AppSaw {
+  app: string;
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  upgrade: boolean;
+  raw?: string;
+}
+
+export interface LoopbackWorldOptions {
+  /** WaypointProxy config fields (e.g. pathNormalization). */
+  waypoint?: Record<string, unknown>;
+  /** Watch the manifest directory (as a running component does) instead of syncing on apply(). */
+  watch?: boolean;
+}
+
 /** What each destination HBONE server saw: the peer identity of every tunnel it accepted. */
 export interface DestinationLog {
   peers: string[];
@@ -49,8 +66,10 @@ export class LoopbackWorld {
   /** Slow-backend delay (ms) and 503 injection counter for the users app, set by tests. */
   usersDelayMs = 0;
   failNext = 0;
+  /** Everything the HTTP apps received, in order (tests assert what a refused request never became). */
+  readonly appSaw: AppSaw[] = [];
 
-  constructor() {
+  constructor(private readonly options: LoopbackWorldOptions = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'awp-loop-'));
     // Loopback /8: a random 127.x.y.0/24 per run so parallel suites never collide on app ports.
     this.base = `127.${randomInt(1, 250)}.${randomInt(1, 250)}`;
@@ -132,8 +151,8 @@ spec:
     ].join('---\n');
   }
 
-  static async create(): Promise<LoopbackWorld> {
-    const w = new LoopbackWorld();
+  static async create(options: LoopbackWorldOptions = {}): Promise<LoopbackWorld> {
+    const w = new LoopbackWorld(options);
     try {
       await w.build();
     } catch (err) {
@@ -146,7 +165,10 @@ spec:
   private async build(): Promise<void> {
     this.ca = await makeCa();
     this.write('cluster.yaml', this.cluster());
-    this.source = new ManifestSource(this.dir, { watch: false, logger: pino({ level: 'silent' }) });
+    this.source = new ManifestSource(this.dir, {
+      watch: this.options.watch ?? false,
+      logger: pino({ level: 'silent' }),
+    });
     await this.source.start();
     // Apps on podIP:targetPort.
     for (const [n, version] of [
@@ -155,6 +177,13 @@ spec:
       [15, 'direct'],
     ] as const) {
       const app = http.createServer((req, res) => {
+        this.appSaw.push({
+          app: version,
+          method: req.method ?? '',
+          url: req.url ?? '',
+          headers: req.headers,
+          upgrade: false,
+        });
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
@@ -181,7 +210,27 @@ spec:
         });
       });
       // An upgrade (WebSocket-like) endpoint: 101, then echo.
-      app.on('upgrade', (_req, socket: net.Socket) => {
+      app.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+        const saw: AppSaw = {
+          app: version,
+          method: req.method ?? '',
+          url: req.url ?? '',
+          headers: req.headers,
+          upgrade: true,
+          raw: head.toString('latin1'),
+        };
+        this.appSaw.push(saw);
+        if (req.url?.startsWith('/no-upgrade')) {
+          // Refuses the upgrade, and records whatever else arrives on the socket for a while.
+          socket.on('data', (c: Buffer) => {
+            saw.raw += c.toString('latin1');
+          });
+          socket.write(
+            'HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 8\r\n\r\nno such\n',
+          );
+          setTimeout(() => socket.end(), 300);
+          return;
+        }
         socket.write(
           `HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: Upgrade\r\nx-app-version: ${version}\r\n\r\n`,
         );
@@ -256,6 +305,7 @@ spec:
         logLevel: (process.env.AWP_LOG_LEVEL as 'debug' | undefined) ?? 'silent',
         maxBufferedBodyBytes: 64 * 1024,
         limits: { headersTimeoutMs: 1000, maxResetsPerWindow: 50 },
+        ...this.options.waypoint,
       },
       { state: this.source.state, certificates: { fetch: async () => wpCert }, hbone: wpPool },
     );

@@ -336,7 +336,7 @@ spec:
         if (text.startsWith('HTTP/1.1 101') && !text.includes('ping')) t.write('ping');
         if (text.includes('ping') || text.startsWith('HTTP/1.1 403')) t.end();
       });
-      t.write(`GET ${path} HTTP/1.1\r\nHost: users\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`);
+      t.write(`GET ${path} HTTP/1.1\r\nHost: users\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
       await withTimeout(
         new Promise<void>((resolve) => {
           t.once('close', () => resolve());

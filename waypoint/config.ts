@@ -1,6 +1,7 @@
 // The waypoint's one typed configuration object, validated at start; defaults beside each field.
 // Environment names follow Istio where it has one (TRUST_DOMAIN, CA_ADDRESS).
 import { z } from 'zod';
+import { DEFAULT_PATH_NORMALIZATION, PATH_NORMALIZATIONS } from '../core/http/request-target.js';
 import { DEFAULT_TRUST_DOMAIN, validateTrustDomain } from '../core/identity/spiffe.js';
 import { DEFAULT_LIMITS, type WaypointLimits, resolveLimits } from './limits.js';
 
@@ -40,6 +41,11 @@ const Schema = z.object({
     .default(8 * 1024 * 1024),
   /** Root namespace for GatewayClass-attached policies (meshConfig rootNamespace). */
   rootNamespace: z.string().default('istio-system'),
+  /**
+   * Istio meshConfig.pathNormalization.normalization: NONE | BASE | MERGE_SLASHES |
+   * DECODE_AND_MERGE_SLASHES (core/http/request-target.ts). Default BASE, as Istio.
+   */
+  pathNormalization: z.enum(PATH_NORMALIZATIONS).default(DEFAULT_PATH_NORMALIZATION),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
 });
 

@@ -17,7 +17,13 @@ describe('protocol detection inside a tunnel', () => {
   it('treats anything else as opaque TCP', () => {
     expect(classify(Buffer.from('hello\n'))).toBe('tcp');
     expect(classify(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]))).toBe('tcp'); // a TLS ClientHello
-    expect(classify(Buffer.from('get / HTTP/1.1'))).toBe('tcp');
+    expect(classify(Buffer.from('get key\r\n'))).toBe('tcp');
+  });
+
+  it('waits for the whole line when the method is not upper case, and takes it as HTTP/1.1 if it ends in HTTP/1.x (Envoy http_inspector)', () => {
+    expect(classify(Buffer.from('get / HTTP/1.1'))).toBeUndefined();
+    expect(classify(Buffer.from('get / HTTP/1.1\r\n'))).toBe('http1');
+    expect(classify(Buffer.from('GeT /x HTTP/1.0\r\n'))).toBe('http1');
   });
 
   it('puts the sniffed bytes back so the protocol handler sees the stream from its first byte', async () => {

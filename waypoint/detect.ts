@@ -8,9 +8,16 @@ export type DetectedProtocol = 'http2' | 'http1' | 'tcp';
 /** RFC 9113 §3.4: every HTTP/2 prior-knowledge connection starts with exactly these 24 bytes. */
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-// RFC 9110 methods (plus WebDAV ones Envoy accepts): a request line starts with a token then a space.
+// Fast path: an upper-case method (RFC 9110 methods, WebDAV ones Envoy accepts) then a space.
 const METHOD = /^[A-Z][A-Z_-]{1,15} $/;
 const MAX_METHOD = 17;
+// Otherwise, like Envoy's http_inspector, a whole request line ending in HTTP/1.x makes it HTTP/1.1, so a
+// request whose method is not upper case (`get / HTTP/1.1`) reaches the HTTP parser and gets its 400
+// instead of being relayed as opaque bytes; a text protocol (`get key\r\n`) stays TCP.
+const TOKEN_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: |$)/;
+const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ \S+ HTTP\/1\.[01]\r?\n/;
+const MAX_LINE = 8192;
+const PRINTABLE = /^[\t\r\x20-\x7e]*$/;
 
 /** Classifies the first bytes; undefined = need more bytes. */
 export function classify(head: Buffer): DetectedProtocol | undefined {
@@ -20,9 +27,12 @@ export function classify(head: Buffer): DetectedProtocol | undefined {
   }
   const text = head.subarray(0, MAX_METHOD).toString('latin1');
   const space = text.indexOf(' ');
-  if (space >= 0) return METHOD.test(text.slice(0, space + 1)) ? 'http1' : 'tcp';
-  if (!/^[A-Z_-]*$/.test(text)) return 'tcp';
-  return text.length >= MAX_METHOD ? 'tcp' : undefined;
+  if (space >= 0 && METHOD.test(text.slice(0, space + 1))) return 'http1';
+  if (space < 0 && /^[A-Z_-]*$/.test(text) && text.length < MAX_METHOD) return undefined;
+  const line = head.subarray(0, MAX_LINE).toString('latin1');
+  if (!TOKEN_START.test(line)) return 'tcp';
+  if (line.includes('\n')) return REQUEST_LINE.test(line) ? 'http1' : 'tcp';
+  return head.length >= MAX_LINE || !PRINTABLE.test(line) ? 'tcp' : undefined;
 }
 
 /**

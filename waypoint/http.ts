@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { WaypointLimits } from './limits.js';
 import type { TunnelContext } from './request.js';
 import { tunnelSocket } from './tunnel-socket.js';
+import { isTunnelledUpgrade } from './upgrade.js';
 
 export type RequestHandler = (
   ctx: TunnelContext,
@@ -33,13 +34,44 @@ export type UpgradeHandler = (
   ctx: TunnelContext,
   req: http.IncomingMessage,
   socket: Duplex,
-  head: Buffer,
+  held: Buffer,
+  resumeHttp: (held: Buffer) => void,
 ) => Promise<void>;
+
+/** The request head again without its upgrade (Upgrade, HTTP2-Settings and those tokens of Connection). */
+function withoutUpgrade(req: http.IncomingMessage): Buffer {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!;
+    const k = name.toLowerCase();
+    let v = req.rawHeaders[i + 1]!;
+    if (k === 'upgrade' || k === 'http2-settings') continue;
+    if (k === 'connection') {
+      v = v
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t && !/^(?:upgrade|http2-settings)$/i.test(t))
+        .join(', ');
+      if (!v) continue;
+    }
+    lines.push(`${name}: ${v}`);
+  }
+  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+}
+
+const refuse = (socket: Duplex, text: string): void => {
+  const body = `${text}\n`;
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+  );
+};
 
 export class Http1Front {
   readonly server: http.Server;
   private readonly contexts = new WeakMap<object, TunnelContext>();
   private readonly heads = new WeakMap<object, { busy(): void; idle(): void }>();
+  /** Per connection: responses not yet finished, and who waits for none to be left. */
+  private readonly inFlight = new WeakMap<object, { count: number; waiters: (() => void)[] }>();
 
   constructor(
     private readonly limits: WaypointLimits,
@@ -62,6 +94,14 @@ export class Http1Front {
       const head = this.heads.get(req.socket);
       head?.busy();
       res.once('finish', () => head?.idle());
+      const flight = this.inFlight.get(req.socket);
+      if (flight) {
+        flight.count++;
+        res.once('close', () => {
+          flight.count--;
+          if (flight.count === 0) for (const w of flight.waiters.splice(0)) w();
+        });
+      }
       const ctx = this.contexts.get(req.socket);
       if (!ctx) {
         res.writeHead(500).end();
@@ -73,17 +113,32 @@ export class Http1Front {
         res.end();
       });
     });
-    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, held: Buffer) => {
       this.heads.get(socket)?.busy();
       const ctx = this.contexts.get(socket);
       if (!ctx || !upgrade) {
         socket.destroy();
         return;
       }
-      upgrade(ctx, req, socket, head).catch((err: unknown) => {
-        this.log.error({ err: (err as Error).message }, 'HTTP/1.1 upgrade handler failed');
-        socket.destroy();
+      // Earlier pipelined responses on this connection go out first, in order (RFC 9112 §9.3.2).
+      this.whenIdle(socket, () => {
+        const resumeHttp = (rest: Buffer): void => this.resumeHttp(socket, rest);
+        if (!isTunnelledUpgrade(req)) {
+          // Not a configured upgrade type: a plain request without its Upgrade header (Envoy ignores
+          // upgrades that are not in upgrade_configs). The head is parsed again with what followed it.
+          resumeHttp(Buffer.concat([withoutUpgrade(req), held]));
+          return;
+        }
+        upgrade(ctx, req, socket, held, resumeHttp).catch((err: unknown) => {
+          this.log.error({ err: (err as Error).message }, 'HTTP/1.1 upgrade handler failed');
+          socket.destroy();
+        });
       });
+    });
+    // HTTP/1.1 CONNECT is not proxied (Envoy: only when upgrade_configs names CONNECT; Istio's waypoint does not).
+    this.server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      this.log.info('HTTP/1.1 CONNECT refused (400)');
+      refuse(socket, 'CONNECT is not supported through the waypoint');
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       const [status, text] = clientErrorStatus(err);
@@ -103,8 +158,23 @@ export class Http1Front {
   serve(tunnel: Duplex, ctx: TunnelContext): void {
     const socket = tunnelSocket(tunnel);
     this.contexts.set(socket, ctx);
+    this.inFlight.set(socket, { count: 0, waiters: [] });
     this.guardHead(socket);
     this.server.emit('connection', socket);
+  }
+
+  /** Hands a connection taken over by an upgrade back to the HTTP parser, `rest` first. */
+  private resumeHttp(socket: Duplex, rest: Buffer): void {
+    if (socket.destroyed) return;
+    if (rest.length > 0) socket.unshift(rest);
+    this.heads.get(socket)?.idle();
+    this.server.emit('connection', socket);
+  }
+
+  private whenIdle(socket: Duplex, run: () => void): void {
+    const flight = this.inFlight.get(socket);
+    if (!flight || flight.count === 0) run();
+    else flight.waiters.push(run);
   }
 
   // Slowloris: Node's own headersTimeout is checked on its connection list, which does not follow

@@ -12,9 +12,11 @@ import type { FlowEvents } from '../core/telemetry/flow-events.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import type { RequestAuthorizer } from './authz.js';
 import { WaypointError, asWaypointError } from './errors.js';
+import type { PathNormalization } from '../core/http/request-target.js';
 import { type ForwardRequest, type Headers, forward } from './forward.js';
 import { GRPC_STATUS, grpcStatusForHttp, isGrpc, sendGrpcLocalReply } from './grpc.js';
 import type { RequestMetrics } from './metrics.js';
+import { HOP_BY_HOP, forwardableHeaders, readRequestHead } from './request-head.js';
 import { type HeaderModifier, type RouteRule, type Router, pickBackend } from './routes.js';
 import { resetStream } from './stream-reset.js';
 import type { Destination } from './terminate.js';
@@ -39,6 +41,8 @@ export interface RequestDeps {
   log: Logger;
   /** Largest request body buffered for retries; bigger → 413. */
   maxBufferedBodyBytes: number;
+  /** meshConfig.pathNormalization.normalization: how paths are normalized before policy and routes. */
+  pathNormalization: PathNormalization;
   /** Live request events (the demo's flow view reads them from the stats port's /flows, loopback only). */
   flows?: FlowEvents;
 }
@@ -47,34 +51,6 @@ let nextFlowId = 1;
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
-
-// RFC 9110 §7.6.1 connection-specific headers never cross a proxy (and HTTP/2 forbids them).
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'http2-settings',
-  // Envoy sanitizes XFCC from clients (forward_client_cert_details SANITIZE): a client must not be able to
-  // tell the app which certificate it presented. The waypoint's own identity is what the app's ztunnel sees.
-  'x-forwarded-client-cert',
-]);
-
-function forwardableHeaders(h: http.IncomingHttpHeaders): Headers {
-  const out: Headers = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || k.startsWith(':') || HOP_BY_HOP.has(k) || k === 'host') continue;
-    out[k] = v;
-  }
-  // gRPC needs `te: trailers` end to end (the only TE value HTTP/2 allows).
-  if (h.te === 'trailers') out.te = 'trailers';
-  return out;
-}
 
 function applyModifier(h: Headers, m: HeaderModifier | undefined): void {
   if (!m) return;
@@ -162,11 +138,10 @@ export async function handleRequest(
   const started = performance.now();
   const h2 = 'stream' in req && (req as http2.Http2ServerRequest).httpVersionMajor === 2;
   const grpc = h2 && isGrpc(req.headers);
-  const method = req.method ?? 'GET';
-  const path = req.url ?? '/';
-  const authority =
-    (h2 ? req.headers[':authority'] : req.headers.host) ??
-    `${tunnel.destination.ip}:${tunnel.destination.port}`;
+  // As received until the head is read (a refused request is logged as it came).
+  let method = req.method ?? '-';
+  let path = req.url ?? '-';
+  let authority = (h2 ? req.headers[':authority'] : req.headers.host) ?? '-';
   const dst = tunnel.destination;
   let status = 0;
   let grpcStatus = '';
@@ -198,12 +173,21 @@ export async function handleRequest(
       'content-type': 'text/plain',
       'content-length': Buffer.byteLength(body),
       // The unread rest of an oversized body must not be parsed as the next request.
-      ...(err.code === 'WAYPOINT_PAYLOAD_TOO_LARGE' && !h2 ? { connection: 'close' } : {}),
+      // A refused head (400) closes the connection as Envoy does after a codec-level error.
+      ...((err.code === 'WAYPOINT_PAYLOAD_TOO_LARGE' || err.code === 'WAYPOINT_BAD_REQUEST') && !h2
+        ? { connection: 'close' }
+        : {}),
     });
     res.end(body);
   };
 
   try {
+    ({ method, path, authority } = readRequestHead(
+      req as http.IncomingMessage,
+      h2,
+      deps.pathNormalization,
+      `${dst.ip}:${dst.port}`,
+    ));
     const request: RequestContext = {
       method,
       path,

@@ -102,6 +102,7 @@ export class WaypointProxy {
       accessLog: this.log.child({ scope: 'access' }),
       log: this.log.child({ scope: 'request' }),
       maxBufferedBodyBytes: c.maxBufferedBodyBytes,
+      pathNormalization: c.pathNormalization,
       flows: this.flows,
     };
     const handle = (
@@ -113,7 +114,8 @@ export class WaypointProxy {
       c.limits,
       handle,
       this.log.child({ scope: 'http1' }),
-      (ctx, req, socket, head) => handleUpgrade(this.requestDeps, ctx, req, socket, head),
+      (ctx, req, socket, held, resumeHttp) =>
+        handleUpgrade(this.requestDeps, ctx, req, socket, held, resumeHttp),
     );
     this.h2 = new H2Front(c.limits, handle, this.log.child({ scope: 'http2' }));
     this.hboneServer = new HboneServer({

@@ -7,6 +7,7 @@
 // <ns>/<sa> is in CA_TRUSTED_NODE_ACCOUNTS, and only for an identity with a pod on the caller's node.
 import { promises as fs } from 'node:fs';
 import YAML from 'yaml';
+import { MAX_ALIASES, YamlLimitError, readLimitedFile } from '../../core/sources/yaml-limits.js';
 import { z } from 'zod';
 import { type SpiffeId, formatSpiffeId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import { CaError, PermissionDenied, Unauthenticated } from '../errors.js';
@@ -59,7 +60,8 @@ export class InvalidTokenFile extends CaError {
 export function parseTokenFile(text: string, where: string): Map<string, CallerIdentity> {
   let doc: unknown;
   try {
-    doc = YAML.parse(text);
+    // Alias expansion bounded like every YAML reader (core/sources/yaml-limits.ts, CVE-2019-11253).
+    doc = YAML.parse(text, { maxAliasCount: MAX_ALIASES });
   } catch (err) {
     throw new InvalidTokenFile(`${where}: not valid YAML/JSON: ${(err as Error).message}`);
   }
@@ -96,7 +98,14 @@ export class TokenFileAuthenticator implements Authenticator {
     const st = await fs.stat(this.path);
     if (this.cache && this.cache.mtimeMs === st.mtimeMs && this.cache.size === st.size)
       return this.cache.tokens;
-    const tokens = parseTokenFile(await fs.readFile(this.path, 'utf8'), this.path);
+    let text: string;
+    try {
+      text = await readLimitedFile(this.path);
+    } catch (err) {
+      if (err instanceof YamlLimitError) throw new InvalidTokenFile(err.message);
+      throw err;
+    }
+    const tokens = parseTokenFile(text, this.path);
     this.cache = { mtimeMs: st.mtimeMs, size: st.size, tokens };
     return tokens;
   }

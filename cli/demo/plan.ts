@@ -2,10 +2,11 @@
 // pods with their IPs (status.podIP) and the sample program each runs (annotation
 // `demo.ambit.dev/run`). Enrollment and identities come from the mesh's own state (core/sources), so
 // the demo shows exactly what the ztunnels will decide.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { loadManifestDirectory } from '../../core/sources/manifests.js';
+import { MAX_ALIASES, readLimitedFileSync } from '../../core/sources/yaml-limits.js';
 import { workloadIdentity } from '../../core/state/state.js';
 import { DemoError } from './state-file.js';
 
@@ -43,9 +44,20 @@ function rawPods(dir: string): { file: string; pod: RawPod }[] {
   for (const f of readdirSync(dir).sort()) {
     if (!/\.ya?ml$/.test(f)) continue;
     const file = join(dir, f);
-    for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
+    let text: string;
+    try {
+      text = readLimitedFileSync(file);
+    } catch {
+      continue; // the mesh loader names a file it cannot read (size limit included)
+    }
+    for (const doc of parseAllDocuments(text)) {
       if ('errors' in doc && doc.errors.length > 0) continue; // the mesh loader names these
-      const v = doc.toJS() as RawPod | null;
+      let v: RawPod | null;
+      try {
+        v = doc.toJS({ maxAliasCount: MAX_ALIASES }) as RawPod | null;
+      } catch {
+        continue; // alias bomb: the mesh loader names it
+      }
       if (v?.kind === 'Pod') out.push({ file: f, pod: v });
     }
   }

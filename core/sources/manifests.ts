@@ -9,9 +9,12 @@
 // - Good documents in the same file apply either way. An object dropped from a file whose documents
 //   all parsed, or a deleted file, removes its objects.
 // - The same object defined in two files: the first file loaded owns it, the other gets an error.
+// - Limits (yaml-limits.ts): a file over the size limit is not read, a document over its limit or with
+//   more alias expansion than allowed is refused; either is an error naming the file (and document), the
+//   file's last good objects keep serving, and every other file still applies.
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -28,6 +31,13 @@ import {
   validateObject,
 } from './schema.js';
 import { type TranslationNote, Translator, type TranslatorOptions } from './translate.js';
+import {
+  MAX_ALIASES,
+  MAX_DOCUMENT_BYTES,
+  YamlLimitError,
+  mayUseAliases,
+  readLimitedFile,
+} from './yaml-limits.js';
 
 export type { StateSource } from './source.js';
 
@@ -177,11 +187,30 @@ export class ManifestSource implements StateSource {
     const named = new Set(this.#changedNames);
     this.#changedNames.clear();
     const found = await this.#listFiles();
-    const updates: { file: string; text: string | undefined; fingerprint: string }[] = [];
+    const updates: {
+      file: string;
+      text: string | undefined;
+      fingerprint: string;
+      refused?: InvalidObjectError;
+    }[] = [];
     for (const [file, fingerprint] of found) {
       const prev = this.#files.get(file);
       if (prev && prev.fingerprint === fingerprint && !named.has(file)) continue;
-      const text = await readFile(join(this.dir, file), 'utf8').catch(() => undefined);
+      const display = join(this.dir, file);
+      let refused: InvalidObjectError | undefined;
+      const text = await readLimitedFile(display).catch((err: unknown) => {
+        if (err instanceof YamlLimitError)
+          refused = new InvalidObjectError(
+            { file: display },
+            '',
+            `${err.reason} (the last good version keeps serving)`,
+          );
+        return undefined;
+      });
+      if (refused) {
+        updates.push({ file, text: '', fingerprint, refused });
+        continue;
+      }
       if (text === undefined) continue; // vanished between listing and reading: the next event says so
       // A writer that truncates then writes (no atomic rename) can be caught in between. A file that
       // suddenly reads empty is re-read once after the quiet period before its objects are removed.
@@ -197,7 +226,8 @@ export class ManifestSource implements StateSource {
       if (!found.has(file)) updates.push({ file, text: undefined, fingerprint: '' });
     const changed: string[] = [];
     this.translator.batch(() => {
-      for (const u of updates) if (this.#applyFile(u.file, u.text, u.fingerprint)) changed.push(u.file);
+      for (const u of updates)
+        if (this.#applyFile(u.file, u.text, u.fingerprint, u.refused)) changed.push(u.file);
     });
     if (changed.length > 0) {
       this.#log.info({ dir: this.dir, files: changed, objects: this.#owner.size }, 'manifests applied');
@@ -224,15 +254,28 @@ export class ManifestSource implements StateSource {
   }
 
   /** Applies one file's new content (undefined = deleted). Returns whether anything about it changed. */
-  #applyFile(file: string, text: string | undefined, fingerprint: string): boolean {
+  #applyFile(
+    file: string,
+    text: string | undefined,
+    fingerprint: string,
+    refused?: InvalidObjectError,
+  ): boolean {
     const prev = this.#files.get(file);
-    const hash = text === undefined ? '' : createHash('sha256').update(text).digest('hex');
+    const hash = refused
+      ? `refused:${fingerprint}`
+      : text === undefined
+        ? ''
+        : createHash('sha256').update(text).digest('hex');
     if (prev && text !== undefined && prev.hash === hash) {
       prev.fingerprint = fingerprint;
       return false;
     }
     const display = join(this.dir, file);
-    const parsed = text === undefined ? emptyParse() : parseManifestText(display, text);
+    const parsed = refused
+      ? { ...emptyParse(), errors: [refused], unidentified: true }
+      : text === undefined
+        ? emptyParse()
+        : parseManifestText(display, text);
     const oldGood = prev?.good ?? new Map<string, GoodObject>();
     const good = new Map(parsed.good);
     const errors = [...parsed.errors];
@@ -376,14 +419,33 @@ function splitDocuments(
   text: string,
 ): { docs: unknown[]; errors: Map<number, InvalidObjectError> } {
   const errors = new Map<number, InvalidObjectError>();
-  try {
-    return { docs: jsyaml.loadAll(text, undefined, { schema: jsyaml.CORE_SCHEMA, filename: file }), errors };
-  } catch {
-    // fall through to the slow, precise parser
+  // js-yaml has no alias limit: text that may use aliases goes to `yaml`, which counts them.
+  if (!mayUseAliases(text)) {
+    try {
+      return {
+        docs: jsyaml.loadAll(text, undefined, { schema: jsyaml.CORE_SCHEMA, filename: file }),
+        errors,
+      };
+    } catch {
+      // fall through to the slow, precise parser
+    }
   }
   const docs: unknown[] = [];
   for (const doc of yamlParser().parseAllDocuments(text)) {
     const document = docs.length + 1;
+    const size = (doc.range?.[2] ?? 0) - (doc.range?.[0] ?? 0);
+    if (size > MAX_DOCUMENT_BYTES) {
+      errors.set(
+        document,
+        new InvalidObjectError(
+          { file, document },
+          '',
+          `document is ${size} bytes, over the ${MAX_DOCUMENT_BYTES} limit`,
+        ),
+      );
+      docs.push(undefined);
+      continue;
+    }
     if (doc.errors.length > 0) {
       const e = doc.errors[0]!;
       const pos = e.linePos?.[0];
@@ -393,7 +455,20 @@ function splitDocuments(
       docs.push(undefined);
       continue;
     }
-    docs.push(doc.toJS({ maxAliasCount: 100 }));
+    try {
+      docs.push(doc.toJS({ maxAliasCount: MAX_ALIASES }));
+    } catch (err) {
+      // `yaml`: "Excessive alias count indicates a resource exhaustion attack"
+      errors.set(
+        document,
+        new InvalidObjectError(
+          { file, document },
+          '',
+          `refused: ${(err as Error).message} (more than ${MAX_ALIASES} alias expansions)`,
+        ),
+      );
+      docs.push(undefined);
+    }
   }
   return { docs, errors };
 }
@@ -438,7 +513,19 @@ function addObject(out: ParsedManifests, raw: unknown, where: ObjectLocation): v
       );
       return;
     }
-    out.good.set(k, { object: v.object, json: JSON.stringify(v.object), document: where.document ?? 0 });
+    const json = JSON.stringify(v.object);
+    if (json.length > MAX_DOCUMENT_BYTES) {
+      out.errors.push(
+        new InvalidObjectError(
+          loc,
+          '',
+          `object is ${json.length} bytes, over the ${MAX_DOCUMENT_BYTES} limit`,
+        ),
+      );
+      out.badKeys.add(k);
+      return;
+    }
+    out.good.set(k, { object: v.object, json, document: where.document ?? 0 });
     for (const w of v.warnings) out.warnings.push(`${formatLocation(loc, '', '').replace(/: $/, '')}: ${w}`);
   } else if (!v.ignored) {
     out.errors.push(v.error);

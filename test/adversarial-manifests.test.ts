@@ -1,0 +1,100 @@
+// Standing adversarial suite, part 3: the issue's manifest scenario against a running component. An alias
+// bomb (CVE-2019-11253, a few hundred bytes) and a 50 MB file land in the WATCHED manifest directory of a
+// real waypoint serving traffic through real HBONE: it keeps serving, both files are named in the errors
+// with their reason, and a separate valid policy added afterwards is enforced (the app never sees the
+// request it denies). Latency and RSS figures are printed for the report; the targets live in the bench.
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { aliasBomb } from './adversarial-client.js';
+import { LoopbackWorld, VIP_USERS } from './waypoint-loopback-world.js';
+
+let w: LoopbackWorld;
+let base: string;
+
+beforeAll(async () => {
+  w = await LoopbackWorld.create({ watch: true });
+  const a = await w.clientRelay(`${VIP_USERS}:80`);
+  base = `http://${a.host}:${a.port}`;
+}, 60_000);
+
+afterAll(async () => {
+  await w?.close();
+});
+
+const get = async (path: string): Promise<number> => {
+  const r = await request(`${base}${path}`);
+  await r.body.text();
+  return r.statusCode;
+};
+
+const denyAdmin = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-admin-late, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: users }]
+  action: DENY
+  rules: [{ to: [{ operation: { paths: ["/admin"] } }] }]
+`;
+
+describe('manifest limits in a watched directory (kube-apiserver CVE-2019-11253 behaviour)', () => {
+  it('an alias bomb and a 50 MB file are refused and named; traffic keeps flowing; a later valid policy is enforced', async () => {
+    expect(await get('/admin')).toBe(200);
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    writeFileSync(join(w.dir, 'bomb.yaml'), aliasBomb());
+    // 50 MB of YAML that would parse (one huge list), the size of a file that must never be read whole.
+    const row = '- "0123456789012345678901234567890123456789012345678901234567890123456789"\n';
+    writeFileSync(
+      join(w.dir, 'huge.yaml'),
+      `${'x:\n'}${row.repeat(Math.ceil((50 * 1024 * 1024) / row.length))}`,
+    );
+    // Keep serving while the directory holds them (each request bounded by undici's own timeouts).
+    const during: number[] = [];
+    const until = Date.now() + 1500;
+    while (Date.now() < until) during.push(await get('/ok'));
+    expect(during.every((s) => s === 200)).toBe(true);
+    const errors = w.source.errors().map((e) => e.message);
+    expect(
+      errors.some((m) => m.includes('bomb.yaml') && /document 1: .*alias/.test(m)),
+      errors.join('\n'),
+    ).toBe(true);
+    expect(errors.some((m) => m.includes('huge.yaml') && /over the 8 MiB limit; not read/.test(m))).toBe(
+      true,
+    );
+    const rssAfter = process.memoryUsage().rss;
+
+    w.appSaw.length = 0;
+    const added = Date.now();
+    writeFileSync(join(w.dir, 'deny-admin.yaml'), denyAdmin);
+    let status = 200;
+    for (let i = 0; i < 200 && status !== 403; i++) {
+      status = await get('/admin');
+      if (status !== 403) await new Promise((r) => setTimeout(r, 20));
+    }
+    const enforcedMs = Date.now() - added;
+    expect(status).toBe(403);
+    const sawAdminAfterEnforced = w.appSaw.filter((s) => s.url === '/admin').length;
+    expect(await get('/admin')).toBe(403);
+    expect(w.appSaw.filter((s) => s.url === '/admin').length).toBe(sawAdminAfterEnforced);
+    expect(await get('/ok')).toBe(200);
+    console.log(
+      `[adversarial-manifests] policy enforced ${enforcedMs} ms after it was written; RSS ${(rssBefore / 1048576).toFixed(1)} -> ${(rssAfter / 1048576).toFixed(1)} MiB with the bomb and the 50 MB file in the directory`,
+    );
+
+    // Later edits still apply: the bomb file fixed into a valid policy takes effect.
+    writeFileSync(
+      join(w.dir, 'bomb.yaml'),
+      denyAdmin.replace('deny-admin-late', 'was-a-bomb').replace('/admin', '/was-bomb'),
+    );
+    rmSync(join(w.dir, 'huge.yaml'));
+    let fixed = 200;
+    for (let i = 0; i < 200 && fixed !== 403; i++) {
+      fixed = await get('/was-bomb');
+      if (fixed !== 403) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(fixed).toBe(403);
+    expect(w.source.errors()).toEqual([]);
+  }, 60_000);
+});
