@@ -111,6 +111,8 @@ export class Translator {
   readonly #servicesByNs = new Map<string, Set<string>>();
   readonly #slicesByService = new Map<string, Set<string>>();
   readonly #slicesByPod = new Map<string, Set<string>>();
+  /** Services (`ns/name`) no EndpointSlice names yet, by namespace: their selector decides membership. */
+  readonly #unslicedServicesByNs = new Map<string, Set<string>>();
   /** Gateway key → `pod:`/`svc:` keys whose labels asked for it (present or not). */
   readonly #waypointUsers = new Map<string, Set<string>>();
   readonly #usesOf = new Map<string, string>();
@@ -233,27 +235,37 @@ export class Translator {
         return;
       }
       case 'Service': {
+        const old = this.#services.get(key);
         this.#services.set(key, o);
         addTo(this.#servicesByNs, ns, key);
+        if (!this.#slicesByService.has(key)) addTo(this.#unslicedServicesByNs, ns, key);
         this.#dirtyServices.add(key);
-        this.#markPodsOfNamespace(ns);
+        this.#markServiceMembers(key, old, o);
         return;
       }
       case 'EndpointSlice': {
+        const svcKey = nsName(ns, o.metadata.labels?.['kubernetes.io/service-name'] ?? '');
+        // Only the pods the old and the new version name can change membership (or readiness, or
+        // ports); a pod in neither is untouched. istiod's ambient index is keyed the same way.
+        const oldSlice = this.#slices.get(key);
+        const oldSvcKey = oldSlice
+          ? nsName(ns, oldSlice.metadata.labels?.['kubernetes.io/service-name'] ?? '')
+          : undefined;
+        this.#markSlicePods(key);
         this.#unindexSlice(key);
+        if (oldSvcKey !== undefined && oldSvcKey !== svcKey && !this.#slicesByService.has(oldSvcKey))
+          this.#sliceTruthChanged(oldSvcKey);
         this.#slices.set(key, o);
-        addTo(
-          this.#slicesByService,
-          nsName(ns, o.metadata.labels?.['kubernetes.io/service-name'] ?? ''),
-          key,
-        );
+        const first = !this.#slicesByService.has(svcKey);
+        addTo(this.#slicesByService, svcKey, key);
         for (const ep of o.endpoints ?? []) {
           const ref = ep.targetRef;
           if (ref && (ref.kind ?? 'Pod') === 'Pod')
             addTo(this.#slicesByPod, nsName(ref.namespace ?? ns, ref.name), key);
         }
-        // Whether a service is slice- or selector-driven may flip: re-derive the namespace's pods.
-        this.#markPodsOfNamespace(ns);
+        this.#markSlicePods(key);
+        // The Service's first slice: its membership now comes from slices, not from its selector.
+        if (first) this.#sliceTruthChanged(svcKey);
         return;
       }
       case 'AuthorizationPolicy':
@@ -292,16 +304,27 @@ export class Translator {
           this.#policies.podsChanged(ns);
         }
         return;
-      case 'Service':
-        if (this.#services.delete(key)) {
+      case 'Service': {
+        const old = this.#services.get(key);
+        if (old) {
+          this.#markServiceMembers(key, old, undefined);
+          this.#services.delete(key);
           removeFrom(this.#servicesByNs, ns, key);
+          removeFrom(this.#unslicedServicesByNs, ns, key);
           this.#dirtyServices.add(key);
-          this.#markPodsOfNamespace(ns);
         }
         return;
-      case 'EndpointSlice':
-        if (this.#unindexSlice(key)) this.#markPodsOfNamespace(ns);
+      }
+      case 'EndpointSlice': {
+        const old = this.#slices.get(key);
+        if (!old) return;
+        this.#markSlicePods(key);
+        this.#unindexSlice(key);
+        const svcKey = nsName(ns, old.metadata.labels?.['kubernetes.io/service-name'] ?? '');
+        // Its last slice gone: the Service's selector decides again.
+        if (!this.#slicesByService.has(svcKey)) this.#sliceTruthChanged(svcKey);
         return;
+      }
       case 'AuthorizationPolicy':
         this.#policies.removeAuthorizationPolicy(key);
         return;
@@ -333,6 +356,60 @@ export class Translator {
       if (ref) removeFrom(this.#slicesByPod, nsName(ref.namespace ?? ns, ref.name), key);
     }
     return true;
+  }
+
+  /** Marks the existing pods an EndpointSlice (as currently indexed) names. */
+  #markSlicePods(sliceKey: string): void {
+    const slice = this.#slices.get(sliceKey);
+    if (!slice) return;
+    const ns = slice.metadata.namespace;
+    for (const ep of slice.endpoints ?? []) {
+      const ref = ep.targetRef;
+      if (!ref || (ref.kind ?? 'Pod') !== 'Pod') continue;
+      const podKey = nsName(ref.namespace ?? ns, ref.name);
+      if (this.#pods.has(podKey)) this.#dirtyPods.add(podKey);
+    }
+  }
+
+  /**
+   * A Service (`ns/name`) changed or went: its members now (the workloads listing it in MeshState),
+   * the pods its slices name, and — when its selector decides (no slices) — the pods the old or new
+   * selector matches. Nothing else can gain or lose it.
+   */
+  #markServiceMembers(
+    key: string,
+    before: ServiceObject | undefined,
+    after: ServiceObject | undefined,
+  ): void {
+    const slash = key.indexOf('/');
+    const ns = key.slice(0, slash);
+    const hostname = serviceHostname(key.slice(slash + 1), ns, this.domainSuffix);
+    for (const w of this.state.workloadsOfService(serviceKey({ namespace: ns, hostname }))) {
+      const podKey = nsName(w.namespace, w.name);
+      if (this.#pods.has(podKey)) this.#dirtyPods.add(podKey);
+    }
+    const slices = this.#slicesByService.get(key);
+    if (slices) {
+      for (const sk of slices) this.#markSlicePods(sk);
+      return;
+    }
+    for (const podKey of this.#podsByNs.get(ns) ?? []) {
+      const labels = this.#pods.get(podKey)?.metadata.labels ?? {};
+      if (
+        (before && selectorMatches(before.spec.selector, labels)) ||
+        (after && selectorMatches(after.spec.selector, labels))
+      )
+        this.#dirtyPods.add(podKey);
+    }
+  }
+
+  /** A Service's membership source flipped between its EndpointSlices and its selector. */
+  #sliceTruthChanged(svcKey: string): void {
+    const ns = svcKey.slice(0, svcKey.indexOf('/'));
+    if (this.#slicesByService.has(svcKey)) removeFrom(this.#unslicedServicesByNs, ns, svcKey);
+    else if (this.#services.has(svcKey)) addTo(this.#unslicedServicesByNs, ns, svcKey);
+    const svc = this.#serviceObject(svcKey);
+    if (svc) this.#markServiceMembers(svcKey, svc, svc);
   }
 
   #markPodsOfNamespace(ns: string): void {
@@ -505,7 +582,10 @@ export class Translator {
     const wp = binding.waypoint
       ? gatewayAddress(binding.waypoint.name, binding.waypoint.namespace, this.domainSuffix)
       : undefined;
-    this.state.upsertService(buildService(svc, this.domainSuffix, wp));
+    const next = buildService(svc, this.domainSuffix, wp);
+    const prev = this.state.serviceByKey(serviceKey(next));
+    if (prev && JSON.stringify(prev) === JSON.stringify(next)) return;
+    this.state.upsertService(next);
   }
 
   #derivePod(key: string): void {
@@ -540,7 +620,14 @@ export class Translator {
     // Service membership: EndpointSlices when a Service has any, else its selector (see #membership).
     const services: Record<string, PortMapping[]> = {};
     let sliceReady: boolean | undefined;
-    const candidates = new Set(this.#servicesByNs.get(ns) ?? []);
+    // Candidates: the Services whose slices name this pod, and those its namespace's selectors decide
+    // (no slices) — never every Service of the namespace, which made each pod event cost O(services).
+    const candidates = new Set<string>(this.#unslicedServicesByNs.get(ns) ?? []);
+    for (const sk of this.#slicesByPod.get(key) ?? []) {
+      const slice = this.#slices.get(sk);
+      if (slice?.metadata.namespace === ns)
+        candidates.add(nsName(ns, slice.metadata.labels?.['kubernetes.io/service-name'] ?? ''));
+    }
     if (gwName) candidates.add(nsName(ns, gwName));
     for (const svcKey of candidates) {
       const svc = this.#serviceObject(svcKey);
@@ -579,6 +666,9 @@ export class Translator {
     };
     if (binding.waypoint)
       w.waypoint = gatewayAddress(binding.waypoint.name, binding.waypoint.namespace, this.domainSuffix);
+    // An unchanged answer is not written: subscribers (the data path, a WDS push) hear only real changes.
+    const prev = this.state.workloadByUid(uid);
+    if (prev && JSON.stringify(prev) === JSON.stringify(w)) return;
     this.state.upsertWorkload(w);
   }
 
