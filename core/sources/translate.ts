@@ -71,6 +71,13 @@ export type BatchOp =
   | { op: 'apply'; object: MeshObject }
   | { op: 'remove'; kind: MeshKind; namespace: string; name: string };
 
+/** The index key of a selector: its smallest key's pair; undefined for an empty selector (selects nothing). */
+function selectorPair(ns: string, selector: Record<string, string> | undefined): string | undefined {
+  let best: string | undefined;
+  for (const k in selector) if (best === undefined || k < best) best = k;
+  return best === undefined ? undefined : `${ns}\0${best}=${selector![best]}`;
+}
+
 const objectKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
 const nsName = (ns: string, name: string) => `${ns}/${name}`;
 
@@ -111,8 +118,15 @@ export class Translator {
   readonly #servicesByNs = new Map<string, Set<string>>();
   readonly #slicesByService = new Map<string, Set<string>>();
   readonly #slicesByPod = new Map<string, Set<string>>();
-  /** Services (`ns/name`) no EndpointSlice names yet, by namespace: their selector decides membership. */
-  readonly #unslicedServicesByNs = new Map<string, Set<string>>();
+  /**
+   * Services (`ns/name`) no EndpointSlice names (their selector decides membership), by ONE pair of
+   * their selector (`ns\0key=value`, the smallest key): a pod can only be selected by a Service one of
+   * whose pairs it carries, so a pod finds its candidates through its own labels.
+   */
+  readonly #unslicedBySelector = new Map<string, Set<string>>();
+  readonly #unslicedKeyOf = new Map<string, string>();
+  /** Pods (`ns/name`) by label (`ns\0key=value`): which pods a selector can match, without a scan. */
+  readonly #podsByLabel = new Map<string, Set<string>>();
   /** Gateway key → `pod:`/`svc:` keys whose labels asked for it (present or not). */
   readonly #waypointUsers = new Map<string, Set<string>>();
   readonly #usesOf = new Map<string, string>();
@@ -229,6 +243,7 @@ export class Translator {
         const old = this.#pods.get(key);
         this.#pods.set(key, o);
         addTo(this.#podsByNs, ns, key);
+        this.#indexPodLabels(key, ns, old?.metadata.labels, o.metadata.labels);
         this.#dirtyPods.add(key);
         if (!old || JSON.stringify(old.metadata.labels ?? {}) !== JSON.stringify(o.metadata.labels ?? {}))
           this.#policies.podsChanged(ns);
@@ -238,7 +253,7 @@ export class Translator {
         const old = this.#services.get(key);
         this.#services.set(key, o);
         addTo(this.#servicesByNs, ns, key);
-        if (!this.#slicesByService.has(key)) addTo(this.#unslicedServicesByNs, ns, key);
+        this.#indexUnsliced(key);
         this.#dirtyServices.add(key);
         this.#markServiceMembers(key, old, o);
         return;
@@ -297,20 +312,24 @@ export class Translator {
           this.#namespaceChanged(name);
         }
         return;
-      case 'Pod':
-        if (this.#pods.delete(key)) {
+      case 'Pod': {
+        const old = this.#pods.get(key);
+        if (old) {
+          this.#pods.delete(key);
+          this.#indexPodLabels(key, ns, old.metadata.labels, undefined);
           removeFrom(this.#podsByNs, ns, key);
           this.#dirtyPods.add(key);
           this.#policies.podsChanged(ns);
         }
         return;
+      }
       case 'Service': {
         const old = this.#services.get(key);
         if (old) {
           this.#markServiceMembers(key, old, undefined);
           this.#services.delete(key);
           removeFrom(this.#servicesByNs, ns, key);
-          removeFrom(this.#unslicedServicesByNs, ns, key);
+          this.#indexUnsliced(key);
           this.#dirtyServices.add(key);
         }
         return;
@@ -393,21 +412,47 @@ export class Translator {
       for (const sk of slices) this.#markSlicePods(sk);
       return;
     }
-    for (const podKey of this.#podsByNs.get(ns) ?? []) {
-      const labels = this.#pods.get(podKey)?.metadata.labels ?? {};
-      if (
-        (before && selectorMatches(before.spec.selector, labels)) ||
-        (after && selectorMatches(after.spec.selector, labels))
-      )
-        this.#dirtyPods.add(podKey);
+    for (const svc of [before, after]) {
+      if (!svc) continue;
+      const pair = selectorPair(ns, svc.spec.selector);
+      for (const podKey of (pair && this.#podsByLabel.get(pair)) ?? []) {
+        if (selectorMatches(svc.spec.selector, this.#pods.get(podKey)?.metadata.labels ?? {}))
+          this.#dirtyPods.add(podKey);
+      }
     }
+  }
+
+  #indexPodLabels(
+    podKey: string,
+    ns: string,
+    before: Record<string, string> | undefined,
+    after: Record<string, string> | undefined,
+  ): void {
+    if (before === after) return;
+    for (const [k, v] of Object.entries(before ?? {}))
+      if (after?.[k] !== v) removeFrom(this.#podsByLabel, `${ns}\0${k}=${v}`, podKey);
+    for (const [k, v] of Object.entries(after ?? {}))
+      if (before?.[k] !== v) addTo(this.#podsByLabel, `${ns}\0${k}=${v}`, podKey);
+  }
+
+  /** (Re)files a Service under its selector pair while no EndpointSlice names it. */
+  #indexUnsliced(svcKey: string): void {
+    const old = this.#unslicedKeyOf.get(svcKey);
+    if (old !== undefined) {
+      removeFrom(this.#unslicedBySelector, old, svcKey);
+      this.#unslicedKeyOf.delete(svcKey);
+    }
+    const svc = this.#services.get(svcKey);
+    if (!svc || this.#slicesByService.has(svcKey)) return;
+    const pair = selectorPair(svcKey.slice(0, svcKey.indexOf('/')), svc.spec.selector);
+    if (pair === undefined) return;
+    addTo(this.#unslicedBySelector, pair, svcKey);
+    this.#unslicedKeyOf.set(svcKey, pair);
   }
 
   /** A Service's membership source flipped between its EndpointSlices and its selector. */
   #sliceTruthChanged(svcKey: string): void {
-    const ns = svcKey.slice(0, svcKey.indexOf('/'));
-    if (this.#slicesByService.has(svcKey)) removeFrom(this.#unslicedServicesByNs, ns, svcKey);
-    else if (this.#services.has(svcKey)) addTo(this.#unslicedServicesByNs, ns, svcKey);
+    this.#indexUnsliced(svcKey);
     const svc = this.#serviceObject(svcKey);
     if (svc) this.#markServiceMembers(svcKey, svc, svc);
   }
@@ -622,7 +667,9 @@ export class Translator {
     let sliceReady: boolean | undefined;
     // Candidates: the Services whose slices name this pod, and those its namespace's selectors decide
     // (no slices) — never every Service of the namespace, which made each pod event cost O(services).
-    const candidates = new Set<string>(this.#unslicedServicesByNs.get(ns) ?? []);
+    const candidates = new Set<string>();
+    for (const [k, v] of Object.entries(labels))
+      for (const svcKey of this.#unslicedBySelector.get(`${ns}\0${k}=${v}`) ?? []) candidates.add(svcKey);
     for (const sk of this.#slicesByPod.get(key) ?? []) {
       const slice = this.#slices.get(sk);
       if (slice?.metadata.namespace === ns)
