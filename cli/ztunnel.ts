@@ -8,6 +8,7 @@ interface Flags {
   manifests?: string;
   kubernetes?: boolean;
   kubeconfig?: string;
+  syncTimeout?: string;
   ca?: string;
   caRoot?: string;
   token?: string;
@@ -29,6 +30,15 @@ function int(name: string, v: string | undefined): number | undefined {
   return n;
 }
 
+/** "90s", "5m", "1500ms" or plain seconds → ms. */
+export function durationMs(name: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
+  if (!m || Number(m[1]) <= 0)
+    throw new Error(`--${name} ${JSON.stringify(v)} is not a duration (e.g. 120s, 5m, 1500ms)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * unit);
+}
+
 export function registerZtunnel(program: Command): void {
   program
     .command('ztunnel')
@@ -37,6 +47,10 @@ export function registerZtunnel(program: Command): void {
     .option('-m, --manifests <dir>', 'manifest directory that is the cluster (watched)')
     .option('--kubernetes', 'read the mesh state from the Kubernetes API (in-cluster or ~/.kube/config)')
     .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
+    .option(
+      '--sync-timeout <duration>',
+      'with --kubernetes: fail start-up unless the first lists complete within it, e.g. 120s, 5m (KUBERNETES_SYNC_TIMEOUT, default 120s)',
+    )
     .option('--ca <host:port>', 'CA gRPC address (CA_ADDRESS)')
     .option('--ca-root <file>', 'PEM roots that signed the CA serving certificate')
     .option('--token <file>', 'node token presented to the CA')
@@ -54,6 +68,9 @@ export function registerZtunnel(program: Command): void {
         ...(f.manifests ? { manifestsDir: f.manifests } : {}),
         ...(f.kubernetes ? { kubernetes: true } : {}),
         ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}),
+        ...(f.syncTimeout !== undefined
+          ? { kubernetesSyncTimeoutMs: durationMs('sync-timeout', f.syncTimeout) }
+          : {}),
         ...(f.ca ? { caAddress: f.ca } : {}),
         ...(f.caRoot ? { caRootFile: f.caRoot } : {}),
         ...(f.token ? { tokenFile: f.token } : {}),

@@ -1,6 +1,7 @@
 // ztunnel's one typed configuration object. Defaults are documented beside each field and follow
 // istio/ztunnel src/config.rs; environment variables use ztunnel's names where it has one
 // (CA_ADDRESS, CONNECTION_TERMINATION_DEADLINE, TERMINATION_GRACE_PERIOD_SECONDS,
+// KUBERNETES_SYNC_TIMEOUT (Ambit's: istiod has no such bound for its own cluster),
 // POOL_MAX_STREAMS_PER_CONNECTION, POOL_UNUSED_RELEASE_TIMEOUT, TRUST_DOMAIN, NODE_NAME, LOG_FORMAT).
 import { z } from 'zod/v4';
 import { DEFAULT_TRUST_DOMAIN, validateTrustDomain } from '../core/identity/spiffe.js';
@@ -24,6 +25,12 @@ const Schema = z.object({
   kubernetes: z.boolean().default(false),
   /** kubeconfig file for `kubernetes` (default: in-cluster, then $KUBECONFIG / ~/.kube/config). */
   kubeconfig: z.string().optional(),
+  /**
+   * With `kubernetes`: start fails unless every kind has been listed within this many ms
+   * (`--sync-timeout`, KUBERNETES_SYNC_TIMEOUT). Default 120 s; bench/scale measures what a cluster
+   * of a given size needs.
+   */
+  kubernetesSyncTimeoutMs: z.number().int().positive().optional(),
   /** CA gRPC address host:port (CA_ADDRESS; Istio default istiod.istio-system.svc:15012). */
   caAddress: z.string().optional(),
   /** PEM file with the CA roots that sign the CA server's TLS certificate (`--ca-root`). */
@@ -118,6 +125,10 @@ export function configFromEnv(
   merged.caAddress ??= env.CA_ADDRESS;
   merged.trustDomain ??= env.TRUST_DOMAIN;
   merged.clusterId ??= env.CLUSTER_ID;
+  if (merged.kubernetesSyncTimeoutMs === undefined) {
+    const sync = envSeconds(env, 'KUBERNETES_SYNC_TIMEOUT');
+    if (sync !== undefined) merged.kubernetesSyncTimeoutMs = Math.round(sync * 1000);
+  }
   if (merged.drainDeadlineMs === undefined) {
     const grace = envSeconds(env, 'TERMINATION_GRACE_PERIOD_SECONDS');
     const deadline = envSeconds(env, 'CONNECTION_TERMINATION_DEADLINE');

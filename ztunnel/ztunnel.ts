@@ -363,6 +363,7 @@ async function kubernetesSource(config: ZtunnelConfig, logs: LoggerFamily) {
   }
   return new KubernetesSource({
     kubeConfig,
+    ...(config.kubernetesSyncTimeoutMs ? { syncTimeoutMs: config.kubernetesSyncTimeoutMs } : {}),
     translatorOptions: { trustDomain: config.trustDomain },
     logger: logs.child({ scope: 'kubernetes' }),
   });

@@ -152,6 +152,14 @@ export class PolicyAttachment {
 
   /** Pods came, went or changed labels in `namespace`: their PeerAuthentication answer may change. */
   podsChanged(namespace: string): void {
+    // Without a PeerAuthentication in the namespace or the root namespace (and none compiled there
+    // before) the answer is empty for every pod: recompiling would only walk the namespace's pods.
+    if (
+      !this.#pasByNs.has(namespace) &&
+      !this.#pasByNs.has(this.#host.rootNamespace) &&
+      !this.#paAuthByNs.has(namespace)
+    )
+      return;
     this.#dirtyPaNs.add(namespace);
   }
 

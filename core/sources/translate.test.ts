@@ -610,3 +610,141 @@ describe('incremental updates', () => {
     expect(seen).toEqual([{ kind: 'workload', key: uid('ns-3', 'pod-0'), op: 'upsert' }]);
   });
 });
+
+describe('incremental churn (EndpointSlice and pod events touch only what they change)', () => {
+  const slice = (name: string, service: string, members: { pod: string; ip: string; ready?: boolean }[]) =>
+    obj({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name, namespace: 'big', labels: { 'kubernetes.io/service-name': service } },
+      addressType: 'IPv4',
+      endpoints: members.map((m) => ({
+        addresses: [m.ip],
+        conditions: { ready: m.ready ?? true },
+        targetRef: { kind: 'Pod', name: m.pod, namespace: 'big' },
+      })),
+      ports: [{ name: 'http', port: 8080 }],
+    });
+  const svcKey = (name: string) => `big/${name}.big.svc.cluster.local`;
+  const members = (t: Translator, name: string) =>
+    t.state
+      .workloadsOfService(svcKey(name))
+      .map((w) => w.name)
+      .sort();
+
+  /** 40 pods, 8 Services of 5 pods each, one slice per Service (the scale bench's shape). */
+  function world(): Translator {
+    const t = new Translator();
+    const objects: MeshObject[] = [ns('big', { 'istio.io/dataplane-mode': 'ambient' })];
+    for (let i = 0; i < 40; i++)
+      objects.push(pod(`p${i}`, 'big', `10.9.0.${i + 1}`, { labels: { app: `s${Math.floor(i / 5)}` } }));
+    for (let s = 0; s < 8; s++) {
+      objects.push(
+        svc(`s${s}`, 'big', {
+          selector: { app: `s${s}` },
+          clusterIP: `10.96.9.${s + 1}`,
+          ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+        }),
+      );
+      objects.push(
+        slice(
+          `s${s}-abc`,
+          `s${s}`,
+          [0, 1, 2, 3, 4].map((k) => ({ pod: `p${s * 5 + k}`, ip: `10.9.0.${s * 5 + k + 1}` })),
+        ),
+      );
+    }
+    t.applyBatch(objects);
+    return t;
+  }
+
+  function changesOf(t: Translator, fn: () => void): string[] {
+    const seen: StateChange[] = [];
+    const off = t.state.onChange((c) => seen.push(...c));
+    fn();
+    off();
+    return seen.map((c) => `${c.op} ${c.kind} ${c.key.replace('Kubernetes//v1/Pod/', '')}`).sort();
+  }
+
+  it('adds, changes and removes one endpoint of a slice: that pod alone changes membership', () => {
+    const t = world();
+    expect(members(t, 's1')).toEqual(['p5', 'p6', 'p7', 'p8', 'p9']);
+    // p20 (a member of s4) is also added to s1's slice.
+    const grown = [5, 6, 7, 8, 9, 20].map((k) => ({ pod: `p${k}`, ip: `10.9.0.${k + 1}` }));
+    expect(changesOf(t, () => t.apply(slice('s1-abc', 's1', grown)))).toEqual(['upsert workload big/p20']);
+    expect(members(t, 's1')).toEqual(['p20', 'p5', 'p6', 'p7', 'p8', 'p9']);
+    expect(Object.keys(t.state.workloadByUid(uid('big', 'p20'))!.services).sort()).toEqual([
+      svcKey('s1'),
+      svcKey('s4'),
+    ]);
+    // Its readiness changes: only p20 is written again, now unhealthy.
+    const notReady = grown.map((m) => (m.pod === 'p20' ? { ...m, ready: false } : m));
+    expect(changesOf(t, () => t.apply(slice('s1-abc', 's1', notReady)))).toEqual(['upsert workload big/p20']);
+    expect(t.state.workloadByUid(uid('big', 'p20'))?.status).toBe('UNHEALTHY');
+    // Removed again: p20 keeps s4 only; no other workload of the namespace is touched.
+    expect(changesOf(t, () => t.apply(slice('s1-abc', 's1', grown.slice(0, 5))))).toEqual([
+      'upsert workload big/p20',
+    ]);
+    expect(members(t, 's1')).toEqual(['p5', 'p6', 'p7', 'p8', 'p9']);
+    expect(Object.keys(t.state.workloadByUid(uid('big', 'p20'))!.services)).toEqual([svcKey('s4')]);
+  });
+
+  it('a pod lifecycle (Pending → Running → slice add → delete → slice remove) touches only that pod', () => {
+    const t = world();
+    const pending = obj({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'new', namespace: 'big', labels: { app: 's2' } },
+      spec: { nodeName: 'node-a' },
+      status: { phase: 'Pending' },
+    });
+    expect(changesOf(t, () => t.apply(pending))).toEqual(['upsert workload big/new']);
+    // The selector matches s2, but s2's slices decide: not a member until the slice names it.
+    expect(members(t, 's2')).toEqual(['p10', 'p11', 'p12', 'p13', 'p14']);
+    const running = pod('new', 'big', '10.9.1.1', { labels: { app: 's2' }, status: { phase: 'Running' } });
+    expect(changesOf(t, () => t.apply(running))).toEqual(['upsert workload big/new']);
+    expect(t.state.workloadByIp('10.9.1.1')?.name).toBe('new');
+    const s2 = [10, 11, 12, 13, 14].map((k) => ({ pod: `p${k}`, ip: `10.9.0.${k + 1}` }));
+    expect(
+      changesOf(t, () => t.apply(slice('s2-abc', 's2', [...s2, { pod: 'new', ip: '10.9.1.1' }]))),
+    ).toEqual(['upsert workload big/new']);
+    expect(members(t, 's2')).toEqual(['new', 'p10', 'p11', 'p12', 'p13', 'p14']);
+    expect(changesOf(t, () => t.remove('Pod', 'big', 'new'))).toEqual(['delete workload big/new']);
+    expect(members(t, 's2')).toEqual(['p10', 'p11', 'p12', 'p13', 'p14']);
+    expect(changesOf(t, () => t.apply(slice('s2-abc', 's2', s2)))).toEqual([]);
+  });
+
+  it('a Service’s first slice and its last one move its membership between selector and slices', () => {
+    const t = new Translator();
+    t.applyBatch([
+      ns('big'),
+      pod('a', 'big', '10.9.2.1', { labels: { app: 'x' } }),
+      pod('b', 'big', '10.9.2.2', { labels: { app: 'x' } }),
+      pod('c', 'big', '10.9.2.3', { labels: { app: 'y' } }),
+      svc('x', 'big', { selector: { app: 'x' }, clusterIP: '10.96.9.20', ports: [{ port: 80 }] }),
+    ]);
+    expect(members(t, 'x')).toEqual(['a', 'b']);
+    t.apply(slice('x-1', 'x', [{ pod: 'a', ip: '10.9.2.1' }]));
+    expect(members(t, 'x')).toEqual(['a']);
+    // The slice is re-labelled to another Service: x has no slice left, its selector decides again.
+    t.apply(
+      obj({
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'x-1', namespace: 'big', labels: { 'kubernetes.io/service-name': 'other' } },
+        endpoints: [{ addresses: ['10.9.2.3'], targetRef: { kind: 'Pod', name: 'c' } }],
+      }),
+    );
+    expect(members(t, 'x')).toEqual(['a', 'b']);
+    t.apply(slice('x-2', 'x', [{ pod: 'b', ip: '10.9.2.2' }]));
+    expect(members(t, 'x')).toEqual(['b']);
+    t.remove('EndpointSlice', 'big', 'x-2');
+    expect(members(t, 'x')).toEqual(['a', 'b']);
+    // A selector change of a slice-less Service moves its members.
+    t.apply(svc('x', 'big', { selector: { app: 'y' }, clusterIP: '10.96.9.20', ports: [{ port: 80 }] }));
+    expect(members(t, 'x')).toEqual(['c']);
+    t.remove('Service', 'big', 'x');
+    expect(members(t, 'x')).toEqual([]);
+    expect(Object.keys(t.state.workloadByUid(uid('big', 'c'))!.services)).toEqual([]);
+  });
+});

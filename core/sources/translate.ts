@@ -71,6 +71,13 @@ export type BatchOp =
   | { op: 'apply'; object: MeshObject }
   | { op: 'remove'; kind: MeshKind; namespace: string; name: string };
 
+/** The index key of a selector: its smallest key's pair; undefined for an empty selector (selects nothing). */
+function selectorPair(ns: string, selector: Record<string, string> | undefined): string | undefined {
+  let best: string | undefined;
+  for (const k in selector) if (best === undefined || k < best) best = k;
+  return best === undefined ? undefined : `${ns}\0${best}=${selector![best]}`;
+}
+
 const objectKey = (kind: string, namespace: string, name: string) => `${kind}/${namespace}/${name}`;
 const nsName = (ns: string, name: string) => `${ns}/${name}`;
 
@@ -111,6 +118,15 @@ export class Translator {
   readonly #servicesByNs = new Map<string, Set<string>>();
   readonly #slicesByService = new Map<string, Set<string>>();
   readonly #slicesByPod = new Map<string, Set<string>>();
+  /**
+   * Services (`ns/name`) no EndpointSlice names (their selector decides membership), by ONE pair of
+   * their selector (`ns\0key=value`, the smallest key): a pod can only be selected by a Service one of
+   * whose pairs it carries, so a pod finds its candidates through its own labels.
+   */
+  readonly #unslicedBySelector = new Map<string, Set<string>>();
+  readonly #unslicedKeyOf = new Map<string, string>();
+  /** Pods (`ns/name`) by label (`ns\0key=value`): which pods a selector can match, without a scan. */
+  readonly #podsByLabel = new Map<string, Set<string>>();
   /** Gateway key → `pod:`/`svc:` keys whose labels asked for it (present or not). */
   readonly #waypointUsers = new Map<string, Set<string>>();
   readonly #usesOf = new Map<string, string>();
@@ -227,33 +243,44 @@ export class Translator {
         const old = this.#pods.get(key);
         this.#pods.set(key, o);
         addTo(this.#podsByNs, ns, key);
+        this.#indexPodLabels(key, ns, old?.metadata.labels, o.metadata.labels);
         this.#dirtyPods.add(key);
         if (!old || JSON.stringify(old.metadata.labels ?? {}) !== JSON.stringify(o.metadata.labels ?? {}))
           this.#policies.podsChanged(ns);
         return;
       }
       case 'Service': {
+        const old = this.#services.get(key);
         this.#services.set(key, o);
         addTo(this.#servicesByNs, ns, key);
+        this.#indexUnsliced(key);
         this.#dirtyServices.add(key);
-        this.#markPodsOfNamespace(ns);
+        this.#markServiceMembers(key, old, o);
         return;
       }
       case 'EndpointSlice': {
+        const svcKey = nsName(ns, o.metadata.labels?.['kubernetes.io/service-name'] ?? '');
+        // Only the pods the old and the new version name can change membership (or readiness, or
+        // ports); a pod in neither is untouched. istiod's ambient index is keyed the same way.
+        const oldSlice = this.#slices.get(key);
+        const oldSvcKey = oldSlice
+          ? nsName(ns, oldSlice.metadata.labels?.['kubernetes.io/service-name'] ?? '')
+          : undefined;
+        this.#markSlicePods(key);
         this.#unindexSlice(key);
+        if (oldSvcKey !== undefined && oldSvcKey !== svcKey && !this.#slicesByService.has(oldSvcKey))
+          this.#sliceTruthChanged(oldSvcKey);
         this.#slices.set(key, o);
-        addTo(
-          this.#slicesByService,
-          nsName(ns, o.metadata.labels?.['kubernetes.io/service-name'] ?? ''),
-          key,
-        );
+        const first = !this.#slicesByService.has(svcKey);
+        addTo(this.#slicesByService, svcKey, key);
         for (const ep of o.endpoints ?? []) {
           const ref = ep.targetRef;
           if (ref && (ref.kind ?? 'Pod') === 'Pod')
             addTo(this.#slicesByPod, nsName(ref.namespace ?? ns, ref.name), key);
         }
-        // Whether a service is slice- or selector-driven may flip: re-derive the namespace's pods.
-        this.#markPodsOfNamespace(ns);
+        this.#markSlicePods(key);
+        // The Service's first slice: its membership now comes from slices, not from its selector.
+        if (first) this.#sliceTruthChanged(svcKey);
         return;
       }
       case 'AuthorizationPolicy':
@@ -285,23 +312,38 @@ export class Translator {
           this.#namespaceChanged(name);
         }
         return;
-      case 'Pod':
-        if (this.#pods.delete(key)) {
+      case 'Pod': {
+        const old = this.#pods.get(key);
+        if (old) {
+          this.#pods.delete(key);
+          this.#indexPodLabels(key, ns, old.metadata.labels, undefined);
           removeFrom(this.#podsByNs, ns, key);
           this.#dirtyPods.add(key);
           this.#policies.podsChanged(ns);
         }
         return;
-      case 'Service':
-        if (this.#services.delete(key)) {
+      }
+      case 'Service': {
+        const old = this.#services.get(key);
+        if (old) {
+          this.#markServiceMembers(key, old, undefined);
+          this.#services.delete(key);
           removeFrom(this.#servicesByNs, ns, key);
+          this.#indexUnsliced(key);
           this.#dirtyServices.add(key);
-          this.#markPodsOfNamespace(ns);
         }
         return;
-      case 'EndpointSlice':
-        if (this.#unindexSlice(key)) this.#markPodsOfNamespace(ns);
+      }
+      case 'EndpointSlice': {
+        const old = this.#slices.get(key);
+        if (!old) return;
+        this.#markSlicePods(key);
+        this.#unindexSlice(key);
+        const svcKey = nsName(ns, old.metadata.labels?.['kubernetes.io/service-name'] ?? '');
+        // Its last slice gone: the Service's selector decides again.
+        if (!this.#slicesByService.has(svcKey)) this.#sliceTruthChanged(svcKey);
         return;
+      }
       case 'AuthorizationPolicy':
         this.#policies.removeAuthorizationPolicy(key);
         return;
@@ -333,6 +375,86 @@ export class Translator {
       if (ref) removeFrom(this.#slicesByPod, nsName(ref.namespace ?? ns, ref.name), key);
     }
     return true;
+  }
+
+  /** Marks the existing pods an EndpointSlice (as currently indexed) names. */
+  #markSlicePods(sliceKey: string): void {
+    const slice = this.#slices.get(sliceKey);
+    if (!slice) return;
+    const ns = slice.metadata.namespace;
+    for (const ep of slice.endpoints ?? []) {
+      const ref = ep.targetRef;
+      if (!ref || (ref.kind ?? 'Pod') !== 'Pod') continue;
+      const podKey = nsName(ref.namespace ?? ns, ref.name);
+      if (this.#pods.has(podKey)) this.#dirtyPods.add(podKey);
+    }
+  }
+
+  /**
+   * A Service (`ns/name`) changed or went: its members now (the workloads listing it in MeshState),
+   * the pods its slices name, and — when its selector decides (no slices) — the pods the old or new
+   * selector matches. Nothing else can gain or lose it.
+   */
+  #markServiceMembers(
+    key: string,
+    before: ServiceObject | undefined,
+    after: ServiceObject | undefined,
+  ): void {
+    const slash = key.indexOf('/');
+    const ns = key.slice(0, slash);
+    const hostname = serviceHostname(key.slice(slash + 1), ns, this.domainSuffix);
+    for (const w of this.state.workloadsOfService(serviceKey({ namespace: ns, hostname }))) {
+      const podKey = nsName(w.namespace, w.name);
+      if (this.#pods.has(podKey)) this.#dirtyPods.add(podKey);
+    }
+    const slices = this.#slicesByService.get(key);
+    if (slices) {
+      for (const sk of slices) this.#markSlicePods(sk);
+      return;
+    }
+    for (const svc of [before, after]) {
+      if (!svc) continue;
+      const pair = selectorPair(ns, svc.spec.selector);
+      for (const podKey of (pair && this.#podsByLabel.get(pair)) ?? []) {
+        if (selectorMatches(svc.spec.selector, this.#pods.get(podKey)?.metadata.labels ?? {}))
+          this.#dirtyPods.add(podKey);
+      }
+    }
+  }
+
+  #indexPodLabels(
+    podKey: string,
+    ns: string,
+    before: Record<string, string> | undefined,
+    after: Record<string, string> | undefined,
+  ): void {
+    if (before === after) return;
+    for (const [k, v] of Object.entries(before ?? {}))
+      if (after?.[k] !== v) removeFrom(this.#podsByLabel, `${ns}\0${k}=${v}`, podKey);
+    for (const [k, v] of Object.entries(after ?? {}))
+      if (before?.[k] !== v) addTo(this.#podsByLabel, `${ns}\0${k}=${v}`, podKey);
+  }
+
+  /** (Re)files a Service under its selector pair while no EndpointSlice names it. */
+  #indexUnsliced(svcKey: string): void {
+    const old = this.#unslicedKeyOf.get(svcKey);
+    if (old !== undefined) {
+      removeFrom(this.#unslicedBySelector, old, svcKey);
+      this.#unslicedKeyOf.delete(svcKey);
+    }
+    const svc = this.#services.get(svcKey);
+    if (!svc || this.#slicesByService.has(svcKey)) return;
+    const pair = selectorPair(svcKey.slice(0, svcKey.indexOf('/')), svc.spec.selector);
+    if (pair === undefined) return;
+    addTo(this.#unslicedBySelector, pair, svcKey);
+    this.#unslicedKeyOf.set(svcKey, pair);
+  }
+
+  /** A Service's membership source flipped between its EndpointSlices and its selector. */
+  #sliceTruthChanged(svcKey: string): void {
+    this.#indexUnsliced(svcKey);
+    const svc = this.#serviceObject(svcKey);
+    if (svc) this.#markServiceMembers(svcKey, svc, svc);
   }
 
   #markPodsOfNamespace(ns: string): void {
@@ -505,7 +627,10 @@ export class Translator {
     const wp = binding.waypoint
       ? gatewayAddress(binding.waypoint.name, binding.waypoint.namespace, this.domainSuffix)
       : undefined;
-    this.state.upsertService(buildService(svc, this.domainSuffix, wp));
+    const next = buildService(svc, this.domainSuffix, wp);
+    const prev = this.state.serviceByKey(serviceKey(next));
+    if (prev && JSON.stringify(prev) === JSON.stringify(next)) return;
+    this.state.upsertService(next);
   }
 
   #derivePod(key: string): void {
@@ -540,7 +665,16 @@ export class Translator {
     // Service membership: EndpointSlices when a Service has any, else its selector (see #membership).
     const services: Record<string, PortMapping[]> = {};
     let sliceReady: boolean | undefined;
-    const candidates = new Set(this.#servicesByNs.get(ns) ?? []);
+    // Candidates: the Services whose slices name this pod, and those its namespace's selectors decide
+    // (no slices) — never every Service of the namespace, which made each pod event cost O(services).
+    const candidates = new Set<string>();
+    for (const [k, v] of Object.entries(labels))
+      for (const svcKey of this.#unslicedBySelector.get(`${ns}\0${k}=${v}`) ?? []) candidates.add(svcKey);
+    for (const sk of this.#slicesByPod.get(key) ?? []) {
+      const slice = this.#slices.get(sk);
+      if (slice?.metadata.namespace === ns)
+        candidates.add(nsName(ns, slice.metadata.labels?.['kubernetes.io/service-name'] ?? ''));
+    }
     if (gwName) candidates.add(nsName(ns, gwName));
     for (const svcKey of candidates) {
       const svc = this.#serviceObject(svcKey);
@@ -579,6 +713,9 @@ export class Translator {
     };
     if (binding.waypoint)
       w.waypoint = gatewayAddress(binding.waypoint.name, binding.waypoint.namespace, this.domainSuffix);
+    // An unchanged answer is not written: subscribers (the data path, a WDS push) hear only real changes.
+    const prev = this.state.workloadByUid(uid);
+    if (prev && JSON.stringify(prev) === JSON.stringify(w)) return;
     this.state.upsertWorkload(w);
   }
 

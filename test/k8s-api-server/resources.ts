@@ -43,6 +43,7 @@ export const RESOURCES: readonly ResourceType[] = [
   r('gateway.networking.k8s.io', 'v1', 'grpcroutes', 'GRPCRoute', true, true),
   r('apps', 'v1', 'deployments', 'Deployment', true, true),
   r('apps', 'v1', 'daemonsets', 'DaemonSet', true, true),
+  r('apps', 'v1', 'replicasets', 'ReplicaSet', true, true),
   r('coordination.k8s.io', 'v1', 'leases', 'Lease', true),
   r('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', false),
   r('rbac.authorization.k8s.io', 'v1', 'clusterrolebindings', 'ClusterRoleBinding', false),

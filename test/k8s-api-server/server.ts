@@ -16,7 +16,7 @@
 // history (forces 410 on resume), register tokens, send a bookmark now.
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import YAML from 'yaml';
 import { ApiError } from './errors.js';
 import { jsonPatch, mergePatch } from './patch.js';
@@ -47,6 +47,14 @@ export interface TestApiServerOptions {
   store?: ObjectStore;
 }
 
+/** The objects of one chunked list, kept from its first page to its last. */
+interface ListSnapshot {
+  id: string;
+  tkey: string;
+  rv: string;
+  items: Obj[];
+}
+
 interface Route {
   type: ResourceType;
   namespace?: string;
@@ -63,6 +71,12 @@ export class TestKubernetesApiServer {
   /** Requests seen, `VERB path?query` (tests assert what clients asked for, e.g. a fieldSelector). */
   readonly requests: string[] = [];
   #port = 0;
+  readonly #snapshots = new Map<string, ListSnapshot>();
+  #snapshotSeq = 0;
+  /** Chunked lists in flight at once; a continue token of an older one gets 410. */
+  snapshotLimit = 32;
+  readonly #sockets = new Set<Socket>();
+  #closedBytes = 0;
 
   constructor(opts: TestApiServerOptions = {}) {
     this.store = opts.store ?? new ObjectStore(opts.historyLimit);
@@ -73,6 +87,14 @@ export class TestKubernetesApiServer {
     this.#server = opts.tls
       ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler)
       : createServer(handler);
+    // Bytes written to clients (what the API server's egress costs the cluster, per watcher).
+    this.#server.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => {
+        this.#sockets.delete(socket);
+        this.#closedBytes += socket.bytesWritten;
+      });
+    });
     this.#bookmarkTimer = setInterval(() => this.store.bookmark(), opts.bookmarkIntervalMs ?? 1000);
     this.#bookmarkTimer.unref();
   }
@@ -84,6 +106,13 @@ export class TestKubernetesApiServer {
     });
     this.#port = (this.#server.address() as AddressInfo).port;
     return this.url;
+  }
+
+  /** Bytes written to every client connection so far (TLS records included when serving HTTPS). */
+  bytesSent(): number {
+    let n = this.#closedBytes;
+    for (const s of this.#sockets) n += s.bytesWritten;
+    return n;
   }
 
   get url(): string {
@@ -252,6 +281,10 @@ export class TestKubernetesApiServer {
             'Expired',
             `too old resource version: ${rv} (${this.store.resourceVersion})`,
           );
+        const limit = Number(q.get('limit') ?? 0);
+        const cont = q.get('continue');
+        if ((Number.isInteger(limit) && limit > 0) || cont)
+          return this.#page(res, t, namespace, label, field, limit, cont);
         const items = this.store.list(t, namespace, label, field).map((o) => this.#listItem(t, o));
         return this.#json(res, 200, {
           kind: `${t.kind}List`,
@@ -334,6 +367,69 @@ export class TestKubernetesApiServer {
         'BadRequest',
         `apiVersion ${String(body.apiVersion)} does not match ${apiVersionOf(t)}`,
       );
+  }
+
+  /**
+   * One page of a chunked list (`limit` / `continue`, Kubernetes API concepts "Retrieving large
+   * results sets in chunks"): every page of one list is served from the snapshot taken by its first
+   * page, at the resourceVersion that page reported, so the pages add up to one consistent list;
+   * `metadata.continue` names the next page, `remainingItemCount` what is left. A continue token
+   * whose snapshot is gone answers 410 Expired, as the apiserver does once etcd compacted that
+   * revision; the client then starts a new list.
+   */
+  #page(
+    res: ServerResponse,
+    t: ResourceType,
+    namespace: string | undefined,
+    label: ReturnType<typeof parseLabelSelector>,
+    field: ReturnType<typeof parseFieldSelector>,
+    limit: number,
+    cont: string | null,
+  ): void {
+    let snap: ListSnapshot | undefined;
+    let start = 0;
+    if (cont) {
+      let token: { rv?: string; snap?: string; start?: number };
+      try {
+        token = JSON.parse(Buffer.from(cont, 'base64url').toString('utf8')) as typeof token;
+      } catch {
+        throw new ApiError(400, 'BadRequest', 'continue key is not valid: illegal base64 data');
+      }
+      snap = token.snap === undefined ? undefined : this.#snapshots.get(token.snap);
+      if (!snap || snap.tkey !== `${t.group}/${t.resource}`)
+        throw new ApiError(
+          410,
+          'Expired',
+          'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+        );
+      start = token.start ?? 0;
+    } else {
+      snap = {
+        id: String(++this.#snapshotSeq),
+        tkey: `${t.group}/${t.resource}`,
+        rv: this.store.resourceVersion,
+        items: this.store.listRefs(t, namespace, label, field),
+      };
+      this.#snapshots.set(snap.id, snap);
+      // A bounded number of lists in flight; the oldest snapshot goes first (its client gets 410).
+      for (const id of this.#snapshots.keys()) {
+        if (this.#snapshots.size <= this.snapshotLimit) break;
+        this.#snapshots.delete(id);
+      }
+    }
+    const size = limit > 0 ? limit : snap.items.length;
+    const end = Math.min(snap.items.length, start + size);
+    // Serialized as they are (the response is the copy): cloning 500 full Pods per page made this
+    // test double, not the client under test, the slow side of a large list.
+    const items = snap.items.slice(start, end).map((o) => this.#listItem(t, o));
+    const metadata: Record<string, unknown> = { resourceVersion: snap.rv };
+    if (end < snap.items.length) {
+      metadata.continue = Buffer.from(JSON.stringify({ rv: snap.rv, snap: snap.id, start: end })).toString(
+        'base64url',
+      );
+      metadata.remainingItemCount = snap.items.length - end;
+    } else this.#snapshots.delete(snap.id);
+    this.#json(res, 200, { kind: `${t.kind}List`, apiVersion: apiVersionOf(t), metadata, items });
   }
 
   /** Built-in types list their items without kind/apiVersion; custom resources include them. */

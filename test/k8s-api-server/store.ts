@@ -74,6 +74,21 @@ export class ObjectStore {
     );
   }
 
+  /**
+   * The matching objects themselves, sorted by namespace/name, NOT cloned: a paged list keeps this
+   * array as its consistent snapshot (the store never mutates an object after storing it — every
+   * write stores a new one), and clones only the items of each page it sends.
+   */
+  listRefs(t: ResourceType, namespace: string | undefined, label: Selector, field: Selector): Obj[] {
+    const out: Obj[] = [];
+    for (const o of this.#bucket(t).values()) {
+      if (namespace && o.metadata.namespace !== namespace) continue;
+      if (label(o) && field(o)) out.push(o);
+    }
+    const key = (o: Obj) => nsName(o.metadata.namespace, o.metadata.name);
+    return out.sort((a, b) => (key(a) < key(b) ? -1 : 1));
+  }
+
   get(t: ResourceType, namespace: string | undefined, name: string): Obj {
     const o = this.#bucket(t).get(nsName(namespace, name));
     if (!o) throw notFound(t.group ? `${t.resource}.${t.group}` : t.resource, name);
