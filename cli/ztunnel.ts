@@ -7,6 +7,7 @@ interface Flags {
   node?: string;
   manifests?: string;
   kubernetes?: boolean;
+  discovery?: string;
   kubeconfig?: string;
   syncTimeout?: string;
   ca?: string;
@@ -45,6 +46,10 @@ export function registerZtunnel(program: Command): void {
     .description('run the ztunnel node proxy (HBONE, L4 policy, telemetry) for one node')
     .option('--node <name>', 'node this ztunnel serves (NODE_NAME)')
     .option('-m, --manifests <dir>', 'manifest directory that is the cluster (watched)')
+    .option(
+      '--discovery <host:port>',
+      "read the mesh state from the discovery tier over Istio's WDS (XDS_ADDRESS)",
+    )
     .option('--kubernetes', 'read the mesh state from the Kubernetes API (in-cluster or ~/.kube/config)')
     .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
     .option(
@@ -67,6 +72,7 @@ export function registerZtunnel(program: Command): void {
         ...(f.node ? { node: f.node } : {}),
         ...(f.manifests ? { manifestsDir: f.manifests } : {}),
         ...(f.kubernetes ? { kubernetes: true } : {}),
+        ...(f.discovery ? { discoveryAddress: f.discovery } : {}),
         ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}),
         ...(f.syncTimeout !== undefined
           ? { kubernetesSyncTimeoutMs: durationMs('sync-timeout', f.syncTimeout) }

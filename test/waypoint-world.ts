@@ -16,6 +16,7 @@ import {
   teardownMeshAgents,
   waypointArgs,
   writeMeshTokens,
+  ztunnelStateArgs,
 } from './harness/mesh.js';
 import { waitReady } from './harness/processes.js';
 import { HarnessError, type Topology } from './harness/topology.js';
@@ -215,8 +216,7 @@ export class WaypointWorld {
           'ztunnel',
           '--node',
           n,
-          '-m',
-          this.manifests,
+          ...ztunnelStateArgs(this.manifests, caAddr),
           '--ca',
           caAddr,
           '--ca-root',

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MESH_STATE_MODE } from './harness/mesh.js';
 import { assertNoResidue, distPath, nsenterArgs, run } from './harness/topology.js';
 import {
   APP_PORT,
@@ -207,6 +208,33 @@ spec:
       w.remove('policy.yaml');
       await w.waitPolicy('b', 'demo/echo-deny-port', false);
     });
+
+    it.skipIf(MESH_STATE_MODE !== 'discovery')(
+      'keeps tunneled connections and its last state while discovery is down; a policy change applies once it returns',
+      async () => {
+        const a1 = w.client('a1');
+        const c = await a1.connect(VIP, 80);
+        expect(c.ok, c.error).toBe(true);
+        expect((await a1.send(c.conn!, 'before')).line).toBe('before');
+        await w.killDiscovery();
+        expect(await w.waitLog('b', 'discovery stream down; serving the last state')).toBe(true);
+        // The open tunnel carries on, and a new one is made from the last state.
+        expect((await a1.send(c.conn!, 'during')).line).toBe('during');
+        expect((await a1.whoami(VIP, 80)).line).toMatch(/^peer /);
+        // A policy written meanwhile reaches no ztunnel...
+        w.apply('policy.yaml', DENY_PORT);
+        await new Promise((r) => setTimeout(r, 1500));
+        const policies = (await w.configDump('b')).policies.map((p) => `${p.namespace}/${p.name}`);
+        expect(policies).not.toContain('demo/echo-deny-port');
+        expect((await a1.send(c.conn!, 'still')).line).toBe('still');
+        // ...until discovery returns: the ztunnel resumes and the policy applies to new and live connections.
+        await w.restartDiscovery();
+        await w.waitPolicy('b', 'demo/echo-deny-port', true, 30_000);
+        expect((await a1.whoami(VIP, 80)).ok).toBe(false);
+        expect((await a1.send(c.conn!, 'after', 1000)).ok).toBe(false);
+        await a1.close(c.conn!).catch(() => undefined);
+      },
+    );
 
     it('refuses plaintext from a non-mesh pod under STRICT and lets it through under PERMISSIVE', async () => {
       const b2 = w.client('b2');

@@ -15,6 +15,7 @@ import {
   startMeshCa,
   teardownMeshAgents,
   writeMeshTokens,
+  ztunnelStateArgs,
 } from './harness/mesh.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
 import { HarnessError, type Topology as TopologyT, distPath } from './harness/topology.js';
@@ -144,6 +145,22 @@ export class ZtunnelWorld {
     for (const p of ['a1', 'a2', 'b2']) this.clients.set(p, await PodClient.start(t, t.pod(p).ns));
   }
 
+  /** Kills the CA + discovery process (istiod's role) at once, as a crash would. */
+  async killDiscovery(): Promise<void> {
+    const ca = this.ca;
+    this.ca = undefined;
+    if (!ca || ca.exitCode !== null || ca.signalCode !== null) return;
+    const exited = new Promise((r) => ca.once('exit', r));
+    ca.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts the CA + discovery again on the same port, with the same root and manifests. */
+  async restartDiscovery(): Promise<void> {
+    await this.killDiscovery();
+    this.ca = await startMeshCa(this.topo, this.dir, this.manifests);
+  }
+
   get caRoot(): string {
     return join(this.dir, 'ca', 'root-cert.pem');
   }
@@ -161,8 +178,7 @@ export class ZtunnelWorld {
         'ztunnel',
         '--node',
         node,
-        '-m',
-        this.manifests,
+        ...ztunnelStateArgs(this.manifests, `${t.node('a').ip}:15012`),
         '--ca',
         `${t.node('a').ip}:15012`,
         '--ca-root',

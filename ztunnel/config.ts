@@ -31,6 +31,14 @@ const Schema = z.object({
    * of a given size needs.
    */
   kubernetesSyncTimeoutMs: z.number().int().positive().optional(),
+  /**
+   * Discovery tier host:port (XDS_ADDRESS; `--discovery`): read the state over Istio's WDS instead of
+   * a manifest directory or the Kubernetes API. Istio's default is istiod.istio-system.svc:15012, the
+   * same server as the CA. Verified with caRootFile, authenticated with the node token, as the CA.
+   */
+  discoveryAddress: z.string().optional(),
+  /** How long the first discovery sync may take before start fails, ms. Default 60 s. */
+  discoverySyncTimeoutMs: z.number().int().positive().default(60_000),
   /** CA gRPC address host:port (CA_ADDRESS; Istio default istiod.istio-system.svc:15012). */
   caAddress: z.string().optional(),
   /** PEM file with the CA roots that sign the CA server's TLS certificate (`--ca-root`). */
@@ -123,6 +131,8 @@ export function configFromEnv(
 ): ZtunnelConfig {
   const merged: ZtunnelConfigInput = { ...input, node: input.node ?? env.NODE_NAME ?? '' };
   merged.caAddress ??= env.CA_ADDRESS;
+  // istio/ztunnel src/config.rs XDS_ADDRESS is a URL (https://istiod.istio-system.svc:15012).
+  merged.discoveryAddress ??= env.XDS_ADDRESS?.replace(/^https?:\/\//, '') || undefined;
   merged.trustDomain ??= env.TRUST_DOMAIN;
   merged.clusterId ??= env.CLUSTER_ID;
   if (merged.kubernetesSyncTimeoutMs === undefined) {

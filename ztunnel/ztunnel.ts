@@ -370,6 +370,30 @@ async function kubernetesSource(config: ZtunnelConfig, logs: LoggerFamily) {
 }
 
 /**
+ * The discovery source: Istio's WDS from the discovery tier (istiod's role), verified with the CA
+ * roots and authenticated with the node token, as istio/ztunnel does (XDS_ROOT_CA defaults to the
+ * CA's roots; the same token for CA and XDS). Loaded lazily like the others.
+ */
+async function discoverySource(config: ZtunnelConfig, logs: LoggerFamily) {
+  const { WdsSource } = await import('../core/sources/wds.js');
+  const { caRootFile, tokenFile } = config;
+  if (!caRootFile || !tokenFile)
+    throw new ConfigError(
+      'ztunnel config: --discovery needs --ca-root and --token (they authenticate both ways)',
+    );
+  return new WdsSource({
+    address: config.discoveryAddress!,
+    rootsPem: () => readFile(caRootFile, 'utf8'),
+    token: async () => (await readFile(tokenFile, 'utf8')).trim(),
+    // istio/ztunnel node id: <type>~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local
+    nodeId: `ztunnel~0.0.0.0~ztunnel-${config.node}.istio-system~istio-system.svc.cluster.local`,
+    nodeMetadata: { NODE_NAME: config.node, CLUSTER_ID: config.clusterId },
+    syncTimeoutMs: config.discoverySyncTimeoutMs,
+    logger: logs.child({ scope: 'discovery' }),
+  });
+}
+
+/**
  * Builds a whole ztunnel from its config — manifest source, CA client + certificate manager (the
  * node token impersonates local workloads, as istio/ztunnel does), HBONE pool — and starts it.
  * `ambit ztunnel` calls this; tests may build `Ztunnel` with their own deps instead.
@@ -379,9 +403,9 @@ export async function runZtunnel(
   opts: { exit?: (code: number) => void; logs?: LoggerFamily } = {},
 ): Promise<{ ztunnel: Ztunnel; stop(): Promise<void> }> {
   const { manifestsDir, caAddress, caRootFile, tokenFile } = config;
-  if (!manifestsDir && !config.kubernetes)
+  if (!manifestsDir && !config.kubernetes && !config.discoveryAddress)
     throw new ConfigError(
-      'ztunnel config: manifestsDir: a manifest directory (-m DIR) or --kubernetes is required',
+      'ztunnel config: manifestsDir: a discovery address (--discovery HOST:PORT), a manifest directory (-m DIR) or --kubernetes is required',
     );
   if (!caAddress)
     throw new ConfigError('ztunnel config: caAddress: the CA address (--ca HOST:PORT) is required');
@@ -391,13 +415,15 @@ export async function runZtunnel(
   if (!tokenFile)
     throw new ConfigError('ztunnel config: tokenFile: the node token file (--token FILE) is required');
   const logs = opts.logs ?? new LoggerFamily(config.logLevel);
-  const source = config.kubernetes
-    ? await kubernetesSource(config, logs)
-    : // Loaded only in manifest mode: with --kubernetes the YAML parser is never needed.
-      new (await import('../core/sources/manifests.js')).ManifestSource(manifestsDir!, {
-        logger: logs.child({ scope: 'manifests' }),
-        translatorOptions: { trustDomain: config.trustDomain },
-      });
+  const source = config.discoveryAddress
+    ? await discoverySource(config, logs)
+    : config.kubernetes
+      ? await kubernetesSource(config, logs)
+      : // Loaded only in manifest mode: with --kubernetes the YAML parser is never needed.
+        new (await import('../core/sources/manifests.js')).ManifestSource(manifestsDir!, {
+          logger: logs.child({ scope: 'manifests' }),
+          translatorOptions: { trustDomain: config.trustDomain },
+        });
   await source.start();
   const ca = new CaClient({
     address: caAddress,

@@ -55,6 +55,14 @@ export interface CaServerDeps {
   /** Overrides the local directory store. */
   store?: CaStore;
   logger?: Logger;
+  /**
+   * More gRPC services on the same TLS listener, given the CA's authenticator — istiod serves
+   * discovery (XDS) and the CA together on 15012 with the same caller authentication.
+   */
+  services?: (authenticator: Authenticator) => {
+    definition: grpc.ServiceDefinition;
+    implementation: grpc.UntypedServiceImplementation;
+  }[];
 }
 
 export class CaServer {
@@ -137,6 +145,8 @@ export class CaServer {
           logger,
         }),
       );
+      for (const extra of deps.services?.(authenticator) ?? [])
+        server.addService(extra.definition, extra.implementation);
       // grpc-js 1.14 names the first parameter caCertificateProvider but passes it on as the
       // identity (serving) provider; null = no client-certificate request (callers use bearer tokens).
       const creds = grpc.experimental.createCertificateProviderServerCredentials(serving, null, false);

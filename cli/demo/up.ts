@@ -269,7 +269,8 @@ export async function demoUp(o: UpOptions): Promise<void> {
       `network: ${plan.nodes.length} nodes (${state.nodes.map((n) => `${n.name} ${n.ip}`).join(', ')}), ${plan.pods.length} pods (${plan.pods.filter((p) => p.enrolled).length} enrolled in the mesh) as netns ${o.prefix}-*`,
     );
 
-    // 2. The CA, inside the first node (every ztunnel reaches it over the fabric).
+    // 2. The CA and the discovery tier (istiod's two roles, one server on 15012), inside the first
+    // node: every ztunnel reaches it over the fabric and reads its state from it over Istio's WDS.
     const first = state.nodes[0]!;
     state.caAddress = `${first.ip}:${CA_PORT}`;
     const caDir = join(o.dir, 'ca');
@@ -308,7 +309,9 @@ export async function demoUp(o: UpOptions): Promise<void> {
       manifests,
     ]);
     await waitIpcReady(ca.child, 'the CA', ca.logFile);
-    step(`CA: serving Istio's CA API on ${state.caAddress} (root in ${caDir}/root-cert.pem)`);
+    step(
+      `CA + discovery: Istio's CA API and WDS (fed by ${manifests}) on ${state.caAddress} (root in ${caDir}/root-cert.pem)`,
+    );
 
     // 3. Capture: one redirect agent per node (eBPF; nftables TPROXY when eBPF cannot load).
     for (const n of state.nodes) {
@@ -372,8 +375,9 @@ export async function demoUp(o: UpOptions): Promise<void> {
         'ztunnel',
         '--node',
         n.name,
-        '-m',
-        manifests,
+        // The production path: state from the discovery tier, not from the files.
+        '--discovery',
+        state.caAddress,
         '--ca',
         state.caAddress,
         '--ca-root',

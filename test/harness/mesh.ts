@@ -42,7 +42,20 @@ export function writeMeshTokens(
   for (const n of nodes) writeFileSync(join(dir, `token-${n}`), `${NODE_TOKEN(n)}\n`, { mode: 0o600 });
 }
 
-/** The test CA (test/ztunnel-ca.ts) in node a's netns on :15012, its state in `dir/ca`. */
+/**
+ * Where the worlds' ztunnels get their state: from the discovery tier beside the test CA over Istio's
+ * WDS (the production path, the default), or straight from the manifest directory with
+ * AMBIT_TEST_STATE=manifests.
+ */
+export const MESH_STATE_MODE: 'discovery' | 'manifests' =
+  process.env.AMBIT_TEST_STATE === 'manifests' ? 'manifests' : 'discovery';
+
+/** The `ambit ztunnel` arguments that say where its state comes from (MESH_STATE_MODE). */
+export function ztunnelStateArgs(manifests: string, discoveryAddress: string): string[] {
+  return MESH_STATE_MODE === 'discovery' ? ['--discovery', discoveryAddress] : ['-m', manifests];
+}
+
+/** The test CA (test/ztunnel-ca.ts) and discovery tier in node a's netns on :15012, its state in `dir/ca`. */
 export async function startMeshCa(topo: Topology, dir: string, manifests: string): Promise<ChildProcess> {
   const nodeA = topo.node('a');
   const child = topo.spawnNode(nodeA.ns, 'test/ztunnel-ca.ts', [
