@@ -23,6 +23,8 @@ interface RunFlags {
   adminPort?: string;
   headersTimeout?: string;
   maxStreams?: string;
+  tracingEndpoint?: string;
+  tracingSampling?: string;
   logLevel: string;
 }
 
@@ -45,6 +47,20 @@ function positive(name: string, v: string): number {
 function required(flag: string, v: string | undefined): string {
   if (!v) throw new Error(`waypoint: --${flag} is required`);
   return v;
+}
+
+function tracingOf(f: RunFlags): { tracing?: { endpoint: string; samplingPercent?: number } } {
+  if (f.tracingEndpoint === undefined) {
+    if (f.tracingSampling !== undefined)
+      throw new Error('waypoint: --tracing-sampling needs --tracing-endpoint');
+    return {};
+  }
+  const p = f.tracingSampling === undefined ? undefined : Number(f.tracingSampling);
+  if (p !== undefined && (!Number.isFinite(p) || p < 0 || p > 100))
+    throw new Error(
+      `waypoint: --tracing-sampling ${JSON.stringify(f.tracingSampling)} is not a percentage 0..100`,
+    );
+  return { tracing: { endpoint: f.tracingEndpoint, ...(p !== undefined ? { samplingPercent: p } : {}) } };
 }
 
 export function registerWaypoint(program: Command): void {
@@ -70,6 +86,14 @@ export function registerWaypoint(program: Command): void {
     )
     .option('--headers-timeout <ms>', 'time to receive a request head before 408 (slowloris), default 10000')
     .option('--max-streams <n>', 'HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per client connection, default 100')
+    .option(
+      '--tracing-endpoint <url>',
+      'export request spans over OTLP/HTTP to this URL (e.g. http://collector:4318/v1/traces); off when absent',
+    )
+    .option(
+      '--tracing-sampling <percent>',
+      'percentage of requests without an upstream sampling decision that are traced (default 1, as Istio)',
+    )
     .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
     .action(async (f: RunFlags) => {
       // Set once runWaypoint returns; a /quitquitquit that arrives earlier is ignored.
@@ -104,6 +128,7 @@ export function registerWaypoint(program: Command): void {
             : {}),
         },
         logLevel: (f.logLevel === 'off' ? 'silent' : f.logLevel) as 'info',
+        ...tracingOf(f),
       });
       stop = running.stop;
       const { waypoint } = running;
