@@ -29,6 +29,8 @@ interface RunFlags {
   headersTimeout?: string;
   maxStreams?: string;
   pathNormalization?: string;
+  tracingEndpoint?: string;
+  tracingSampling?: string;
   logLevel: string;
 }
 
@@ -61,6 +63,20 @@ function required(flag: string, v: string | undefined): string {
   return v;
 }
 
+function tracingOf(f: RunFlags): { tracing?: { endpoint: string; samplingPercent?: number } } {
+  if (f.tracingEndpoint === undefined) {
+    if (f.tracingSampling !== undefined)
+      throw new Error('waypoint: --tracing-sampling needs --tracing-endpoint');
+    return {};
+  }
+  const p = f.tracingSampling === undefined ? undefined : Number(f.tracingSampling);
+  if (p !== undefined && (!Number.isFinite(p) || p < 0 || p > 100))
+    throw new Error(
+      `waypoint: --tracing-sampling ${JSON.stringify(f.tracingSampling)} is not a percentage 0..100`,
+    );
+  return { tracing: { endpoint: f.tracingEndpoint, ...(p !== undefined ? { samplingPercent: p } : {}) } };
+}
+
 export function registerWaypoint(program: Command): void {
   const wp = program
     .command('waypoint')
@@ -87,6 +103,14 @@ export function registerWaypoint(program: Command): void {
     .option(
       '--path-normalization <mode>',
       'Istio meshConfig.pathNormalization: NONE | BASE | MERGE_SLASHES | DECODE_AND_MERGE_SLASHES (default BASE)',
+    )
+    .option(
+      '--tracing-endpoint <url>',
+      'export request spans over OTLP/HTTP to this URL (e.g. http://collector:4318/v1/traces); off when absent',
+    )
+    .option(
+      '--tracing-sampling <percent>',
+      'percentage of requests without an upstream sampling decision that are traced (default 1, as Istio)',
     )
     .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
     .action(async (f: RunFlags) => {
@@ -125,6 +149,7 @@ export function registerWaypoint(program: Command): void {
             : {}),
         },
         logLevel: (f.logLevel === 'off' ? 'silent' : f.logLevel) as 'info',
+        ...tracingOf(f),
       });
       stop = running.stop;
       const { waypoint } = running;

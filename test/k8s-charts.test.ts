@@ -14,9 +14,11 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MANAGED_LABEL, MANAGED_VALUE } from '../waypoint/controller.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const CHARTS = ['ambit-base', 'ambit-ca', 'ambit-ztunnel', 'ambit-bpf-redirect', 'ambit-waypoint-controller'];
@@ -175,11 +177,44 @@ function customResourceValidate(o: K8sObject): string[] {
     return typeof (o.spec as { controllerName?: unknown })?.controllerName === 'string'
       ? []
       : ['spec.controllerName is required'];
+  if (o.apiVersion === 'monitoring.coreos.com/v1' && o.kind === 'PodMonitor') return podMonitorValidate(o);
   return [`unexpected custom resource ${o.apiVersion} ${o.kind}`];
 }
 
+// The Prometheus Operator's PodMonitor: @kubernetes-models/prometheus-operator validates against the CRD's own
+// OpenAPI schema (types, required spec.selector); CRD schemas accept unknown fields, so the fields used here
+// are also checked by name (a misspelt one would be pruned by the API server without a word).
+const PODMONITOR_FIELDS: Record<string, string[]> = {
+  spec: ['selector', 'namespaceSelector', 'podMetricsEndpoints', 'jobLabel', 'podTargetLabels'],
+  endpoint: ['port', 'path', 'interval', 'relabelings', 'scheme', 'scrapeTimeout'],
+  relabeling: ['sourceLabels', 'targetLabel', 'regex', 'replacement', 'action', 'separator'],
+};
+function podMonitorValidate(o: K8sObject): string[] {
+  const out: string[] = [];
+  try {
+    new PodMonitor(o as unknown as ConstructorParameters<typeof PodMonitor>[0]).validate();
+  } catch (err) {
+    out.push((err as Error).message);
+  }
+  const unknown = (where: string, v: Record<string, unknown>, allowed: string[]) => {
+    for (const k of Object.keys(v)) if (!allowed.includes(k)) out.push(`${where}: unknown field "${k}"`);
+  };
+  const spec = (o.spec ?? {}) as Record<string, unknown>;
+  unknown('spec', spec, PODMONITOR_FIELDS.spec!);
+  for (const [i, e] of ((spec.podMetricsEndpoints ?? []) as Record<string, unknown>[]).entries()) {
+    unknown(`spec.podMetricsEndpoints[${i}]`, e, PODMONITOR_FIELDS.endpoint!);
+    for (const [j, r] of ((e.relabelings ?? []) as Record<string, unknown>[]).entries())
+      unknown(`spec.podMetricsEndpoints[${i}].relabelings[${j}]`, r, PODMONITOR_FIELDS.relabeling!);
+  }
+  return out;
+}
+
 function validate(o: K8sObject): string[] {
-  if (o.apiVersion.startsWith('gateway.networking.k8s.io/')) return customResourceValidate(o);
+  if (
+    o.apiVersion.startsWith('gateway.networking.k8s.io/') ||
+    o.apiVersion.startsWith('monitoring.coreos.com/')
+  )
+    return customResourceValidate(o);
   return [...modelValidate(o), ...strictValidate(o)];
 }
 
@@ -383,6 +418,47 @@ describe('Helm charts', () => {
       .object as unknown as k8s.V1ClusterRole;
     for (const rule of role.rules ?? [])
       expect(rule.verbs.every((v) => ['get', 'list', 'watch'].includes(v))).toBe(true);
+  });
+
+  it("metrics: no PodMonitor by default; when enabled, ztunnel's and the waypoints' select the pods the charts and the controller run, on their metrics port, /stats/prometheus; the proxy containers are named istio-proxy as Istio's dashboards select", () => {
+    for (const chart of ['ambit-ztunnel', 'ambit-waypoint-controller'])
+      expect(render(chart).objects.filter((x) => x.object.kind === 'PodMonitor')).toEqual([]);
+
+    const zt = render('ambit-ztunnel', fullValues('ambit-ztunnel'));
+    const ztMonitor = zt.objects.find((x) => x.object.kind === 'PodMonitor')!.object as unknown as {
+      metadata: { labels: Record<string, string> };
+      spec: {
+        selector: { matchLabels: Record<string, string> };
+        podMetricsEndpoints: { port: string; path: string; interval: string }[];
+      };
+    };
+    const ds = zt.objects.find((x) => x.object.kind === 'DaemonSet')!.object as unknown as k8s.V1DaemonSet;
+    const podLabels = ds.spec!.template.metadata!.labels!;
+    for (const [k, v] of Object.entries(ztMonitor.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v);
+    expect(podLabels.app).toBe('ztunnel');
+    expect(ztMonitor.metadata.labels.release).toBe('prometheus');
+    const ztEndpoint = ztMonitor.spec.podMetricsEndpoints[0]!;
+    expect(ztEndpoint).toMatchObject({ path: '/stats/prometheus', interval: '30s' });
+    const ztContainer = ds.spec!.template.spec!.containers[0]!;
+    expect(ztContainer.name).toBe('istio-proxy');
+    expect(ztContainer.ports!.find((p) => p.name === ztEndpoint.port)?.containerPort).toBe(15020);
+    expect(ds.metadata!.name).toMatch(/^ztunnel$/); // pods ztunnel-<hash>: the dashboards' pod=~"ztunnel-.*"
+
+    const wc = render('ambit-waypoint-controller', fullValues('ambit-waypoint-controller'));
+    const wpMonitor = wc.objects.find((x) => x.object.kind === 'PodMonitor')!.object as unknown as {
+      spec: {
+        namespaceSelector: { any: boolean };
+        selector: { matchLabels: Record<string, string> };
+        podMetricsEndpoints: { port: string; path: string }[];
+      };
+    };
+    expect(wpMonitor.spec.namespaceSelector.any).toBe(true);
+    // The labels waypoint/controller.ts puts on every waypoint pod, whose container port `metrics` is 15020.
+    expect(wpMonitor.spec.selector.matchLabels).toEqual({ [MANAGED_LABEL]: MANAGED_VALUE });
+    expect(wpMonitor.spec.podMetricsEndpoints[0]).toMatchObject({
+      port: 'metrics',
+      path: '/stats/prometheus',
+    });
   });
 
   it('CRDs are kept on uninstall and skipped when they already exist (lookup)', () => {

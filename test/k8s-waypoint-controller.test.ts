@@ -106,6 +106,13 @@ describe('waypoint controller', () => {
         ?.audience,
     ).toBe('istio-ca');
     expect(pod?.containers[0]?.image).toBe('ghcr.io/example/ambit:test');
+    // Istio's waypoint container name, which Istio's dashboards and Kiali select container_* series by.
+    expect(pod?.containers[0]?.name).toBe('istio-proxy');
+    expect(pod?.containers[0]?.ports).toContainEqual({
+      name: 'metrics',
+      containerPort: 15020,
+      protocol: 'TCP',
+    });
     expect(pod?.containers[0]?.args).toEqual([
       'waypoint',
       '--kubernetes',

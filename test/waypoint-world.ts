@@ -121,16 +121,21 @@ export class WaypointWorld {
   private constructor(
     readonly topo: Topology,
     readonly mode: 'nftables' | 'ebpf',
+    /** Extra `ambit waypoint` flags, or a function of the topology (addresses are known only then). */
+    private readonly waypointExtra: (t: Topology) => string[] = () => [],
   ) {
     this.dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-`));
     this.manifests = join(this.dir, 'cluster');
     mkdirSync(this.manifests);
   }
 
-  static async create(mode: 'nftables' | 'ebpf' = 'ebpf'): Promise<WaypointWorld> {
+  static async create(
+    mode: 'nftables' | 'ebpf' = 'ebpf',
+    waypointExtra?: (t: Topology) => string[],
+  ): Promise<WaypointWorld> {
     return createWorld(
       'awp',
-      (topo) => new WaypointWorld(topo, mode),
+      (topo) => new WaypointWorld(topo, mode, waypointExtra),
       (w) => w.build(),
     );
   }
@@ -239,6 +244,7 @@ export class WaypointWorld {
           // Short head timeout so the slowloris case is quick; the default (10 s) is what production gets.
           '--headers-timeout',
           '2000',
+          ...this.waypointExtra(t),
         ]),
       ),
     );

@@ -47,6 +47,17 @@ const Schema = z.object({
    */
   pathNormalization: z.enum(PATH_NORMALIZATIONS).default(DEFAULT_PATH_NORMALIZATION),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  /**
+   * Tracing (waypoint/tracing.ts), off when absent. `endpoint`: OTLP/HTTP traces URL (Istio:
+   * meshConfig.extensionProviders[].opentelemetry). `samplingPercent`: share of requests without an upstream
+   * decision that are traced, used when no Telemetry resource sets `randomSamplingPercentage`; default 1.
+   */
+  tracing: z
+    .object({
+      endpoint: z.string().url('must be an http(s) URL such as http://collector:4318/v1/traces'),
+      samplingPercent: z.number().min(0).max(100).optional(),
+    })
+    .optional(),
 });
 
 export type WaypointConfig = z.infer<typeof Schema> & { limits: WaypointLimits };

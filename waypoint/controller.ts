@@ -491,7 +491,9 @@ export function deploymentFor(
           },
           containers: [
             {
-              name: 'waypoint',
+              // Istio's waypoint pods name their proxy container istio-proxy; Istio's dashboards and Kiali
+              // select the kubelet's container_* series by that name.
+              name: 'istio-proxy',
               image: o.image,
               imagePullPolicy: o.imagePullPolicy ?? 'IfNotPresent',
               args,

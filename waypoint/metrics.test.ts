@@ -38,4 +38,40 @@ describe('waypoint request metrics (Prometheus text)', () => {
     );
     expect(text).toContain('source_workload="unknown"');
   });
+
+  it('reports request and response body sizes as istio_request_bytes / istio_response_bytes histograms', async () => {
+    const m = new RequestMetrics();
+    const base = {
+      source: { workload: 'client', namespace: 'demo' },
+      destination: { workload: 'users-v1', namespace: 'demo' },
+      service: { hostname: 'users.demo.svc.cluster.local', namespace: 'demo', name: 'users' },
+      protocol: 'http' as const,
+      grpcStatus: '',
+      responseFlags: '-',
+      responseCode: 200,
+      durationMs: 2,
+    };
+    m.record({ ...base, requestBytes: 0, responseBytes: 700 });
+    m.record({ ...base, requestBytes: 2000, responseBytes: 40 });
+    const text = await m.render();
+    const line = (name: string, suffix: string) =>
+      text
+        .split('\n')
+        .find((l) => l.startsWith(`${name}${suffix}{`) && l.includes('request_protocol="http"'));
+    expect(line('istio_request_bytes', '_sum')).toMatch(/ 2000$/);
+    expect(line('istio_response_bytes', '_sum')).toMatch(/ 740$/);
+    expect(line('istio_response_bytes', '_count')).toMatch(/ 2$/);
+    const bucket = (name: string, le: string) =>
+      text
+        .split('\n')
+        .find((l) => l.startsWith(`${name}_bucket{`) && l.includes(`le="${le}"`))
+        ?.split(' ')
+        .at(-1);
+    expect([bucket('istio_request_bytes', '0.5'), bucket('istio_request_bytes', '2500')]).toEqual(['1', '2']);
+    expect([bucket('istio_response_bytes', '50'), bucket('istio_response_bytes', '1000')]).toEqual([
+      '1',
+      '2',
+    ]);
+    expect(text).toContain('grpc_response_status=""');
+  });
 });

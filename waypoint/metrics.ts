@@ -27,26 +27,51 @@ export interface RequestRecord {
   /** Envoy response flags, `-` for none. */
   responseFlags: string;
   durationMs: number;
+  /** Request / response body bytes (istio_request_bytes, istio_response_bytes); 0 when none. */
+  requestBytes?: number;
+  responseBytes?: number;
 }
 
 const MAX_SERIES = 10_000;
 
 const u = (s: string | undefined): string => (s === undefined || s === '' ? 'unknown' : s);
 
-// Envoy/Istio's default request duration buckets (istio/proxy stats plugin).
+// Envoy/Istio's default histogram buckets (istio/proxy stats plugin), for durations and byte sizes alike.
 const BUCKETS = [
   0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
   3600000,
 ];
 
-interface Series {
-  /** Rendered label set `{a="b",...}`. */
-  labels: string;
-  count: number;
+/** One histogram's state for one label set. */
+interface Histogram {
   sum: number;
   /** Cumulative counts per BUCKETS bound (observation ≤ bound). */
   buckets: number[];
 }
+
+interface Series {
+  /** Rendered label set `{a="b",...}`. */
+  labels: string;
+  count: number;
+  duration: Histogram;
+  requestBytes: Histogram;
+  responseBytes: Histogram;
+}
+
+const newHistogram = (): Histogram => ({ sum: 0, buckets: BUCKETS.map(() => 0) });
+
+function observe(h: Histogram, v: number): void {
+  h.sum += v;
+  for (let i = BUCKETS.length - 1; i >= 0 && v <= BUCKETS[i]!; i--) h.buckets[i]!++;
+}
+
+// The three histograms Istio's dashboards read (istio-workload / istio-service: Request Duration, Request
+// Size, Response Size), each with the request label set.
+const HISTOGRAMS = [
+  ['istio_request_duration_milliseconds', 'duration', 'Request duration in milliseconds'],
+  ['istio_request_bytes', 'requestBytes', 'Request body size in bytes'],
+  ['istio_response_bytes', 'responseBytes', 'Response body size in bytes'],
+] as const;
 
 const escapeLabel = (v: string): string =>
   v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
@@ -77,14 +102,16 @@ export class RequestMetrics {
       x = {
         labels: REQUEST_LABELS.map((n) => `${n}="${escapeLabel(labels[n])}"`).join(','),
         count: 0,
-        sum: 0,
-        buckets: BUCKETS.map(() => 0),
+        duration: newHistogram(),
+        requestBytes: newHistogram(),
+        responseBytes: newHistogram(),
       };
       this.series.set(key, x);
     }
     x.count++;
-    x.sum += r.durationMs;
-    for (let i = BUCKETS.length - 1; i >= 0 && r.durationMs <= BUCKETS[i]!; i--) x.buckets[i]!++;
+    observe(x.duration, r.durationMs);
+    observe(x.requestBytes, r.requestBytes ?? 0);
+    observe(x.responseBytes, r.responseBytes ?? 0);
   }
 
   /** Value of istio_requests_total for the series whose labels include every `want` pair (tests, admin). */
@@ -129,24 +156,24 @@ export class RequestMetrics {
     };
   }
 
-  /** Prometheus text exposition: the two request metrics, then whatever else the registry holds. */
+  /** Prometheus text exposition: the request counter and histograms, then whatever else the registry holds. */
   async render(): Promise<string> {
     const out: string[] = [
       '# HELP istio_requests_total Total requests handled by an Istio proxy',
       '# TYPE istio_requests_total counter',
     ];
     for (const x of this.series.values()) out.push(`istio_requests_total{${x.labels}} ${x.count}`);
-    out.push(
-      '# HELP istio_request_duration_milliseconds Request duration in milliseconds',
-      '# TYPE istio_request_duration_milliseconds histogram',
-    );
-    for (const x of this.series.values()) {
-      BUCKETS.forEach((b, i) => {
-        out.push(`istio_request_duration_milliseconds_bucket{${x.labels},le="${b}"} ${x.buckets[i]}`);
-      });
-      out.push(`istio_request_duration_milliseconds_bucket{${x.labels},le="+Inf"} ${x.count}`);
-      out.push(`istio_request_duration_milliseconds_sum{${x.labels}} ${x.sum}`);
-      out.push(`istio_request_duration_milliseconds_count{${x.labels}} ${x.count}`);
+    for (const [name, field, help] of HISTOGRAMS) {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+      for (const x of this.series.values()) {
+        const h = x[field];
+        BUCKETS.forEach((b, i) => {
+          out.push(`${name}_bucket{${x.labels},le="${b}"} ${h.buckets[i]}`);
+        });
+        out.push(`${name}_bucket{${x.labels},le="+Inf"} ${x.count}`);
+        out.push(`${name}_sum{${x.labels}} ${h.sum}`);
+        out.push(`${name}_count{${x.labels}} ${x.count}`);
+      }
     }
     const rest = await this.registry.metrics();
     return `${out.join('\n')}\n${rest}`;

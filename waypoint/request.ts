@@ -20,6 +20,7 @@ import { HOP_BY_HOP, forwardableHeaders, readRequestHead } from './request-head.
 import { type HeaderModifier, type RouteRule, type Router, pickBackend } from './routes.js';
 import { resetStream } from './stream-reset.js';
 import type { Destination } from './terminate.js';
+import type { WaypointTracer } from './tracing.js';
 import { type Upstream, type UpstreamEndpoint, endpointOf, selectEndpoint } from './upstream.js';
 
 /** What the waypoint knows about the tunnel a request came in on. */
@@ -45,6 +46,8 @@ export interface RequestDeps {
   pathNormalization: PathNormalization;
   /** Live request events (the demo's flow view reads them from the stats port's /flows, loopback only). */
   flows?: FlowEvents;
+  /** Set only when tracing is configured (tracing.ts); absent, no span object is ever made. */
+  tracer?: WaypointTracer;
 }
 
 let nextFlowId = 1;
@@ -150,6 +153,17 @@ export async function handleRequest(
   let tries = 0;
   let reason: string | undefined;
   let policy: string | undefined;
+  let requestBytes = 0;
+  let responseBytes = 0;
+  const protocol = grpc ? 'GRPC' : h2 ? 'HTTP/2' : 'HTTP/1.1';
+  const span = deps.tracer?.start({
+    method,
+    path,
+    authority,
+    protocol,
+    headers: req.headers,
+    sourcePrincipal: tunnel.sourcePrincipal,
+  });
 
   const localReply = (err: WaypointError): void => {
     status = err.status;
@@ -169,6 +183,7 @@ export async function handleRequest(
       return;
     }
     const body = err.body;
+    responseBytes = Buffer.byteLength(body);
     (res as http.ServerResponse).writeHead(err.status, {
       'content-type': 'text/plain',
       'content-length': Buffer.byteLength(body),
@@ -207,7 +222,9 @@ export async function handleRequest(
     const xff = req.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = xff ? `${xff}, ${tunnel.conn.sourceIp}` : tunnel.conn.sourceIp;
     headers['x-forwarded-proto'] = 'http';
+    span?.inject(headers);
     const body = await readBody(req, deps.maxBufferedBodyBytes);
+    requestBytes = body.length;
     const controller = new AbortController();
     const onClose = (): void => {
       if (!res.writableFinished) controller.abort();
@@ -235,6 +252,7 @@ export async function handleRequest(
     w.writeHead(r.status, out as http.OutgoingHttpHeaders);
     await new Promise<void>((resolve) => {
       r.body.on('data', (c: Buffer) => {
+        responseBytes += c.length;
         if (!w.write(c)) {
           r.body.pause();
           w.once('drain', () => r.body.resume());
@@ -262,11 +280,20 @@ export async function handleRequest(
     localReply(e);
   } finally {
     if (grpc && grpcStatus === '' && status === 200) grpcStatus = String(GRPC_STATUS.OK);
+    span?.end({
+      status,
+      grpcStatus,
+      responseFlags: flag,
+      ...(endpoint ? { upstream: `${endpoint.ip}:${endpoint.targetPort}` } : {}),
+      ...(reason ? { reason } : {}),
+    });
     recordRequest(deps, tunnel, {
       method,
       path,
       authority,
-      protocol: grpc ? 'GRPC' : h2 ? 'HTTP/2' : 'HTTP/1.1',
+      protocol,
+      requestBytes,
+      responseBytes,
       grpc,
       status,
       grpcStatus,
@@ -292,6 +319,9 @@ export interface RequestOutcome {
   endpoint: UpstreamEndpoint | undefined;
   tries: number;
   durationMs: number;
+  /** Request and response body bytes (istio_request_bytes / istio_response_bytes). */
+  requestBytes?: number;
+  responseBytes?: number;
   reason?: string;
   policy?: string;
 }
@@ -323,6 +353,8 @@ export function recordRequest(deps: RequestDeps, tunnel: TunnelContext, o: Reque
     grpcStatus,
     responseFlags: flag,
     durationMs,
+    requestBytes: o.requestBytes ?? 0,
+    responseBytes: o.responseBytes ?? 0,
   });
   // The same facts as one flow event, shaped like ztunnel's (core/telemetry/flow-events.ts) plus the
   // request's method, path and status.

@@ -32,6 +32,7 @@ import { Router } from './routes.js';
 import { relayOpaque } from './tcp.js';
 import { handleUpgrade } from './upgrade.js';
 import { resolveDestination } from './terminate.js';
+import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
 
 /** The waypoint's own certificate (ca/client CertificateManager with impersonate:false, or a test CA). */
@@ -65,6 +66,7 @@ export class WaypointProxy {
   private readonly h2: H2Front;
   private readonly requestDeps: RequestDeps;
   private stats: http.Server | undefined;
+  private tracer: WaypointTracer | undefined;
   /** Bound ports (0 in the config → ephemeral, for tests); `admin` is set by runWaypoint when it serves one. */
   ports: { hbone: number; stats: number; admin?: number } = { hbone: 0, stats: 0 };
   /** Tunnels accepted so far, by detected protocol (admin and tests). */
@@ -199,6 +201,17 @@ export class WaypointProxy {
     const c = this.config;
     // Fetch our certificate first: a waypoint without its identity cannot serve anybody.
     await this.deps.certificates.fetch(this.identity);
+    if (c.tracing) {
+      const t = c.tracing;
+      // Istio names a proxy's spans after its workload: <canonical service>.<namespace>.
+      this.tracer = await createTracer({
+        endpoint: t.endpoint,
+        samplingPercent: () => t.samplingPercent ?? DEFAULT_SAMPLING_PERCENT,
+        serviceName: `${c.name}.${c.namespace}`,
+        resource: { 'k8s.namespace.name': c.namespace, 'istio.canonical_service': c.name },
+      });
+      this.requestDeps.tracer = this.tracer;
+    }
     const a = await this.hboneServer.listen({ host: c.listenAddress, port: c.listenPort });
     this.ports.hbone = a.port;
     this.stats = http.createServer((req, res) => {
@@ -258,6 +271,10 @@ export class WaypointProxy {
     this.router.close();
     this.deps.hbone.close?.();
     this.deps.certificates.close?.();
+    // Spans still batched are flushed (bounded by the exporter's own timeout).
+    await this.tracer
+      ?.close()
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'tracing flush failed'));
     await new Promise<void>((resolve) => {
       if (!this.stats) return resolve();
       this.stats.closeAllConnections();

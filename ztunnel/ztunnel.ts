@@ -16,6 +16,7 @@ import { AccessLog } from '../core/telemetry/access-log.js';
 import { Telemetry } from '../core/telemetry/connection-report.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
 import { TrafficMetrics } from '../core/telemetry/metrics.js';
+import { registerGauge, registerProcessMetrics } from '../core/telemetry/process-metrics.js';
 import { AdminServer, type CertificateDump, describePem } from './admin.js';
 import { ConfigError, type ZtunnelConfig, illegalPorts } from './config.js';
 import { ConnectionManager } from './connection-manager.js';
@@ -168,6 +169,7 @@ export class Ztunnel {
       },
       log: this.logs.child({ scope: 'drain' }),
     });
+    this.registerDashboardGauges();
     this.admin = new AdminServer({
       config,
       workloads: () => deps.state.workloads(),
@@ -185,6 +187,27 @@ export class Ztunnel {
         void this.terminate('admin /quitquitquit');
       },
     });
+  }
+
+  /**
+   * Gauges of Istio's ztunnel dashboard ("Workload Manager", "Resource Usage"), read at scrape time. istio/ztunnel
+   * counts a pod's proxy as pending until it serves; here a local enrolled pod is served once its identity's
+   * certificate is Available, so pending = local workloads still waiting for one.
+   */
+  private registerDashboardGauges(): void {
+    const r = this.metrics.registry;
+    registerProcessMetrics(r);
+    const pending = (): number =>
+      this.localWorkloads().filter((w) => this.certs.get(workloadIdentity(w))?.state !== 'Available').length;
+    registerGauge(r, 'workload_manager_active_proxy_count', 'Local workloads this ztunnel serves', () =>
+      Math.max(0, this.localWorkloads().length - pending()),
+    );
+    registerGauge(
+      r,
+      'workload_manager_pending_proxy_count',
+      'Local workloads not yet served (certificate pending)',
+      pending,
+    );
   }
 
   /** Local enrolled workloads: the identities this ztunnel serves and fetches certificates for. */
