@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type Logger, pino } from 'pino';
 import { DEFAULT_TRUST_DOMAIN, formatSpiffeId, parseIdentityArg } from '../core/identity/spiffe.js';
+import { type PodLocator, parseTokenFile, podLocatorOf } from '../ca/server/auth.js';
 import { CaServer } from '../ca/server/ca-server.js';
+import { ManifestSource } from '../core/sources/manifests.js';
 import { caConfigFromEnv } from '../ca/server/config.js';
 import { Signer, issueWorkloadCertificate } from '../ca/server/signer.js';
 import { readCaDirectory, writeFileAtomic } from '../ca/server/store.js';
@@ -31,6 +33,7 @@ interface RunOptions {
   listen: string;
   tokens?: string;
   trustDomain?: string;
+  manifests?: string;
 }
 
 interface IssueOptions {
@@ -101,6 +104,10 @@ export function registerCa(program: Command): void {
     )
     .option('--listen <host:port>', 'gRPC listen address', '127.0.0.1:15012')
     .option('--tokens <file>', 'token file: tokens: [{token, identity: spiffe://..., node?}]')
+    .option(
+      '-m, --manifests <dir>',
+      "the cluster's pods (the manifests the ztunnels read, watched): a token's `node:` may then get certificates for that node's pods (ImpersonatedIdentity)",
+    )
     .option('--trust-domain <td>', `mesh trust domain (env TRUST_DOMAIN; default ${DEFAULT_TRUST_DOMAIN})`)
     .option(
       '--kubernetes',
@@ -123,6 +130,25 @@ export function registerCa(program: Command): void {
         await runKubernetesCa(opts, env, logger);
         return;
       }
+      // A node token (`node:`) impersonates the identities of pods on its node, as istiod allows ztunnel
+      // (security/pkg/server/ca/node_auth.go): the CA must know where pods run, from the manifests.
+      let podLocator: PodLocator | undefined;
+      let source: ManifestSource | undefined;
+      if (opts.manifests) {
+        source = new ManifestSource(opts.manifests, { logger: logger.child({ component: 'manifests' }) });
+        await source.start();
+        podLocator = podLocatorOf(source.state);
+      } else if (opts.tokens) {
+        const nodeTokens = [
+          ...parseTokenFile(await fs.readFile(opts.tokens, 'utf8'), opts.tokens).values(),
+        ].filter((c) => c.node);
+        if (nodeTokens.length > 0) {
+          logger.warn(
+            { tokens: opts.tokens },
+            'node tokens given but no -m DIR: impersonation is refused until the CA knows where pods run',
+          );
+        }
+      }
       const server = await CaServer.start(
         {
           ...env,
@@ -132,7 +158,7 @@ export function registerCa(program: Command): void {
           ...(opts.tokens ? { tokensFile: opts.tokens } : {}),
           ...(opts.trustDomain ? { trustDomain: opts.trustDomain } : {}),
         },
-        { logger },
+        { logger, ...(podLocator ? { podLocator } : {}) },
       );
       // Istio root distribution in local mode: the `istio-ca-root-cert` ConfigMap as a file, kept
       // apart from the store so a cacerts bundle never overwrites the self-signed store's roots.
@@ -151,7 +177,10 @@ export function registerCa(program: Command): void {
         const stop = (): void => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
-          server.close().then(resolve, resolve);
+          server
+            .close()
+            .then(() => source?.stop())
+            .then(resolve, resolve);
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);

@@ -1,11 +1,12 @@
 // `ambit demo up|down`: the one-machine mesh (DESIGN §8, issue 8). The work is in cli/demo/: plan.ts
 // (manifests → nodes/pods), up.ts (build and run), down.ts (remove everything, also after a crash),
 // flows.ts + web.ts + web/ (the flow view). `ambit demo ca-server` is the CA process `up` starts.
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { repoRoot } from '../core/netns/topology.js';
 import { runDemoCa } from './demo/ca-process.js';
-import { demoDown } from './demo/down.js';
+import { demoDown, keptLogsDir } from './demo/down.js';
 import { DEFAULT_DEMO_DIR, DEMO_PREFIX, DemoError } from './demo/state-file.js';
 import { demoUp } from './demo/up.js';
 
@@ -93,7 +94,8 @@ export function registerDemo(program: Command): void {
       'name prefix to sweep (default: from the state file, else ambdemo)',
       process.env.AMBIT_DEMO_PREFIX,
     )
-    .action(async (f: { dir: string; prefix?: string }) => {
+    .option('--purge', 'also delete the logs (default: moved to <dir>-logs/<start time>)')
+    .action(async (f: { dir: string; prefix?: string; purge?: boolean }) => {
       try {
         if (process.getuid?.() !== 0)
           throw new DemoError(
@@ -103,6 +105,7 @@ export function registerDemo(program: Command): void {
         const r = await demoDown({
           dir: resolve(f.dir),
           ...(f.prefix ? { prefix: checkPrefix(f.prefix) } : {}),
+          ...(f.purge ? { purge: true } : {}),
         });
         if (r.residue.length > 0) throw new DemoError('RESIDUE', `could not remove: ${r.residue.join('; ')}`);
         const what = `${r.netns.length} network namespaces, ${r.pins.length} BPF pin dirs, ${r.killed} processes${r.other.length ? `, ${r.other.join(', ')}` : ''}`;
@@ -111,6 +114,9 @@ export function registerDemo(program: Command): void {
             ? `ambit demo down: the running demo (pid ${r.stoppedDemo}) stopped and removed what it created; swept ${what} more (prefix ${r.prefix}); nothing left`
             : `ambit demo down: removed ${what} (prefix ${r.prefix}); nothing left`,
         );
+        const kept = r.keptLogs ?? (f.purge ? undefined : keptLogsDir(resolve(f.dir)));
+        if (kept && existsSync(kept))
+          console.log(`logs kept in ${kept} (\`ambit demo down --purge\` deletes them)`);
       } catch (err) {
         fail(err);
       }

@@ -1,3 +1,6 @@
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runState } from './state.js';
 
@@ -59,8 +62,41 @@ describe('ambit state', () => {
     const missing = await run('/nonexistent/dir');
     expect(missing.code).toBe(2);
     expect(missing.err).toBe('ambit state: -m: manifest directory "/nonexistent/dir": does not exist');
-    const fmt = await run('examples/basic', 'yaml');
+    const fmt = await run('examples/basic', 'xml');
     expect(fmt.code).toBe(2);
-    expect(fmt.err).toContain('-o "yaml"');
+    expect(fmt.err).toContain('-o "xml"');
+  });
+
+  it('prints YAML with -o yaml', async () => {
+    const r = await run('examples/basic', 'yaml');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^workloads:\n/m);
+    expect(r.out).toMatch(/name: backend-1/);
+  });
+
+  it('exits 1 and names the file, object and field when a manifest is invalid (a CI gate)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ambit-state-'));
+    try {
+      cpSync('examples/basic', dir, { recursive: true });
+      writeFileSync(
+        join(dir, 'zz-bad.yaml'),
+        `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: typo, namespace: shop }
+spec:
+  action: ALOW
+  rules: [{ from: [{ source: { principals: [cluster.local/ns/shop/sa/frontend] } }] }]
+`,
+      );
+      const r = await run(dir);
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/MANIFEST ERRORS \(1\)\n.*zz-bad\.yaml.*shop\/typo.*action/);
+      expect(r.err).toContain('1 invalid object(s)');
+      const j = await run(dir, 'json');
+      expect(j.code).toBe(1);
+      expect(JSON.parse(j.out).errors[0]).toMatch(/zz-bad\.yaml/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,8 +1,18 @@
 // `ambit state -m DIR [-o table|json]`: what the mesh sees in a manifest directory — workloads, services,
 // policies, waypoints — and every manifest that was rejected, with the file, object and field.
-// Exit 0 even when manifests are rejected (the rest of the state serves, as in the running mesh);
-// 2 only for bad input (no such directory, unknown output format).
-import { type Command, Option } from 'commander';
+// The rest of the state still serves when manifests are rejected (as in the running mesh), but the exit
+// code says so: 0 all valid, 1 some object was rejected (so CI can gate on it), 2 bad input (no such
+// directory, unknown output format).
+import type { Command } from 'commander';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  formatData,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  outputOption,
+} from './common/output.js';
 import { loadManifestDirectory, ManifestDirectoryError } from '../core/sources/manifests.js';
 import type { Authorization, L7AuthorizationPolicy, Service, Workload } from '../core/state/model.js';
 import { type MeshState, serviceKey, workloadIdentity } from '../core/state/state.js';
@@ -97,9 +107,9 @@ function policyRows(state: MeshState): string[][] {
 
 export async function runState(o: StateCommandOptions, io: StateIo = defaultIo): Promise<number> {
   const output = o.output ?? 'table';
-  if (output !== 'table' && output !== 'json') {
-    io.err(`ambit state: -o ${JSON.stringify(output)}: expected "table" or "json"`);
-    return 2;
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(output)) {
+    io.err(`ambit state: -o ${JSON.stringify(output)}: expected one of ${OUTPUT_FORMATS.join(', ')}`);
+    return EXIT_USAGE;
   }
   let loaded: Awaited<ReturnType<typeof loadManifestDirectory>>;
   try {
@@ -107,15 +117,17 @@ export async function runState(o: StateCommandOptions, io: StateIo = defaultIo):
   } catch (err) {
     if (err instanceof ManifestDirectoryError) {
       io.err(`ambit state: -m: ${err.message}`);
-      return 2;
+      return EXIT_USAGE;
     }
     throw err;
   }
   const { state } = loaded;
   const errors = loaded.errors.map((e) => e.message);
-  if (output === 'json') {
-    io.out(JSON.stringify({ ...state.snapshot(), errors, warnings: loaded.warnings }, null, 2));
-    return 0;
+  const verdict = errors.length > 0 ? EXIT_FAILURE : EXIT_OK;
+  if (output !== 'table') {
+    const value = { ...state.snapshot(), errors, warnings: loaded.warnings };
+    io.out(formatData(output as OutputFormat, value, () => '').trimEnd());
+    return verdict;
   }
   io.out('WORKLOADS');
   for (const l of table(
@@ -152,7 +164,8 @@ export async function runState(o: StateCommandOptions, io: StateIo = defaultIo):
   io.out('');
   io.out(`MANIFEST ERRORS (${errors.length})`);
   for (const e of errors) io.out(`  ${e}`);
-  return 0;
+  if (errors.length > 0) io.err(`ambit state: ${errors.length} invalid object(s) rejected (listed above)`);
+  return verdict;
 }
 
 export function registerState(program: Command): void {
@@ -160,9 +173,7 @@ export function registerState(program: Command): void {
     .command('state')
     .description('show the workloads, services, policies and waypoints the mesh sees in a manifest directory')
     .requiredOption('-m, --manifests <dir>', 'directory of Kubernetes/Istio YAML manifests')
-    .addOption(
-      new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'),
-    )
+    .addOption(outputOption())
     .action(async (opts: StateCommandOptions) => {
       // `ambit state ... | head` closes the pipe early: that is the reader's choice, not an error.
       process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -9,6 +9,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { nsPath } from '../core/netns/topology.js';
+import { loadManifestDirectory } from '../core/sources/manifests.js';
+import { type Finding, meshFindings } from './common/findings.js';
+import { EXIT_FAILURE, formatData, type OutputFormat, outputOption } from './common/output.js';
 import {
   cmdlineOf,
   DEFAULT_DEMO_DIR,
@@ -55,11 +58,18 @@ export interface StatusReport {
     capture?: string;
   }[];
   certificates: CertView[];
+  /** Rejected manifests and False status conditions of the demo's live manifests. */
+  findings: Finding[];
   problems: string[];
+  /** What the report could not look at (not a finding). */
+  notes: string[];
 }
 
-function running(pid: number): boolean {
-  return pidAlive(pid) && cmdlineOf(pid).length > 0;
+/** Alive and still the program the demo started (a crashed component's pid may be reused, or a zombie). */
+function running(pid: number, expect = 'ambit'): boolean {
+  if (!pidAlive(pid)) return false;
+  const cmd = cmdlineOf(pid);
+  return cmd.length > 0 && (cmd.includes(expect) || cmd.includes('.mjs'));
 }
 
 export function adminGet(netns: string, path: string, port = ADMIN_PORT): Promise<string> {
@@ -76,6 +86,7 @@ export function adminGet(netns: string, path: string, port = ADMIN_PORT): Promis
 
 export async function collectStatus(state: DemoState): Promise<StatusReport> {
   const problems: string[] = [];
+  const notes: string[] = [];
   const components = state.processes
     .filter((p) => !p.role.startsWith('app-'))
     .map((p) => ({
@@ -91,7 +102,19 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
     pid: 0,
     running: appsUp === apps.length && apps.length > 0,
   });
-  for (const c of components) if (!c.running) problems.push(`${c.role} is not running`);
+  const demoRunning = running(state.pid, 'demo');
+  if (!demoRunning) {
+    problems.push(
+      `the demo process (pid ${state.pid}) is not running: it crashed or was killed; remove what it left with \`sudo ambit demo down\` (logs are kept)`,
+    );
+  }
+  for (const c of components) {
+    if (c.running) continue;
+    const log = state.processes.find((p) => p.role === c.role)?.log;
+    problems.push(
+      `${c.role} is not running${log ? ` (see ${log})` : ''}${demoRunning ? '; restart the demo: `sudo ambit demo down` then `sudo npm start`' : ''}`,
+    );
+  }
 
   const capture: StatusReport['capture'] = [];
   const capturedPods = new Map<string, string>();
@@ -127,11 +150,11 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
   };
   const waypointPods = state.waypoint === 'running' ? state.pods.filter((p) => p.run === 'waypoint') : [];
   if (process.getuid?.() !== 0) {
-    problems.push(
+    notes.push(
       'certificate expiry needs root (the ztunnel and waypoint admin APIs listen inside their netns)',
     );
   } else {
-    for (const n of state.nodes) {
+    for (const n of demoRunning ? state.nodes : []) {
       try {
         certRows(
           JSON.parse(await adminGet(n.netns, '/config_dump')) as ConfigDumpCertificates,
@@ -143,7 +166,7 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
       }
     }
     // The waypoint is a pod of its own (Istio's waypoint Deployment): its admin is on that pod's loopback.
-    for (const p of waypointPods) {
+    for (const p of demoRunning ? waypointPods : []) {
       try {
         certRows(
           JSON.parse(await adminGet(p.netns, '/config_dump')) as ConfigDumpCertificates,
@@ -157,10 +180,23 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
       }
     }
   }
+  // The live manifests as the mesh reads them: a rejected file or a policy that does not do what it
+  // says is a finding (the ztunnels keep serving the last good state and only log the reason).
+  let findings: Finding[] = [];
+  try {
+    const loaded = await loadManifestDirectory(state.manifestsDir);
+    findings = meshFindings(
+      loaded.state,
+      loaded.errors.map((e) => e.message),
+    );
+  } catch (err) {
+    problems.push(`manifests ${state.manifestsDir}: ${(err as Error).message}`);
+  }
+  for (const f of findings) problems.push(`${f.object}: ${f.type}=${f.status} ${f.reason}: ${f.message}`);
   return {
     demo: {
       pid: state.pid,
-      running: running(state.pid),
+      running: demoRunning,
       startedAt: state.startedAt,
       ...(state.webUrl ? { webUrl: state.webUrl } : {}),
       manifestsDir: state.manifestsDir,
@@ -177,7 +213,9 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
       ...(capturedPods.has(p.ip) ? { capture: capturedPods.get(p.ip) } : {}),
     })),
     certificates,
+    findings,
     problems,
+    notes,
   };
 }
 
@@ -253,7 +291,9 @@ export function renderStatus(r: StatusReport): string {
       ]),
     ]),
   );
-  if (r.problems.length > 0) out.push('', 'PROBLEMS', ...r.problems.map((p) => `  - ${p}`));
+  if (r.problems.length > 0)
+    out.push('', `PROBLEMS (${r.problems.length})`, ...r.problems.map((p) => `  - ${p}`));
+  if (r.notes.length > 0) out.push('', 'NOTES', ...r.notes.map((p) => `  - ${p}`));
   return `${out.join('\n')}\n`;
 }
 
@@ -264,12 +304,8 @@ export function registerStatus(program: Command): void {
       'components, capture mode, enrolled pods and certificate expiry of the local mesh (ambit demo)',
     )
     .option('--dir <dir>', 'the demo directory (state file)', process.env.AMBIT_DEMO_DIR ?? DEFAULT_DEMO_DIR)
-    .option('-o, --output <format>', 'text | json', 'text')
-    .action(async (f: { dir: string; output: string }) => {
-      if (!['text', 'json'].includes(f.output)) {
-        console.error(`ambit status: --output "${f.output}": one of text, json`);
-        process.exit(2);
-      }
+    .addOption(outputOption())
+    .action(async (f: { dir: string; output: OutputFormat }) => {
       const state = readDemoState(resolve(f.dir));
       if (!state) {
         console.error(
@@ -278,9 +314,8 @@ export function registerStatus(program: Command): void {
         process.exit(1);
       }
       const report = await collectStatus(state);
-      process.stdout.write(
-        f.output === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderStatus(report),
-      );
-      process.exit(report.problems.length > 0 && !report.demo.running ? 1 : 0);
+      process.stdout.write(formatData(f.output, report, () => renderStatus(report)));
+      // A problem is a finding: exit 1, so scripts and CI can wait on a healthy mesh.
+      process.exit(report.problems.length > 0 ? EXIT_FAILURE : 0);
     });
 }

@@ -1,7 +1,21 @@
-// `ambit ztunnel-config workloads|services|policies|certificates`: reads a running ztunnel's admin
-// `/config_dump` and prints the tables `istioctl ztunnel-config` prints (istioctl reads the same
-// endpoint; it has no separate /certs API).
-import type { Command } from 'commander';
+// `ambit ztunnel-config {workloads,services,policies,certificates,connections,log,all}`: reads a
+// running ztunnel's admin API and prints the tables `istioctl ztunnel-config` prints (istioctl reads the
+// same `/config_dump`; it has no separate /certs API). `connections` lists the open connections the
+// admin `/flows` history holds; `log` reads or sets the level through `/logging` as `istioctl zc log`.
+// The ztunnel is named by `--node` / `--pod ns/name` (the local demo: cli/common/admin.ts) or `--admin`.
+import { type Command, Option } from 'commander';
+import type { FlowEvent } from '../core/telemetry/flow-events.js';
+import {
+  type AdminTarget,
+  adminJson,
+  adminRequest,
+  adminStream,
+  demoDir,
+  type TargetFlags,
+  ztunnelTargets,
+} from './common/admin.js';
+import { formatData, type OutputFormat, outputOption, table, UsageError } from './common/output.js';
+import { readDemoState } from './demo/state-file.js';
 
 interface DumpWorkload {
   name: string;
@@ -45,39 +59,14 @@ export interface ConfigDump {
   certificates: DumpCert[];
 }
 
-export class AdminUnreachable extends Error {
-  readonly code = 'ZTUNNEL_ADMIN_UNREACHABLE';
-  constructor(address: string, cause: string) {
-    super(
-      `cannot read ztunnel admin at ${address}/config_dump: ${cause} (is ztunnel running? use --admin host:port)`,
-    );
-    this.name = 'AdminUnreachable';
-  }
-}
+export { AdminUnreachable } from './common/admin.js';
 
+/** The config dump of one ztunnel admin address (`host:port` or a URL). */
 export async function fetchConfigDump(admin: string): Promise<ConfigDump> {
-  const base = admin.startsWith('http') ? admin : `http://${admin}`;
-  let res: Response;
-  try {
-    res = await fetch(`${base}/config_dump`, { signal: AbortSignal.timeout(5000) });
-  } catch (err) {
-    const e = err as Error & { cause?: { message?: string } };
-    throw new AdminUnreachable(base, e.cause?.message ?? e.message);
-  }
-  if (!res.ok) throw new AdminUnreachable(base, `HTTP ${res.status}`);
-  return (await res.json()) as ConfigDump;
+  return adminJson<ConfigDump>(ztunnelTargets({ admin })[0]!, '/config_dump');
 }
 
-/** Left-aligned columns separated by at least three spaces, like istioctl's tabwriter output. */
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3)))
-      .join('')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
-}
+export { table };
 
 const none = (s: string | undefined): string => (s ? s : 'None');
 const shortHost = (h: string | undefined): string | undefined => h?.split('.')[0];
@@ -150,45 +139,180 @@ export function renderCertificates(d: ConfigDump): string {
   );
 }
 
-const RENDERERS = {
+export interface OpenConnection {
+  id: number;
+  opened: string;
+  direction: string;
+  src: string;
+  dst: string;
+  identity: string;
+}
+
+/** Open connections: `open` events of the flow history with no `close` after them. */
+export function openConnections(events: FlowEvent[]): OpenConnection[] {
+  const open = new Map<number, FlowEvent>();
+  for (const e of events) {
+    if (e.phase === 'open') open.set(e.id, e);
+    else open.delete(e.id);
+  }
+  const ep = (x: FlowEvent['src']) => (x.workload ? `${x.namespace}/${x.workload} (${x.addr})` : x.addr);
+  return [...open.values()].map((e) => ({
+    id: e.id,
+    opened: e.time,
+    direction: e.direction,
+    src: ep(e.src),
+    dst: ep(e.dst),
+    identity: e.src.identity ?? '-',
+  }));
+}
+
+export function renderConnections(cs: OpenConnection[]): string {
+  return table(
+    ['ID', 'DIRECTION', 'SOURCE', 'DESTINATION', 'PEER IDENTITY', 'OPENED'],
+    cs.map((c) => [String(c.id), c.direction, c.src, c.dst, c.identity, c.opened]),
+  );
+}
+
+/** The admin `/flows` history, read for about a second (the stream itself never ends). */
+async function flowHistory(t: AdminTarget): Promise<FlowEvent[]> {
+  const child = adminStream(t, '/flows', 1);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  await new Promise((r) => child.once('close', r));
+  return out
+    .split('\n')
+    .filter((l) => l.trim())
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as FlowEvent];
+      } catch {
+        return [];
+      }
+    });
+}
+
+type Kind = 'workloads' | 'services' | 'policies' | 'certificates';
+const RENDER: Record<Kind, (d: ConfigDump) => string> = {
   workloads: renderWorkloads,
-  workload: renderWorkloads,
   services: renderServices,
-  service: renderServices,
   policies: renderPolicies,
-  policy: renderPolicies,
   certificates: renderCertificates,
-  certificate: renderCertificates,
-} as const;
+};
+
+interface ZcFlags extends TargetFlags {
+  output: OutputFormat;
+  namespace?: string;
+  level?: string;
+}
+
+function target(f: ZcFlags): AdminTarget {
+  const ts = ztunnelTargets(f);
+  return ts[0]!;
+}
+
+function filterNamespace(d: ConfigDump, ns?: string): ConfigDump {
+  if (!ns) return d;
+  return {
+    ...d,
+    workloads: d.workloads.filter((w) => w.namespace === ns),
+    services: d.services.filter((s) => s.namespace === ns),
+    policies: d.policies.filter((p) => p.namespace === ns),
+  };
+}
+
+/** With no --node/--pod/--admin, point at the demo's nodes in the error instead of a bare ECONNREFUSED. */
+async function dumpOf(f: ZcFlags): Promise<ConfigDump> {
+  const t = target(f);
+  try {
+    return filterNamespace(await adminJson<ConfigDump>(t, '/config_dump'), f.namespace);
+  } catch (err) {
+    const st = !f.node && !f.pod && !f.admin ? readDemoState(demoDir(f.dir)) : undefined;
+    if (st) {
+      throw new UsageError(
+        `no ztunnel admin on 127.0.0.1:15000; the demo's ztunnels run per node: pass --node (${st.nodes.map((n) => n.name).join(', ')}) or --pod ns/name`,
+      );
+    }
+    throw err;
+  }
+}
+
+function targetOptions(c: Command): Command {
+  return c
+    .option('--node <name>', "the ztunnel of this node (the local demo's nodes: node1, node2)")
+    .option('--pod <ns/name>', 'the ztunnel of the node this pod runs on')
+    .option('--admin <host:port>', 'a ztunnel admin address (a port-forward, or this host)')
+    .option('--dir <dir>', 'the demo directory (state file)')
+    .addOption(outputOption())
+    .option('-n, --namespace <ns>', 'only this namespace');
+}
+
+function print(f: ZcFlags, value: unknown, render: () => string): void {
+  process.stdout.write(formatData(f.output, value, render));
+}
 
 export function registerZtunnelConfig(program: Command): void {
-  program
+  const zc = program
     .command('ztunnel-config')
+    .alias('zc')
     .description(
-      "show a running ztunnel's workloads, services, policies or certificates (like istioctl ztunnel-config)",
-    )
-    .argument('<what>', 'workloads | services | policies | certificates')
-    .option('--admin <host:port>', 'ztunnel admin address', '127.0.0.1:15000')
-    .option('-o, --output <format>', 'table | json', 'table')
-    .option('-n, --namespace <ns>', 'only this namespace')
-    .action(async (what: string, opts: { admin: string; output: string; namespace?: string }) => {
-      const render = RENDERERS[what as keyof typeof RENDERERS];
-      if (!render) {
-        throw new Error(
-          `ztunnel-config: unknown type "${what}": use workloads, services, policies or certificates`,
-        );
-      }
-      const dump = await fetchConfigDump(opts.admin);
-      if (opts.namespace) {
-        dump.workloads = dump.workloads.filter((w) => w.namespace === opts.namespace);
-        dump.services = dump.services.filter((s) => s.namespace === opts.namespace);
-        dump.policies = dump.policies.filter((p) => p.namespace === opts.namespace);
-      }
-      if (opts.output === 'json') {
-        const key = what.endsWith('s') ? what : `${what}s`;
-        console.log(JSON.stringify(dump[key as keyof ConfigDump], null, 2));
-        return;
-      }
-      console.log(render(dump));
+      "show a running ztunnel's workloads, services, policies, certificates, connections or log level (like istioctl ztunnel-config)",
+    );
+  for (const kind of Object.keys(RENDER) as Kind[]) {
+    targetOptions(
+      zc
+        .command(kind)
+        .alias(kind.replace(/s$/, ''))
+        .description(`the ${kind} the ztunnel holds (admin /config_dump)`),
+    ).action(async (f: ZcFlags) => {
+      const d = await dumpOf(f);
+      print(f, d[kind], () => RENDER[kind](d));
     });
+  }
+  targetOptions(
+    zc.command('connections').description('the open connections the ztunnel reports (admin /flows history)'),
+  ).action(async (f: ZcFlags) => {
+    const cs = openConnections(await flowHistory(target(f))).filter(
+      (c) => !f.namespace || c.src.startsWith(`${f.namespace}/`) || c.dst.startsWith(`${f.namespace}/`),
+    );
+    print(f, cs, () => renderConnections(cs));
+  });
+  targetOptions(
+    zc.command('log').description('show, or with --level set, the ztunnel log level (admin /logging)'),
+  )
+    .addOption(
+      new Option('--level <level>', 'set the level').choices([
+        'off',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+      ]),
+    )
+    .action(async (f: ZcFlags) => {
+      const t = target(f);
+      const text = await adminRequest(
+        t,
+        f.level ? `/logging?level=${f.level}` : '/logging',
+        f.level ? 'POST' : 'GET',
+      );
+      const level = /level is (\w+)/.exec(text)?.[1] ?? text.trim();
+      print(f, { ztunnel: t.label, level }, () => table(['ZTUNNEL', 'LEVEL'], [[t.label, level]]));
+    });
+  targetOptions(
+    zc.command('all').description('workloads, services, policies and certificates together'),
+  ).action(async (f: ZcFlags) => {
+    const d = await dumpOf(f);
+    const value = {
+      workloads: d.workloads,
+      services: d.services,
+      policies: d.policies,
+      certificates: d.certificates,
+    };
+    print(f, value, () =>
+      (Object.keys(RENDER) as Kind[]).map((k) => `${k.toUpperCase()}\n${RENDER[k](d)}`).join('\n\n'),
+    );
+  });
 }

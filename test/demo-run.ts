@@ -82,5 +82,5 @@ export function ambit(
 }
 
 export function demoDown(d: { dir: string; prefix: string }) {
-  return ambit(['demo', 'down', '--dir', d.dir, '--prefix', d.prefix]);
+  return ambit(['demo', 'down', '--dir', d.dir, '--prefix', d.prefix, '--purge']);
 }

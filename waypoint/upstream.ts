@@ -79,6 +79,24 @@ export function endpointOf(workload: Workload, targetPort: number, service?: Ser
   };
 }
 
+/**
+ * undici ends an idle keep-alive connection (or one the server closed) with `socket.destroy(err)`; on an
+ * HTTP/2 CONNECT stream Node turns any destroy-with-error into RST_STREAM INTERNAL_ERROR, which the
+ * destination ztunnel then logs as a failed connection every few seconds (the app's 5 s keep-alive).
+ * Abandoning a stream is CANCEL in HTTP/2 (RFC 9113 §8.4 / §7), which Node does not surface as an
+ * error on the peer: close with it first; undici still sees its own error.
+ */
+function cancelOnDestroy(s: Duplex): Duplex {
+  const h2 = s as Partial<http2.ClientHttp2Stream> & Duplex;
+  if (typeof h2.close !== 'function' || !('rstCode' in h2)) return s;
+  const destroy = s.destroy.bind(s);
+  s.destroy = (err?: Error) => {
+    if (!h2.closed) h2.close?.(http2.constants.NGHTTP2_CANCEL);
+    return destroy(err);
+  };
+  return s;
+}
+
 const keyOf = (ep: UpstreamEndpoint): string => `${ep.hbone ? 'hbone' : 'tcp'}|${ep.ip}|${ep.targetPort}`;
 
 export class Upstream {
@@ -164,7 +182,7 @@ export class Upstream {
         keepAliveTimeout: 30_000,
         connect: (_opts, callback) => {
           this.dial(ep).then(
-            (s) => callback(null, s as net.Socket),
+            (s) => callback(null, cancelOnDestroy(s) as net.Socket),
             (err: Error) => callback(err, null),
           );
         },

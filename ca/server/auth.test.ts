@@ -55,7 +55,7 @@ describe('authorizeIdentity', () => {
       authorizeIdentity({ identity: ztunnel, node: 'node-a' }, sleep, {
         trustedNodeAccounts: ['istio-system/ztunnel'],
       }),
-    ).toThrow(/impersonation is not enabled/);
+    ).toThrow(/does not know where pods run: start it with -m DIR/);
   });
 });
 

@@ -187,7 +187,9 @@ export function authorizeIdentity(
     );
   }
   if (!ctx.podLocator)
-    throw new PermissionDenied('impersonation is not enabled on this CA (no workload state to check nodes)');
+    throw new PermissionDenied(
+      `caller ${formatSpiffeId(caller.identity)} (node ${caller.node ?? '?'}) asked for ${formatSpiffeId(impersonated)}, but this CA does not know where pods run: start it with -m DIR (the manifests) or --kubernetes`,
+    );
   if (!caller.node)
     throw new PermissionDenied(
       `caller ${formatSpiffeId(caller.identity)} has no known node; impersonation refused`,

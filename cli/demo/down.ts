@@ -4,7 +4,7 @@
 // a deleted netns alive — research/ebpf-redirect.md pitfall 25), then BPF pins, then the namespaces,
 // whose deletion takes their veths, routes, ip rules, tc filters and nft tables with them.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../core/netns/topology.js';
 import {
@@ -67,12 +67,25 @@ export interface DownReport {
   other: string[];
   /** Pid of a running demo that stopped (and cleaned up) itself when asked. */
   stoppedDemo?: number;
+  /** Where this run's logs were moved. */
+  keptLogs?: string;
   /** What could not be removed (the caller reports it and exits non-zero). */
   residue: string[];
 }
 
 /** Remove everything of the demo that used `dir` (state file) and/or `prefix`. Idempotent. */
-export async function demoDown(opts: { dir: string; prefix?: string; self?: number }): Promise<DownReport> {
+/** Where `down` keeps the logs of stopped demos: next to the demo directory (`/run/ambit-demo-logs`). */
+export function keptLogsDir(dir: string): string {
+  return `${dir.replace(/\/+$/, '')}-logs`;
+}
+
+export async function demoDown(opts: {
+  dir: string;
+  prefix?: string;
+  self?: number;
+  /** Remove the logs too (default: moved to keptLogsDir). */
+  purge?: boolean;
+}): Promise<DownReport> {
   let state: DemoState | undefined;
   try {
     state = readDemoState(opts.dir);
@@ -161,9 +174,24 @@ export async function demoDown(opts: { dir: string; prefix?: string; self?: numb
   for (const ns of ls(NETNS_DIR).filter(mine)) report.residue.push(`netns ${ns}`);
   for (const pin of ls(BPFFS).filter(mine)) report.residue.push(`pin ${join(BPFFS, pin)}`);
 
-  // 6. The working directory last (the state file goes only when everything else went).
+  // 6. The working directory last (the state file goes only when everything else went). Its logs are
+  // moved aside first, one directory per run, so a crash can still be read after `down`; --purge
+  // removes them (and every earlier run's).
   if (report.residue.length === 0 && (state || existsSync(stateFileOf(opts.dir)))) {
+    const logs = join(opts.dir, 'logs');
+    if (!opts.purge && existsSync(logs) && ls(logs).length > 0) {
+      const stamp = (state?.startedAt ?? new Date().toISOString()).replace(/[:.]/g, '-');
+      const kept = join(keptLogsDir(opts.dir), stamp);
+      try {
+        mkdirSync(keptLogsDir(opts.dir), { recursive: true });
+        renameSync(logs, kept);
+        report.keptLogs = kept;
+      } catch (err) {
+        report.other.push(`logs not kept (${(err as Error).message})`);
+      }
+    }
     rmSync(opts.dir, { recursive: true, force: true });
   }
+  if (opts.purge) rmSync(keptLogsDir(opts.dir), { recursive: true, force: true });
   return report;
 }

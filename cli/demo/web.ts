@@ -13,6 +13,7 @@ import { repoRoot } from '../../core/netns/topology.js';
 import { ExplainInputError, explain } from '../../core/policy/explain.js';
 import { ManifestSource } from '../../core/sources/manifests.js';
 import { workloadIdentity } from '../../core/state/state.js';
+import { meshFindings } from '../common/findings.js';
 import type { FlowCollector } from './flows.js';
 import type { DemoState } from './state-file.js';
 
@@ -107,6 +108,8 @@ export async function startWebView(o: WebViewOptions): Promise<{ url: string; cl
           .map((p) => ({ name: p.name, namespace: p.namespace, action: p.action, at: 'waypoint' })),
       ],
       errors: source.errors().map((e) => e.message),
+      // Status conditions the mesh would write (embedded mode has no API server): the banner shows them.
+      findings: meshFindings(st, []),
     };
   };
 

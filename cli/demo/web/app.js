@@ -38,6 +38,7 @@ async function loadTopology() {
         : 'unknown';
   $('summary').textContent =
     `${t.nodes.length} nodes · ${t.workloads.length} workloads (${t.workloads.filter((w) => w.enrolled).length} in the mesh) · capture: ${mode} · waypoint: ${t.waypoint ?? 'none'} · ${t.policies.length} policies · manifests: ${t.manifestsDir}`;
+  showProblems(t);
   fillWhatIf(t);
   const ns = $('f-ns');
   const have = new Set([...ns.options].map((o) => o.value));
@@ -45,6 +46,23 @@ async function loadTopology() {
     if (!have.has(n)) ns.add(new Option(n, n));
   }
   drawGraph();
+}
+
+/** Rejected manifests (file, object, field) and status findings: what would otherwise be only in logs. */
+function showProblems(t) {
+  const errs = t.errors ?? [];
+  const findings = t.findings ?? [];
+  const b = $('banner');
+  if (errs.length === 0 && findings.length === 0) {
+    b.hidden = true;
+    b.innerHTML = '';
+    return;
+  }
+  b.hidden = false;
+  b.innerHTML = [
+    ...errs.map((e) => `<li class="err"><b>rejected manifest:</b> ${esc(e)}</li>`),
+    ...findings.map((f) => `<li class="finding"><b>${esc(f.object)}:</b> ${esc(f.message)}</li>`),
+  ].join('');
 }
 
 function fillWhatIf(t) {
@@ -70,8 +88,9 @@ function fillWhatIf(t) {
         if (p.targetPort > 0) podPorts.set(e, [...(podPorts.get(e) ?? []), p.targetPort]);
   for (const w of t.workloads) {
     if (!w.ip || w.isWaypoint) continue;
+    // A datalist option's VALUE is what the input receives: the address; the label names the pod.
     for (const port of new Set(podPorts.get(`${w.namespace}/${w.name}`) ?? [8080]))
-      dl.append(new Option(`${w.ip}:${port}`, `${w.namespace}/${w.name}`));
+      dl.append(new Option(`${w.namespace}/${w.name}`, `${w.ip}:${port}`));
   }
 }
 
@@ -126,9 +145,10 @@ function drawGraph() {
     const b = endpointKey(r.dst);
     if (a === b) continue;
     const key = `${a}→${b}`;
-    // Both ends' ztunnels report a connection: count per reporter and show the larger count.
-    const e = edges.get(key) ?? { a, b, perReporter: new Map(), classes: new Set() };
-    e.perReporter.set(r.reporter, (e.perReporter.get(r.reporter) ?? 0) + 1);
+    // Rows are one per connection (mergeReport); a waypoint row is one request.
+    const e = edges.get(key) ?? { a, b, conns: 0, reqs: 0, classes: new Set() };
+    if (r.l7) e.reqs++;
+    else e.conns++;
     e.classes.add(edgeClass(r));
     edges.set(key, e);
   }
@@ -162,11 +182,20 @@ function drawGraph() {
     }
     const lx = (p.x + q.x) / 2 + (q.y - p.y) * 0.08;
     const ly = (p.y + q.y) / 2 - (q.x - p.x) * 0.08;
-    const n = Math.max(...e.perReporter.values());
-    parts.push(`<text class="edge-label" x="${lx}" y="${ly}">${n}</text>`);
+    // Rates over the edge window, with their unit: requests (waypoint) or connections (ztunnel).
+    const rate = (n) => (n / (EDGE_WINDOW_MS / 1000)).toFixed(n * 1000 >= EDGE_WINDOW_MS * 10 ? 0 : 1);
+    const label = [e.reqs ? `${rate(e.reqs)} req/s` : '', e.conns ? `${rate(e.conns)} conn/s` : '']
+      .filter(Boolean)
+      .join(' · ');
+    parts.push(`<text class="edge-label" x="${lx}" y="${ly}">${label}</text>`);
   }
   for (const [key, { x, y, w }] of pos) {
-    const cls = ['wl', w.enrolled ? 'enrolled' : '', w.isWaypoint ? 'waypoint' : ''].join(' ');
+    const cls = [
+      'wl',
+      w.enrolled ? 'enrolled' : '',
+      w.isWaypoint ? 'waypoint' : '',
+      state.selected === key ? 'selected' : '',
+    ].join(' ');
     parts.push(
       `<g class="${cls}" data-workload="${esc(key)}"><circle cx="${x}" cy="${y}" r="13"/><text x="${x + 17}" y="${y - 1}">${esc(w.name)}</text><text class="sub" x="${x + 17}" y="${y + 11}">${esc(w.namespace)} · ${esc(w.ip)}</text></g>`,
     );
@@ -184,7 +213,7 @@ function matches(r) {
   if (sec === 'mtls' && !r.mtls) return false;
   if (sec === 'plain' && r.mtls) return false;
   if (ns && r.src.namespace !== ns && r.dst.namespace !== ns) return false;
-  if (rep && r.reporter !== rep) return false;
+  if (rep && !r.reporter.split(' → ').includes(rep)) return false;
   if (text) {
     // Match what the row shows (ns/name, service, method/path) as well as every raw field.
     const l7 = r.l7 ? `${r.l7.method ?? ''} ${r.l7.path ?? ''} ${r.l7.status ?? ''}` : '';
@@ -241,14 +270,48 @@ function addReporter(rep) {
   sel.add(new Option(rep, rep));
 }
 
+const VERDICT_RANK = { FORWARDED: 0, ERROR: 1, DENIED: 2 };
+const ipOf = (addr) => String(addr ?? '').replace(/:\d+$/, '');
+
+/**
+ * Both ends' ztunnels report one HBONE connection (outbound on the client's node, inbound on the
+ * server's). The second report is merged into the first: one row per connection, both reporters named,
+ * the deciding policy and the worse verdict kept (the server side decides L4 policy).
+ */
+function mergeReport(r) {
+  if (!r.reporter.startsWith('ztunnel/')) return false;
+  const t = Date.parse(r.time);
+  for (let i = state.rows.length - 1, k = 0; i >= 0 && k < 60; i--, k++) {
+    const o = state.rows[i];
+    if (Math.abs(Date.parse(o.time) - t) > 2000) break;
+    if (o.merged || !o.reporter.startsWith('ztunnel/') || o.reporter === r.reporter) continue;
+    if (o.direction === r.direction) continue;
+    if (ipOf(o.src.addr) !== ipOf(r.src.addr) || o.dst.addr !== r.dst.addr) continue;
+    const inbound = r.direction === 'inbound' ? r : o;
+    const outbound = r.direction === 'inbound' ? o : r;
+    o.merged = true;
+    o.reporter = `${outbound.reporter} → ${inbound.reporter}`;
+    o.direction = 'outbound → inbound';
+    o.policy = inbound.policy ?? outbound.policy;
+    if (VERDICT_RANK[r.verdict] > VERDICT_RANK[o.verdict]) o.verdict = r.verdict;
+    if (inbound.error || outbound.error) o.error = inbound.error ?? outbound.error;
+    return true;
+  }
+  return false;
+}
+
 function connectFlows() {
   const es = new EventSource('/api/flows');
   es.onmessage = (m) => {
     const r = JSON.parse(m.data);
+    addReporter(r.reporter);
+    if (mergeReport(r)) {
+      schedule();
+      return;
+    }
     state.rows.push(r);
     state.total++;
     if (state.rows.length > 3000) state.rows.splice(0, state.rows.length - 3000);
-    addReporter(r.reporter);
     schedule();
   };
 }
@@ -301,8 +364,18 @@ $('f-pause').addEventListener('change', (e) => {
   renderTable();
 });
 window.addEventListener('resize', drawGraph);
+// Clicking a workload filters the table to its flows; clicking it again (or elsewhere) clears it.
+$('graph').addEventListener('click', (ev) => {
+  const g = ev.target.closest('[data-workload]');
+  const key = g ? g.dataset.workload : null;
+  state.selected = key && state.selected !== key ? key : null;
+  $('f-text').value = state.selected ?? '';
+  renderTable();
+  drawGraph();
+});
 
 loadTopology().then(connectFlows);
 // Manifest edits change the mesh: refresh the workloads/policies every few seconds.
-setInterval(() => loadTopology().catch(() => undefined), 3000);
+// Once a second, so a rejected manifest shows in the banner within two seconds of being saved.
+setInterval(() => loadTopology().catch(() => undefined), 1000);
 setInterval(drawGraph, 2000);
