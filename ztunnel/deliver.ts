@@ -14,7 +14,11 @@ import { relayTracked } from './tracked-relay.js';
 import type { SocketAddr } from '../core/route/address.js';
 
 /** Evaluates the destination's L4 policies; an evaluation error denies (fail closed). */
-export function authorize(ctx: ProxyContext, destination: Workload, conn: Connection): PolicyDecision {
+export function authorize(
+  ctx: Pick<ProxyContext, 'state' | 'log'>,
+  destination: Workload,
+  conn: Connection,
+): PolicyDecision {
   let decision: PolicyDecision;
   try {
     decision = evaluate(conn, ctx.state.policiesFor(destination));

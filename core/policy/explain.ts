@@ -371,7 +371,20 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
       enforcedAt: 'waypoint',
     };
   }
-  const picked = endpoints.find((e) => e.workload.uid === chosen?.uid) ?? endpoints[0]!;
+  const picked = endpoints.find((e) => e.workload.uid === chosen?.uid) ?? endpoints[0];
+  if (!picked) {
+    // Only reachable through a waypoint: it accepts the tunnel, then has no endpoint to send it to (503).
+    return {
+      ...common,
+      decision: {
+        allow: false,
+        reason: `no healthy upstream for ${destination.kind === 'service' ? destination.service : host}:${port}`,
+        dryRun: [],
+      },
+      decidingEndpoint: `waypoint ${waypoint?.name}`,
+      enforcedAt: 'waypoint',
+    };
+  }
   const enrolled = picked.workload.enrolled;
   return {
     ...common,
