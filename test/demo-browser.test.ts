@@ -132,7 +132,9 @@ describe.skipIf(!root)('ambit demo flow view in chromium (needs root and /usr/bi
     await page.waitForTimeout(300);
     const verdicts = await page
       .locator('#flows tbody tr')
-      .evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.verdict));
+      .evaluateAll((rows) =>
+        rows.map((r) => (r as unknown as { dataset: Record<string, string | undefined> }).dataset.verdict),
+      );
     expect(verdicts.length).toBeGreaterThan(0);
     expect(new Set(verdicts)).toEqual(new Set(['DENIED']));
     mkdirSync('test-artifacts', { recursive: true });

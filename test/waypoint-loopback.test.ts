@@ -99,7 +99,7 @@ spec:
     const client = new ProductService(
       `${a.host}:${a.port}`,
       grpc.credentials.createInsecure(),
-    ) as grpc.Client & {
+    ) as unknown as grpc.Client & {
       getProduct(
         req: { id: string },
         cb: (err: grpc.ServiceError | null, res?: { id: string; name: string; servedBy: string }) => void,
@@ -215,7 +215,7 @@ spec:
 `,
     );
     const base = await users();
-    const client = new Client(base, { connections: 8 });
+    const client = new Client(base);
     try {
       let v1 = 0;
       let v2 = 0;

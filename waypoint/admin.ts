@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { type CertificateDump, describePem } from '../core/identity/certificate-dump.js';
 import { formatSpiffeId, type SpiffeId } from '../core/identity/spiffe.js';
-import { waypointPolicies } from '../core/policy/waypoint-hop.js';
+import { waypointPolicies } from '../core/policy/waypoint-policies.js';
 import type { GatewayAddress, HttpRoute, L7AuthorizationPolicy, Waypoint } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
 import { attachment, compileRule } from './routes.js';
@@ -122,7 +122,7 @@ export function buildConfigDump(src: WaypointAdminSources) {
     if (attachedTo.size > 0) routes.push(routeDump(r, [...attachedTo]));
   }
 
-  // The same selection the RequestAuthorizer makes (core/policy/waypoint-hop waypointPolicies): the
+  // The same selection the RequestAuthorizer makes (core/policy/waypoint-policies.ts waypointPolicies): the
   // Gateway's and GatewayClass's policies for every destination, plus each bound Service's own.
   const appliesTo = new Map<string, { policy: L7AuthorizationPolicy; to: Set<string> }>();
   const policiesAll = waypointPolicies(src.state, wp, undefined, src.rootNamespace);

@@ -4,7 +4,7 @@
 // AUDIT policies never decide (istio/api authorization_policy.proto): a match is logged only.
 import type { Logger } from 'pino';
 import { evaluateRequest } from '../core/policy/l7.js';
-import { waypointPolicies } from '../core/policy/waypoint-hop.js';
+import { splitAudit, waypointPolicies } from '../core/policy/waypoint-policies.js';
 import type { Connection, PolicyDecision, RequestContext } from '../core/policy/evaluate.js';
 import type { L7AuthorizationPolicy, Service, Waypoint } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
@@ -85,11 +85,7 @@ export class RequestAuthorizer {
     const key = service ? `${service.namespace}/${service.hostname}` : '';
     let set = this.sets.get(key);
     if (!set) {
-      const all = waypointPolicies(this.state, this.waypoint(), service, this.rootNamespace);
-      set = {
-        deciding: all.filter((p) => p.action !== 'AUDIT'),
-        audit: all.filter((p) => p.action === 'AUDIT'),
-      };
+      set = splitAudit(waypointPolicies(this.state, this.waypoint(), service, this.rootNamespace));
       this.sets.set(key, set);
     }
     return set;

@@ -7,7 +7,7 @@ import type * as http2 from 'node:http2';
 import type { Logger } from 'pino';
 import type { Connection, RequestContext } from '../core/policy/evaluate.js';
 import type { Service } from '../core/state/model.js';
-import type { MeshState } from '../core/state/state.js';
+import { type MeshState, workloadIdentity } from '../core/state/state.js';
 import type { FlowEvents } from '../core/telemetry/flow-events.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import type { RequestAuthorizer } from './authz.js';
@@ -19,7 +19,7 @@ import type { RequestMetrics } from './metrics.js';
 import { HOP_BY_HOP, forwardableHeaders, readRequestHead } from './request-head.js';
 import { type HeaderModifier, type RouteRule, type Router, pickBackend } from './routes.js';
 import { resetStream } from './stream-reset.js';
-import type { Destination } from './terminate.js';
+import type { WaypointDestination as Destination } from '../core/route/inbound.js';
 import type { WaypointTracer } from './tracing.js';
 import { type Upstream, type UpstreamEndpoint, endpointOf, selectEndpoint } from './upstream.js';
 
@@ -96,7 +96,7 @@ function peerOf(ep: UpstreamEndpoint | undefined): PeerLabels {
   return {
     workload: w.workloadName || w.name,
     namespace: w.namespace,
-    principal: `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
+    principal: workloadIdentity(w),
     canonicalService: w.canonicalName,
     canonicalRevision: w.canonicalRevision,
   };

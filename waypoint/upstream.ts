@@ -8,17 +8,17 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
-import type { HboneConnectRequest } from '../core/hbone/client-pool.js';
+import type { HboneDialer } from '../core/hbone/client-pool.js';
 import { HboneError } from '../core/hbone/errors.js';
-import { type SpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
+import { HBONE_PORT } from '../core/hbone/settings.js';
+import type { SpiffeId } from '../core/identity/spiffe.js';
+import { formatAddr } from '../core/route/address.js';
+import { candidateEndpoints, selectEndpoint as pickEndpoint } from '../core/route/endpoint.js';
 import type { AppProtocol, Service, Workload } from '../core/state/model.js';
-import { type MeshState, workloadIdentity } from '../core/state/state.js';
+import { type MeshState, identityOf } from '../core/state/state.js';
 import { WaypointError } from './errors.js';
 
-/** The HBONE client as the waypoint uses it (core/hbone HboneClientPool). */
-export interface HboneDialer {
-  connect(req: HboneConnectRequest): Promise<Duplex>;
-}
+export type { HboneDialer };
 
 export interface UpstreamEndpoint {
   workload: Workload;
@@ -45,23 +45,23 @@ export interface UpstreamOptions {
   random?: () => number;
 }
 
-/** Picks an endpoint of (service, servicePort): healthy endpoints, uniformly at random (Envoy's default LB is round-robin; random is equivalent in distribution). */
+/**
+ * Picks an endpoint of (service, servicePort) by the mesh's one endpoint policy (core/route/endpoint.ts:
+ * healthy endpoints, capacity-weighted random — the same choice ztunnel makes); none → 503.
+ */
 export function selectEndpoint(
   state: MeshState,
   service: Service,
   servicePort: number,
   random: () => number = Math.random,
 ): UpstreamEndpoint {
-  const eps = state
-    .endpointsOf(service, servicePort)
-    .filter((e) => e.workload.status === 'HEALTHY' && e.workload.addresses.length > 0);
-  if (eps.length === 0) {
+  const ep = pickEndpoint(candidateEndpoints(state, service, servicePort), random);
+  if (!ep) {
     throw new WaypointError(
       'WAYPOINT_NO_HEALTHY_UPSTREAM',
       `no healthy upstream for ${service.namespace}/${service.name}:${servicePort}`,
     );
   }
-  const ep = eps[Math.floor(random() * eps.length)] ?? eps[0]!;
   const declared = service.ports.find((p) => p.servicePort === servicePort)?.appProtocol;
   return {
     ...endpointOf(ep.workload, ep.targetPort, service),
@@ -159,9 +159,9 @@ export class Upstream {
     try {
       return await this.opts.hbone.connect({
         sourceIdentity: this.opts.identity,
-        expectedIdentities: [parseSpiffeId(workloadIdentity(ep.workload))],
-        nextHop: { host: ep.ip, port: this.opts.hbonePort ?? 15008 },
-        authority: `${ep.ip}:${ep.targetPort}`,
+        expectedIdentities: [identityOf(ep.workload)],
+        nextHop: { host: ep.ip, port: this.opts.hbonePort ?? HBONE_PORT },
+        authority: formatAddr(ep.ip, ep.targetPort),
       });
     } catch (err) {
       // A 401 from the destination ztunnel is its L4 policy refusing the waypoint: Envoy reports the

@@ -4,9 +4,8 @@
 // (tcp.ts), metrics (metrics.ts) and the stats endpoint. istio-ambient.md §7; DESIGN.md §6.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { type Logger, pino } from 'pino';
-import type { HboneConnectRequest } from '../core/hbone/client-pool.js';
+import type { HboneDialer } from '../core/hbone/client-pool.js';
 import { UnknownDestination } from '../core/hbone/errors.js';
 import { HboneServer, type InboundConnect, canonicalIp } from '../core/hbone/server.js';
 import type { HboneCertificate } from '../core/hbone/tls.js';
@@ -31,7 +30,7 @@ import { type TunnelContext, handleRequest, type RequestDeps } from './request.j
 import { Router } from './routes.js';
 import { relayOpaque } from './tcp.js';
 import { handleUpgrade } from './upgrade.js';
-import { resolveDestination } from './terminate.js';
+import { waypointDestination } from '../core/route/inbound.js';
 import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
 
@@ -45,7 +44,7 @@ export interface WaypointDeps {
   state: MeshState;
   certificates: WaypointCertificates;
   /** HBONE client (core/hbone HboneClientPool). */
-  hbone: { connect(req: HboneConnectRequest): Promise<Duplex>; close?(): void };
+  hbone: HboneDialer & { close?(): void };
   logger?: Logger;
   /** Random source for endpoint and backend choice (tests pin it). */
   random?: () => number;
@@ -124,7 +123,7 @@ export class WaypointProxy {
       certificateFor: () => deps.certificates.fetch(this.identity),
       // The authority is the ORIGINAL destination, not our address: it must be bound to this waypoint.
       checkAuthority: (authority) => {
-        resolveDestination(deps.state, this.model(), authority);
+        waypointDestination(deps.state, this.model(), authority);
       },
       onConnect: (stream, info) => this.onTunnel(stream, info),
       logger: this.log.child({ scope: 'hbone' }),
@@ -167,7 +166,7 @@ export class WaypointProxy {
   }
 
   private async onTunnel(_stream: unknown, info: InboundConnect): Promise<void> {
-    const destination = resolveDestination(this.deps.state, this.model(), info.authority);
+    const destination = waypointDestination(this.deps.state, this.model(), info.authority);
     if (!destination.service && !destination.workload) throw new UnknownDestination(info.authorityText);
     const sourceIp = canonicalIp(info.remoteAddress);
     const ctx: TunnelContext = {

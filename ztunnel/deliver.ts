@@ -11,10 +11,14 @@ import { dial } from './dial.js';
 import { PolicyDenied, ProxyError, messageOf, responseFlagsOf } from './errors.js';
 import type { ProxyContext } from './proxy-context.js';
 import { relayTracked } from './tracked-relay.js';
-import type { Address } from './upstream.js';
+import type { SocketAddr } from '../core/route/address.js';
 
 /** Evaluates the destination's L4 policies; an evaluation error denies (fail closed). */
-export function authorize(ctx: ProxyContext, destination: Workload, conn: Connection): PolicyDecision {
+export function authorize(
+  ctx: Pick<ProxyContext, 'state' | 'log'>,
+  destination: Workload,
+  conn: Connection,
+): PolicyDecision {
   let decision: PolicyDecision;
   try {
     decision = evaluate(conn, ctx.state.policiesFor(destination));
@@ -38,8 +42,8 @@ export function authorize(ctx: ProxyContext, destination: Workload, conn: Connec
 export interface DeliveryInput {
   destination: Workload;
   /** podIP:targetPort. */
-  target: Address;
-  source: Address;
+  target: SocketAddr;
+  source: SocketAddr;
   /** Verified peer identity (HBONE) or the local source workload's (same-node); undefined = plaintext. */
   sourceIdentity: SpiffeId | undefined;
   report: ConnectionReport;

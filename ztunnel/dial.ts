@@ -6,10 +6,10 @@
 import net from 'node:net';
 import { createTransparentSocket, nativeAvailable } from '../bpf-redirect/native/index.js';
 import { UpstreamConnectFailed, messageOf } from './errors.js';
-import type { Address } from './upstream.js';
+import type { SocketAddr } from '../core/route/address.js';
 
 export interface DialOptions {
-  target: Address;
+  target: SocketAddr;
   /** Bind to this (non-local) source IP first; undefined = the kernel's choice. */
   sourceIp?: string;
   timeoutMs: number;

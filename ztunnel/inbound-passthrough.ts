@@ -8,14 +8,14 @@ import { peerLabels } from './proxy-context.js';
 import type { ProxyContext } from './proxy-context.js';
 import { hostPort } from './proxy-context.js';
 import { deliver } from './deliver.js';
-import type { Address } from './upstream.js';
+import type { SocketAddr } from '../core/route/address.js';
 
 export interface CapturedConnection {
   socket: net.Socket;
   /** Where the client meant to go (the transparent socket's local address). */
-  originalDst: Address;
+  originalDst: SocketAddr;
   /** The client (the socket's remote address). */
-  source: Address;
+  source: SocketAddr;
 }
 
 export async function handleInboundPlaintext(ctx: ProxyContext, c: CapturedConnection): Promise<void> {

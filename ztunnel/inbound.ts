@@ -2,7 +2,7 @@
 // istio/ztunnel src/proxy/inbound.rs, per stream:
 //   not CONNECT → 400; unparsable :authority → 400; authority IP ≠ the pod the connection reached →
 //   400 ("ip mismatch"); a service-hostname authority is resolved to a target port here
-//   (inbound-target.ts; unknown → 503); target port in {15001,15006,15008} → 503 — these checks, the TLS layer
+//   (core/route/inbound.ts; unknown → 503); target port in {15001,15006,15008} → 503 — these checks, the TLS layer
 //   (certificate chosen by destination pod IP, no SNI; client chain + trust domain) and the status
 //   answers are core/hbone's HboneServer. This file takes over from there: destination workload
 //   unknown → 503; L4 policy with the peer's SPIFFE ID denied → 401; upstream connect failed → 503;
@@ -10,16 +10,22 @@
 import type * as http2 from 'node:http2';
 import type { Baggage } from '../core/hbone/connect-request.js';
 import { UnknownDestination } from '../core/hbone/errors.js';
-import type { InboundConnect } from '../core/hbone/server.js';
+import { type AuthorityCheck, type InboundConnect, defaultAuthorityCheck } from '../core/hbone/server.js';
 import { trustedSourceAddress } from '../core/hbone/source-address.js';
-import { formatSpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
+import { formatSpiffeId } from '../core/identity/spiffe.js';
+import { type InboundTarget, inboundTarget } from '../core/route/inbound.js';
 import type { Service, Workload } from '../core/state/model.js';
-import { workloadIdentity } from '../core/state/state.js';
+import { identityOf } from '../core/state/state.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import { deliver } from './deliver.js';
 import { type ProxyError, toHboneError } from './errors.js';
-import { type InboundTarget, inboundTarget } from './inbound-target.js';
 import { type ProxyContext, baggageOf, hostPort, peerLabels } from './proxy-context.js';
+
+/** The HBONE server's authority check for ztunnel: an IP must be this pod; a hostname is resolved later. */
+export const ztunnelAuthorityCheck: AuthorityCheck = (authority, conn) => {
+  if (authority.kind === 'hostname') return;
+  defaultAuthorityCheck(authority, conn);
+};
 
 /** The service to attribute in telemetry: `forwarded host=` only if it is one of the pod's services. */
 function attributedService(
@@ -65,7 +71,7 @@ export async function handleInbound(
     {
       workloadByIp: (ip) => {
         const w = ctx.state.workloadByIp(ip);
-        return w ? { identity: parseSpiffeId(workloadIdentity(w)), node: w.node } : undefined;
+        return w ? { identity: identityOf(w), node: w.node } : undefined;
       },
       // Every ztunnel here preserves the pod IP, so no node proxy address is trusted to speak for pods.
       nodeOfProxyIp: () => undefined,

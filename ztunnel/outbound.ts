@@ -1,24 +1,21 @@
 // Outbound (15001): a connection captured from an enrolled pod on this node, whose original
 // destination D is the transparent socket's local address. istio/ztunnel src/proxy/outbound.rs:
-// identify the source workload, decide where D goes (upstream.ts planOutbound), then HBONE to the peer
+// identify the source workload, decide where D goes (core/route/outbound.ts planOutbound), then HBONE to the peer
 // ztunnel or waypoint, plain TCP to a non-mesh pod, passthrough for unknown D, or — for a pod on this
 // node — apply the destination's inbound policy here and connect directly.
 import type { Duplex } from 'node:stream';
-import type { HboneConnectRequest } from '../core/hbone/client-pool.js';
-import { type SpiffeId, parseSpiffeId, tryParseSpiffeId } from '../core/identity/spiffe.js';
-import { workloadIdentity } from '../core/state/state.js';
+import type { HboneDialer } from '../core/hbone/client-pool.js';
+import { formatSpiffeId } from '../core/identity/spiffe.js';
+import { planOutbound } from '../core/route/outbound.js';
+import { identityOf } from '../core/state/state.js';
 import { deliver } from './deliver.js';
 import { dial } from './dial.js';
 import { ProxyError, messageOf, responseFlagsOf } from './errors.js';
 import type { CapturedConnection } from './inbound-passthrough.js';
 import { type ProxyContext, baggageOf, hostPort, peerLabels } from './proxy-context.js';
 import { relayTracked } from './tracked-relay.js';
-import { planOutbound } from './upstream.js';
 
-/** The HBONE client pool as the outbound path uses it (core/hbone HboneClientPool). */
-export interface HboneDialer {
-  connect(req: HboneConnectRequest): Promise<Duplex>;
-}
+export type { HboneDialer };
 
 export interface OutboundContext extends ProxyContext {
   hbone: HboneDialer;
@@ -104,7 +101,7 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
           destination: plan.destination,
           target: plan.target,
           source,
-          sourceIdentity: parseSpiffeId(workloadIdentity(src)),
+          sourceIdentity: identityOf(src),
           report,
           podIp: plan.target.ip,
           direction: 'inbound',
@@ -113,20 +110,22 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
       );
     }
     case 'hbone': {
-      const peer = plan.waypoint ?? plan.destination;
+      const peer = plan.waypoint?.pod ?? plan.destination;
       report.update({
         dstAddr: hostPort(plan.nextHop.ip, plan.nextHop.port),
         hboneAddr: plan.authority,
-        destination: peerLabels(peer, cluster, plan.expectedIdentities[0]),
+        destination: peerLabels(
+          peer,
+          cluster,
+          plan.expectedIdentities[0] && formatSpiffeId(plan.expectedIdentities[0]),
+        ),
         securityPolicy: 'mutual_tls',
       });
       let stream: Duplex;
       try {
         stream = await ctx.hbone.connect({
-          sourceIdentity: parseSpiffeId(workloadIdentity(src)),
-          expectedIdentities: plan.expectedIdentities
-            .map((id) => tryParseSpiffeId(id))
-            .filter((id): id is SpiffeId => id !== undefined),
+          sourceIdentity: identityOf(src),
+          expectedIdentities: plan.expectedIdentities,
           nextHop: { host: plan.nextHop.ip, port: plan.nextHop.port },
           // The pool key includes the source IP; the peer sees it as the TCP client (ENABLE_ORIG_SRC).
           ...(ctx.config.preserveSourceIp ? { sourceIp: source.ip } : {}),

@@ -35,9 +35,8 @@ export function peerLabels(w: Workload | undefined, cluster: string, principal?:
 }
 
 /** `ip:port`, bracketing IPv6. */
-export function hostPort(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-}
+/** `ip:port` / `[v6]:port`: core/route/address.ts formatAddr. */
+export { formatAddr as hostPort } from '../core/route/address.js';
 
 /** Baggage describing a workload (istio/ztunnel src/baggage.rs): sent on CONNECT and on the 200. */
 export function baggageOf(w: Workload, cluster: string): Baggage {

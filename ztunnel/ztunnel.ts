@@ -11,7 +11,8 @@ import { HboneServer } from '../core/hbone/server.js';
 import type { HboneCertificate } from '../core/hbone/tls.js';
 import { type SpiffeId, formatSpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
 import type { Workload } from '../core/state/model.js';
-import { type MeshState, type StateChange, workloadIdentity } from '../core/state/state.js';
+import { socketAddr } from '../core/route/address.js';
+import { type MeshState, type StateChange, identityOf, workloadIdentity } from '../core/state/state.js';
 import { AccessLog } from '../core/telemetry/access-log.js';
 import { Telemetry } from '../core/telemetry/connection-report.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
@@ -24,8 +25,7 @@ import { transparentSocketFactory } from './dial.js';
 import { type Acceptor, Drain } from './drain.js';
 import { messageOf } from './errors.js';
 import type { CaptureContext, CaptureKind } from './capture.js';
-import { handleInbound } from './inbound.js';
-import { ztunnelAuthorityCheck } from './inbound-target.js';
+import { handleInbound, ztunnelAuthorityCheck } from './inbound.js';
 import { type CapturedConnection, handleInboundPlaintext } from './inbound-passthrough.js';
 import { LoggerFamily } from './logging.js';
 import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
@@ -75,8 +75,8 @@ function acceptorOf(l: TransparentListener): Acceptor {
 function captured(socket: net.Socket, c: CaptureContext): CapturedConnection {
   return {
     socket,
-    originalDst: { ip: c.originalDst.address, port: c.originalDst.port },
-    source: { ip: c.source.address, port: c.source.port },
+    originalDst: socketAddr(c.originalDst.address, c.originalDst.port),
+    source: socketAddr(c.source.address, c.source.port),
   };
 }
 
@@ -220,7 +220,7 @@ export class Ztunnel {
   private async certificateForIp(ip: string): Promise<HboneCertificate | undefined> {
     const w = this.deps.state.workloadByIp(ip);
     if (!w || w.node !== this.config.node || w.tunnelProtocol !== 'HBONE') return undefined;
-    return this.certificateFor(parseSpiffeId(workloadIdentity(w)));
+    return this.certificateFor(identityOf(w));
   }
 
   private async certificateFor(id: SpiffeId): Promise<HboneCertificate> {
@@ -241,7 +241,7 @@ export class Ztunnel {
   /** Fetch certificates for every local workload ahead of traffic (istio/ztunnel prefetches too). */
   private prefetchCertificates(): void {
     for (const w of this.localWorkloads()) {
-      const id = parseSpiffeId(workloadIdentity(w));
+      const id = identityOf(w);
       this.certificateFor(id).catch((err: unknown) =>
         this.log.warn({ identity: formatSpiffeId(id), err: messageOf(err) }, 'certificate prefetch failed'),
       );

@@ -58,7 +58,7 @@ describe.skipIf(!nativeAvailable() || !root)('ambit native addon', () => {
 
   it.skipIf(!hasV6Loopback)('does the same for IPv6 (IPV6_TRANSPARENT)', async () => {
     const fd = listenInNetns(undefined, '::1', 0, { transparent: true });
-    const server = net.createServer((s) => s.end(s.remoteAddress));
+    const server = net.createServer((s) => s.end(s.remoteAddress ?? ''));
     await new Promise<void>((r) => server.listen({ fd }, r));
     const port = (server.address() as net.AddressInfo).port;
     // A client bound to a v6 address this host does not own (documentation prefix 2001:db8::/32).

@@ -8,11 +8,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { parseSpiffeId } from '../../core/identity/spiffe.js';
 import { repoRoot } from '../../core/netns/topology.js';
 import { ExplainInputError, explain } from '../../core/policy/explain.js';
 import { ManifestSource } from '../../core/sources/manifests.js';
-import { workloadIdentity } from '../../core/state/state.js';
+import { identityOf, workloadIdentity } from '../../core/state/state.js';
 import { meshFindings } from '../common/findings.js';
 import type { FlowCollector } from './flows.js';
 import type { DemoState } from './state-file.js';
@@ -134,7 +133,7 @@ export async function startWebView(o: WebViewOptions): Promise<{ url: string; cl
         : undefined;
     return explain(st, {
       // An enrolled source reaches the destination over mTLS with its identity; a non-mesh one as plaintext.
-      ...(enrolled ? { sourceIdentity: parseSpiffeId(workloadIdentity(w)) } : {}),
+      ...(enrolled ? { sourceIdentity: identityOf(w) } : {}),
       sourceIp: ip,
       destination: b.destination.trim(),
       ...(request ? { request: request as never } : {}),

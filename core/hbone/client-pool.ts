@@ -9,6 +9,7 @@
 //    otherwise the connection fails with IdentityMismatch. No SNI is sent; no session resumption.
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { type Logger, pino } from 'pino';
 import { type SpiffeId, formatSpiffeId } from '../identity/spiffe.js';
@@ -54,6 +55,11 @@ export interface HboneConnectRequest {
   traceparent?: string;
   /** Extra request headers (e.g. x-forwarded-network). */
   headers?: Record<string, string>;
+}
+
+/** The HBONE client as a proxy path uses it (HboneClientPool is the implementation; tests may pass another dialer of real tunnels). */
+export interface HboneDialer {
+  connect(req: HboneConnectRequest): Promise<Duplex>;
 }
 
 /** What the caller learns about a tunnel besides its bytes. */

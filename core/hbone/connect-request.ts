@@ -51,9 +51,8 @@ export function parseAuthority(authority: string | undefined): Authority {
   return { kind: 'hostname', hostname: host.toLowerCase(), port };
 }
 
-export function formatAuthority(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
+/** `host:port` / `[v6]:port`: the one formatter, core/route/address.ts. */
+export { formatAddr as formatAuthority } from '../route/address.js';
 
 /** `forwarded: for="<ip>:<port>";host=<fqdn>` (RFC 7239 subset ztunnel sends). */
 export interface Forwarded {

@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import ipaddr from 'ipaddr.js';
+import { canonicalIp as canonicalIpText } from '../route/address.js';
 import { type Logger, pino } from 'pino';
 import { type SpiffeId, formatSpiffeId } from '../identity/spiffe.js';
 import {
@@ -105,14 +105,9 @@ export interface HboneConnectionInfo {
   localPort: number;
 }
 
-/** Node reports v4 peers of dual-stack sockets as ::ffff:a.b.c.d; policy wants a.b.c.d. */
+/** Node reports v4 peers of dual-stack sockets as ::ffff:a.b.c.d; policy wants a.b.c.d (core/route/address.ts). */
 export function canonicalIp(ip: string | undefined): string {
-  if (!ip) return '';
-  try {
-    return ipaddr.process(ip).toString();
-  } catch {
-    return ip;
-  }
+  return ip ? canonicalIpText(ip) : '';
 }
 
 /** istio/ztunnel inbound.rs: the authority IP must be the pod this connection reached. */

@@ -9,7 +9,7 @@
 //     peer is either that workload's own IP or the node proxy (ztunnel) of that workload's node
 //     (a per-node proxy that could not preserve the source IP).
 // Anything else falls back to the TCP peer (fail closed: the address we can prove).
-import ipaddr from 'ipaddr.js';
+import { canonicalIp } from '../route/address.js';
 import { type SpiffeId, sameIdentity } from '../identity/spiffe.js';
 import type { Forwarded } from './connect-request.js';
 
@@ -30,14 +30,8 @@ export interface SourceAddressDecision {
   reason: string;
 }
 
-function canonical(ip: string): string {
-  try {
-    const a = ipaddr.process(ip); // also unwraps ::ffff:a.b.c.d to a.b.c.d
-    return a.toString();
-  } catch {
-    return ip;
-  }
-}
+// One spelling per address (unwraps ::ffff:a.b.c.d to a.b.c.d): core/route/address.ts.
+const canonical = canonicalIp;
 
 /** Decides the client address of an inbound HBONE tunnel. Pure: same inputs, same answer. */
 export function trustedSourceAddress(

@@ -35,6 +35,6 @@ describe('SPIFFE IDs', () => {
       serviceAccount: 'sa1',
     });
     expect(parseIdentityArg('td/ns/ns1/sa/sa1')?.trustDomain).toBe('td');
-    expect(parseIdentityArg('spiffe://x.y/ns/a/sa/b').trustDomain).toBe('x.y');
+    expect(parseIdentityArg('spiffe://x.y/ns/a/sa/b')?.trustDomain).toBe('x.y');
   });
 });

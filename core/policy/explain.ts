@@ -1,14 +1,20 @@
-// "Explain before you apply": what the destination ztunnel would decide for a connection, from the same
-// MeshState and the same evaluator the data path uses, plus every rule the L4 compilation dropped or narrowed
-// among the policies that apply (why a policy with HTTP fields does not do at ztunnel what it says).
-// Used by `ambit policy check` and the demo's "what if" box.
+// "Explain before you apply": what the mesh would decide for a connection. The route is the data path's
+// own (core/route: the same lookup order, waypoint choice and endpoint policy ztunnel and the waypoint
+// use), the verdicts come from the same evaluators, plus every rule the L4 compilation dropped or
+// narrowed among the policies that apply (why a policy with HTTP fields does not do at ztunnel what it
+// says). Used by `ambit policy check` and the demo's "what if" box.
+import { LOOP_GUARD_PORTS } from '../hbone/settings.js';
 import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.js';
-import type { CompileNote, Service, Workload } from '../state/model.js';
+import { socketAddr } from '../route/address.js';
+import { candidateEndpoints, selectEndpoint } from '../route/endpoint.js';
+import { lookupDestination, type OutboundPlan, planOutbound, planToService } from '../route/outbound.js';
+import { gatewayNameOf, type WaypointChoice } from '../route/waypoint.js';
+import type { CompileNote, Service, Waypoint, Workload } from '../state/model.js';
 import type { MeshState } from '../state/state.js';
 import { parseIp } from './convert.js';
 import { evaluate, type PolicyDecision, type RequestContext } from './evaluate.js';
 import { evaluateRequest } from './l7.js';
-import { waypointHop } from './waypoint-hop.js';
+import { splitAudit, waypointPolicies } from './waypoint-policies.js';
 
 /** Bad explain input (unknown destination, malformed address); the CLI maps it to exit code 2. */
 export class ExplainInputError extends Error {
@@ -27,6 +33,11 @@ export interface ExplainRequest {
   destination: string;
   /** HTTP request attributes, for the waypoint's targetRefs policies (ignored when no waypoint is in the path). */
   request?: RequestContext;
+  /**
+   * The load-balancing draw in [0,1) (core/route/endpoint.ts): which endpoint and waypoint pod the
+   * data path would pick. Default: always 0, the first candidate, so the answer is stable.
+   */
+  random?: () => number;
 }
 
 export interface WaypointVerdict {
@@ -66,9 +77,9 @@ export interface Explanation {
     | { kind: 'workload'; address: string; port: number }
     | { kind: 'service'; service: string; hostname: string; servicePort: number; via: string };
   source: { identity: string | null; ip: string; workload?: string };
-  /** The deciding endpoint's decision (the first endpoint that denies, else the first endpoint). */
+  /** The decision for the endpoint the data path picks (see ExplainRequest.random), or the waypoint's deny. */
   decision: PolicyDecision;
-  /** Which endpoint decided (`ns/name`), or `waypoint ns/name` when the waypoint denied. */
+  /** Which endpoint decided (`ns/name`), `waypoint ns/name` when the waypoint denied, or why ztunnel refuses. */
   decidingEndpoint: string;
   /** Where the deciding check runs: the waypoint (L7, targetRefs) or the destination ztunnel (L4). */
   enforcedAt: 'waypoint' | 'ztunnel';
@@ -146,65 +157,66 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
     throw new ExplainInputError(`source IP ${JSON.stringify(req.sourceIp)} is not an IP address`);
   }
   const { host, port } = splitHostPort(req.destination);
+  const random = req.random ?? (() => 0);
   const warnings: string[] = [];
-  const targets: { workload: Workload; address: string; targetPort: number }[] = [];
-  let destination: Explanation['destination'] | undefined;
+  const sourceWorkload = state.workloadByIp(req.sourceIp);
+  // The source ztunnel's view: the source pod, its node, ztunnel's own ports never a target.
+  const planInput = {
+    source: sourceWorkload,
+    node: sourceWorkload?.node ?? '',
+    illegalPorts: LOOP_GUARD_PORTS,
+    random,
+  };
 
-  const isIp = parseIp(host) !== undefined;
+  // 1. Where the connection goes: the data path's lookup (a Service VIP before a workload IP).
   let service: Service | undefined;
-  let servicePort = port;
+  let destination: Explanation['destination'];
+  let plan: OutboundPlan;
+  let dst = socketAddr(host, port);
+  const isIp = parseIp(host) !== undefined;
   if (isIp) {
-    const w = state.workloadByIp(host);
-    const vip = w ? undefined : state.serviceByVip(host, port);
-    if (w) {
-      destination = { kind: 'workload', address: host, port };
-      targets.push({ workload: w, address: host, targetPort: port });
-    } else if (vip) {
-      service = vip.service;
-    } else if (state.servicesByVip(host).length > 0) {
-      const ports = state.servicesByVip(host)[0]!.ports.map((p) => p.servicePort);
-      throw new ExplainInputError(
-        `destination ${host}:${port}: the service at ${host} has no port ${port} (ports: ${ports.join(', ')})`,
-      );
-    } else {
+    const target = lookupDestination(state, dst);
+    if (target.kind === 'unknown') {
+      const vips = state.servicesByVip(host);
+      if (vips.length > 0) {
+        const ports = vips[0]!.ports.map((p) => p.servicePort);
+        throw new ExplainInputError(
+          `destination ${host}:${port}: the service at ${host} has no port ${port} (ports: ${ports.join(', ')})`,
+        );
+      }
       throw new ExplainInputError(
         `destination ${host}: no workload or service VIP has this address (ztunnel would pass the connection through without policy)`,
       );
     }
+    if (target.kind === 'service') service = target.service;
+    destination =
+      target.kind === 'service'
+        ? serviceDestination(target.service, port, 'VIP')
+        : { kind: 'workload', address: dst.ip, port };
+    plan = planOutbound(state, { ...planInput, dst });
   } else {
     service = resolveServiceByName(state, host);
-  }
-
-  if (service) {
-    const sp = service.ports.find((p) => p.servicePort === port);
-    if (!sp) {
+    if (!service.ports.some((p) => p.servicePort === port)) {
       throw new ExplainInputError(
         `destination ${req.destination}: service ${service.namespace}/${service.name} has no port ${port} (ports: ${service.ports.map((p) => p.servicePort).join(', ') || 'none'})`,
       );
     }
-    servicePort = sp.servicePort;
-    destination = {
-      kind: 'service',
-      service: `${service.namespace}/${service.name}`,
-      hostname: service.hostname,
-      servicePort,
-      via: isIp ? 'VIP' : 'name',
-    };
-    const eps = state.endpointsOf(service, servicePort);
-    if (eps.length === 0) {
-      throw new ExplainInputError(
-        `destination service ${service.namespace}/${service.name} has no healthy endpoints for port ${servicePort}`,
-      );
-    }
-    for (const ep of eps)
-      targets.push({
-        workload: ep.workload,
-        address: ep.workload.addresses[0] ?? '',
-        targetPort: ep.targetPort,
-      });
+    destination = serviceDestination(service, port, 'name');
+    dst = socketAddr(service.addresses[0] ?? host, port);
+    plan = planToService(state, service, dst, planInput);
+  }
+  if (plan.kind === 'passthrough') {
+    throw new ExplainInputError(
+      `destination ${host}: ztunnel would pass the connection through without policy`,
+    );
+  }
+  if (plan.kind === 'refuse' && plan.code === 'SELF_CALL') throw new ExplainInputError(plan.reason);
+  if (plan.kind === 'refuse' && plan.code === 'NO_HEALTHY_UPSTREAM') {
+    throw new ExplainInputError(
+      `destination service ${service?.namespace}/${service?.name} has no healthy endpoints for port ${port}`,
+    );
   }
 
-  const sourceWorkload = state.workloadByIp(req.sourceIp);
   if (sourceWorkload && req.sourceIdentity) {
     const sid = req.sourceIdentity;
     if (sid.namespace !== sourceWorkload.namespace || sid.serviceAccount !== sourceWorkload.serviceAccount) {
@@ -214,60 +226,74 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
     }
   }
 
-  // A waypoint in the path: it checks targetRefs policies against the client; the destination ztunnel then
-  // sees the waypoint as the client (istio.io "Where each policy is enforced").
-  const hop = waypointHop(
-    state,
-    service ? { service } : targets[0] ? { workload: targets[0].workload } : {},
-    req.sourceIp,
-  );
-  const dangling = service ? service.waypoint : targets[0]?.workload.waypoint;
-  if (dangling && !hop && !state.waypointByAddress(req.sourceIp)) {
-    warnings.push(
-      `the destination uses waypoint ${dangling.hostname}, which is not in the manifests: ztunnel could not forward to it`,
-    );
+  // 2. The endpoints the connection may reach, and the one the data path picks.
+  const targets: { workload: Workload; address: string; targetPort: number }[] = [];
+  let chosen: Workload | undefined;
+  const wp = plan.kind === 'hbone' ? plan.waypoint : undefined;
+  if (service) {
+    for (const ep of candidateEndpoints(state, service, port)) {
+      targets.push({ workload: ep.workload, address: ep.workload.addresses[0]!, targetPort: ep.targetPort });
+    }
+    // Without a waypoint the source ztunnel picked it; with one, the waypoint picks by the same policy.
+    chosen =
+      plan.kind === 'refuse'
+        ? undefined
+        : wp
+          ? selectEndpoint(candidateEndpoints(state, service, port), random)?.workload
+          : plan.destination;
+  } else {
+    const w = plan.kind === 'refuse' ? (state.workloadByIp(dst.ip) as Workload) : plan.destination;
+    targets.push({ workload: w, address: dst.ip, targetPort: port });
+    chosen = w;
   }
+
+  // 3. The waypoint in the path: it checks targetRefs policies against the client; the destination
+  // ztunnel then sees the waypoint as the client (istio.io "Where each policy is enforced").
   let waypoint: WaypointVerdict | undefined;
   let l4Identity = req.sourceIdentity;
   let l4SourceIp = req.sourceIp;
-  if (hop) {
+  if (wp) {
+    const gateway = gatewayOf(wp);
+    const policies = splitAudit(waypointPolicies(state, gateway, service)).deciding;
     const requestGiven = req.request !== undefined && Object.keys(req.request).length > 0;
     const decision = evaluateRequest(
       {
         ...(req.sourceIdentity ? { sourceIdentity: req.sourceIdentity } : {}),
         sourceIp: req.sourceIp,
         // The waypoint receives the original destination (`:authority` VIP:port) and checks ports against it.
-        destinationIp: service ? (service.addresses[0] ?? targets[0]?.address ?? host) : host,
-        destinationPort: service ? servicePort : port,
+        destinationIp: dst.ip,
+        destinationPort: port,
       },
       req.request ?? {},
-      hop.policies,
+      policies,
     );
     waypoint = {
-      name: `${hop.waypoint.namespace}/${hop.waypoint.name}`,
-      identity: formatSpiffeId(hop.identity),
-      address: hop.address ?? null,
-      policies: hop.policies.map((p) => `${p.namespace}/${p.name}`),
+      name: `${gateway.namespace}/${gateway.name}`,
+      identity: formatSpiffeId(wp.identity),
+      address: wp.nextHop.ip,
+      policies: policies.map((p) => `${p.namespace}/${p.name}`),
       decision,
       requestGiven,
     };
-    if (!requestGiven && hop.policies.length > 0) {
+    if (!requestGiven && policies.length > 0) {
       warnings.push(
         'no request attributes given (method, path, host, headers): waypoint rules that need them are evaluated as for a request without them',
       );
     }
-    l4Identity = hop.identity;
-    if (hop.address) l4SourceIp = hop.address;
-    else
-      warnings.push(
-        `waypoint ${waypoint.name} has no known pod address: L4 ipBlocks are checked against the source IP given`,
-      );
-  } else if (req.request && Object.keys(req.request).length > 0) {
+    l4Identity = wp.identity;
+    l4SourceIp = wp.nextHop.ip;
+  } else if (req.request && Object.keys(req.request).length > 0 && plan.kind !== 'refuse') {
     warnings.push(
       'request attributes are ignored: no waypoint is in the path, so ztunnel decides on L4 attributes only',
     );
   }
+  if (plan.kind === 'refuse') {
+    warnings.push(
+      `the destination uses waypoint ${plan.waypoint?.hostname}, which has no healthy pod in the manifests: ztunnel could not forward to it`,
+    );
+  }
 
+  // 4. The destination ztunnel's L4 verdict for each endpoint.
   const endpoints: EvaluatedEndpoint[] = [];
   const dropped = new Map<string, DroppedRule>();
   const seenWarnings = new Set<string>();
@@ -275,7 +301,7 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
     const policies = state.policiesFor(t.workload);
     if (t.workload.tunnelProtocol !== 'HBONE') {
       warnings.push(
-        `destination ${t.workload.namespace}/${t.workload.name} is not enrolled in ambient (tunnel protocol NONE): no ztunnel enforces L4 policy for it; the decision shows what would apply once enrolled`,
+        `destination ${t.workload.namespace}/${t.workload.name} is not enrolled in ambient (tunnel protocol NONE): no ztunnel enforces L4 policy for it; the endpoint shows what would apply once enrolled`,
       );
     }
     const decision = evaluate(
@@ -311,28 +337,89 @@ export function explain(state: MeshState, req: ExplainRequest): Explanation {
       }
     }
   }
-
-  if (!destination) throw new ExplainInputError(`destination ${req.destination} could not be resolved`);
-  const deciding = endpoints.find((e) => !e.decision.allow) ?? endpoints[0]!;
-  if (endpoints.some((e) => e.decision.allow !== deciding.decision.allow)) {
+  if (endpoints.some((e) => e.decision.allow !== endpoints[0]!.decision.allow)) {
     warnings.push('the endpoints disagree: the connection outcome depends on which endpoint is picked');
   }
-  const waypointDenies = waypoint !== undefined && !waypoint.decision.allow;
-  return {
+
+  // 5. The verdict, where the data path decides it.
+  const source = {
+    identity: req.sourceIdentity ? formatSpiffeId(req.sourceIdentity) : null,
+    ip: req.sourceIp,
+    ...(sourceWorkload ? { workload: `${sourceWorkload.namespace}/${sourceWorkload.name}` } : {}),
+  };
+  const common = {
     destination,
-    source: {
-      identity: req.sourceIdentity ? formatSpiffeId(req.sourceIdentity) : null,
-      ip: req.sourceIp,
-      ...(sourceWorkload ? { workload: `${sourceWorkload.namespace}/${sourceWorkload.name}` } : {}),
-    },
-    decision: waypointDenies ? waypoint!.decision : deciding.decision,
-    decidingEndpoint: waypointDenies
-      ? `waypoint ${waypoint!.name}`
-      : `${deciding.workload.namespace}/${deciding.workload.name}`,
-    enforcedAt: waypointDenies ? 'waypoint' : 'ztunnel',
+    source,
     ...(waypoint ? { waypoint } : {}),
     endpoints,
     dropped: [...dropped.values()],
     warnings: [...new Set(warnings)],
   };
+  if (plan.kind === 'refuse') {
+    return {
+      ...common,
+      decision: { allow: false, reason: plan.reason, dryRun: [] },
+      decidingEndpoint: `source ztunnel: ${plan.code}`,
+      enforcedAt: 'ztunnel',
+    };
+  }
+  if (waypoint && !waypoint.decision.allow) {
+    return {
+      ...common,
+      decision: waypoint.decision,
+      decidingEndpoint: `waypoint ${waypoint.name}`,
+      enforcedAt: 'waypoint',
+    };
+  }
+  const picked = endpoints.find((e) => e.workload.uid === chosen?.uid) ?? endpoints[0];
+  if (!picked) {
+    // Only reachable through a waypoint: it accepts the tunnel, then has no endpoint to send it to (503).
+    return {
+      ...common,
+      decision: {
+        allow: false,
+        reason: `no healthy upstream for ${destination.kind === 'service' ? destination.service : host}:${port}`,
+        dryRun: [],
+      },
+      decidingEndpoint: `waypoint ${waypoint?.name}`,
+      enforcedAt: 'waypoint',
+    };
+  }
+  const enrolled = picked.workload.enrolled;
+  return {
+    ...common,
+    // A destination outside ambient is reached over plain TCP: no ztunnel enforces anything there.
+    decision: enrolled
+      ? picked.decision
+      : {
+          allow: true,
+          reason: `destination ${picked.workload.namespace}/${picked.workload.name} is not enrolled in ambient: no L4 policy is enforced`,
+          dryRun: [],
+        },
+    decidingEndpoint: `${picked.workload.namespace}/${picked.workload.name}`,
+    enforcedAt: 'ztunnel',
+  };
+}
+
+function serviceDestination(service: Service, servicePort: number, via: string): Explanation['destination'] {
+  return {
+    kind: 'service',
+    service: `${service.namespace}/${service.name}`,
+    hostname: service.hostname,
+    servicePort,
+    via,
+  };
+}
+
+/** The Gateway behind a waypoint choice; when the state lacks it, the name its address implies. */
+function gatewayOf(wp: WaypointChoice): Waypoint {
+  return (
+    wp.gateway ?? {
+      name: gatewayNameOf(wp.address),
+      namespace: wp.address.namespace,
+      waypointFor: 'service',
+      trafficType: 'service',
+      hostname: wp.address.hostname,
+    }
+  );
 }

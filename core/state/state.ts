@@ -12,6 +12,7 @@ import type {
   Waypoint,
   Workload,
 } from './model.js';
+import { type SpiffeId, formatSpiffeId } from '../identity/spiffe.js';
 import { GATEWAY_NAME_LABEL } from './enrollment.js';
 
 export { GATEWAY_NAME_LABEL };
@@ -73,9 +74,14 @@ export function targetPortOf(workload: Workload, service: Service, servicePort: 
 }
 export const routeKey = (r: { kind: string; namespace: string; name: string }): string =>
   `${r.kind}/${r.namespace}/${r.name}`;
-/** The SPIFFE ID a workload's certificate carries (istio pkg/spiffe). */
-export const workloadIdentity = (w: Workload): string =>
-  `spiffe://${w.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`;
+/** The SPIFFE identity a workload's certificate carries (istio pkg/spiffe), as a typed value. */
+export const identityOf = (w: Workload): SpiffeId => ({
+  trustDomain: w.trustDomain,
+  namespace: w.namespace,
+  serviceAccount: w.serviceAccount,
+});
+/** The same identity as its `spiffe://` URI (index keys, telemetry labels). */
+export const workloadIdentity = (w: Workload): string => formatSpiffeId(identityOf(w));
 
 function addToSetMap<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
   let set = map.get(key);

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import type { Service, Workload } from '../core/state/model.js';
-import { MeshState } from '../core/state/state.js';
-import { planOutbound, selectEndpoint } from './upstream.js';
+import { formatSpiffeId } from '../identity/spiffe.js';
+import type { Service, Workload } from '../state/model.js';
+import { MeshState } from '../state/state.js';
+import { selectEndpoint } from './endpoint.js';
+import { type OutboundPlan, planOutbound } from './outbound.js';
+
+const ids = (plan: OutboundPlan): string[] =>
+  plan.kind === 'hbone' ? plan.expectedIdentities.map(formatSpiffeId) : [];
 
 const ILLEGAL = new Set([15001, 15006, 15008]);
 const SVC_KEY = 'default/echo.default.svc.cluster.local';
@@ -69,7 +74,7 @@ describe('planOutbound', () => {
     if (plan.kind !== 'hbone') return;
     expect(plan.nextHop).toEqual({ ip: '10.244.2.2', port: 15008 });
     expect(plan.authority).toBe('10.244.2.2:8080');
-    expect(plan.expectedIdentities).toEqual(['spiffe://cluster.local/ns/default/sa/b']);
+    expect(ids(plan)).toEqual(['spiffe://cluster.local/ns/default/sa/b']);
     expect(plan.service?.name).toBe('echo');
   });
 
@@ -140,8 +145,8 @@ describe('planOutbound', () => {
       kind: 'hbone',
       nextHop: { ip: '10.244.2.9', port: 15008 },
       authority: '10.96.0.10:80',
-      expectedIdentities: ['spiffe://cluster.local/ns/default/sa/wp'],
     });
+    expect(ids(plan)).toEqual(['spiffe://cluster.local/ns/default/sa/wp']);
   });
 
   it('weights endpoint choice by capacity', () => {

@@ -1,0 +1,45 @@
+// core/ is shared by every component, so it may import only core/, node: built-ins and packages; a
+// component importing back into core would make the dependency graph a cycle (docs/architecture.md).
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const CORE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(CORE, '..');
+const COMPONENTS = ['ztunnel', 'waypoint', 'ca', 'bpf-redirect', 'cli', 'bench', 'test'];
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+// Static `from '…'`, side-effect `import '…'` and dynamic `import('…')` specifiers.
+const SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(?\s*)['"]([^'"]+)['"]/g;
+
+/** Every relative import of a file under core/ that leaves core/, as `file → target`. */
+function importsLeavingCore(): string[] {
+  const out: string[] = [];
+  for (const file of sources(CORE)) {
+    for (const m of readFileSync(file, 'utf8').matchAll(SPECIFIER)) {
+      const spec = m[1]!;
+      if (!spec.startsWith('.')) continue;
+      const target = relative(ROOT, resolve(dirname(file), spec));
+      if (!target.startsWith('core/')) out.push(`${relative(ROOT, file)} → ${target}`);
+    }
+  }
+  return out;
+}
+
+describe('core/ layering', () => {
+  it('imports no component (ztunnel, waypoint, ca, bpf-redirect, cli, bench, test)', () => {
+    const leaving = importsLeavingCore();
+    const intoComponents = leaving.filter((l) =>
+      COMPONENTS.some((c) => l.split(' → ')[1]!.startsWith(`${c}/`)),
+    );
+    expect(intoComponents).toEqual([]);
+    // Nothing else outside core/ may be imported either (e.g. a new top-level folder).
+    expect(leaving).toEqual([]);
+  });
+});
