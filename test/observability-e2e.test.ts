@@ -105,6 +105,35 @@ describe.skipIf(!root)('observability through real ztunnels and the waypoint', (
     }, 60_000);
   });
 
+  describe('tracing with the Telemetry API', () => {
+    it('a Telemetry resource targeting the waypoint sets the sampling percentage: 100 % traces requests without a trace context', async () => {
+      world.apply(
+        'telemetry.yaml',
+        'apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n  name: trace-all\n  namespace: demo\nspec:\n  targetRefs:\n    - { group: gateway.networking.k8s.io, kind: Gateway, name: waypoint }\n  tracing:\n    - randomSamplingPercentage: 100\n',
+      );
+      try {
+        // The waypoint picks the file up through its manifest watch; each try is a fresh path (bounded).
+        const until = Date.now() + 30_000;
+        let traced: ReceivedSpan | undefined;
+        for (let i = 0; !traced && Date.now() < until; i++) {
+          const path = `/by-telemetry-${i}`;
+          const r = await world.client('a1').http(`http://${VIP_USERS}${path}`);
+          expect(r.statuses).toEqual({ 200: 1 });
+          const seen = Date.now() + 7000;
+          while (!traced && Date.now() < seen) {
+            traced = spans.find((x) => x.attributes['url.path'] === path);
+            if (!traced) await sleep(250);
+          }
+        }
+        expect(traced, 'no span for a request without traceparent after Telemetry set 100 %').toBeDefined();
+        // A root span: the waypoint started the trace.
+        expect(traced?.parentSpanId).toBe('');
+      } finally {
+        world.remove('telemetry.yaml');
+      }
+    }, 60_000);
+  });
+
   describe.skipIf(!existsSync(PROMETHEUS))("Prometheus with Istio's dashboard queries", () => {
     let prom: ChildProcess | undefined;
     let promDir = '';

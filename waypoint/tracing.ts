@@ -8,7 +8,7 @@
 // istio.io "Telemetry API: tracing" documents). The SDK is loaded only when tracing is configured: with it
 // off, the waypoint has no tracer and the request path creates no span object at all (request.ts `?.`).
 import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { Sampler, SamplingResult } from '@opentelemetry/sdk-trace-base';
+import type { Sampler, SamplingResult, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Headers } from './forward.js';
 
 export class TracingConfigError extends Error {
@@ -36,6 +36,11 @@ export interface TracingOptions {
   resource?: Record<string, string>;
   /** How long spans wait in the batch before export (OTel default 5000 ms). */
   exportDelayMs?: number;
+  /**
+   * Telemetry `disableSpanReporting`: spans are still made and propagated (sampling unchanged, as Istio
+   * documents) but not exported. Read per finished span.
+   */
+  reportingDisabled?: () => boolean;
 }
 
 /** What the request path reports when it ends a span. */
@@ -126,14 +131,21 @@ export async function createTracer(opts: TracingOptions): Promise<WaypointTracer
     toString: () => `WaypointSampler{parent-based, root ${ratio}%}`,
   };
 
+  const batch = new BatchSpanProcessor(new exp.OTLPTraceExporter({ url: opts.endpoint }), {
+    scheduledDelayMillis: opts.exportDelayMs ?? 5000,
+  });
+  const reporting: SpanProcessor = {
+    onStart: (span, ctx) => batch.onStart(span, ctx),
+    onEnd: (span) => {
+      if (!opts.reportingDisabled?.()) batch.onEnd(span);
+    },
+    forceFlush: () => batch.forceFlush(),
+    shutdown: () => batch.shutdown(),
+  };
   const provider = new BasicTracerProvider({
     resource: res.resourceFromAttributes({ 'service.name': opts.serviceName, ...(opts.resource ?? {}) }),
     sampler,
-    spanProcessors: [
-      new BatchSpanProcessor(new exp.OTLPTraceExporter({ url: opts.endpoint }), {
-        scheduledDelayMillis: opts.exportDelayMs ?? 5000,
-      }),
-    ],
+    spanProcessors: [reporting],
   });
   const tracer = provider.getTracer('ambit-waypoint');
 

@@ -31,6 +31,7 @@ import { Router } from './routes.js';
 import { relayOpaque } from './tcp.js';
 import { handleUpgrade } from './upgrade.js';
 import { waypointDestination } from '../core/route/inbound.js';
+import { tracingForWaypoint } from '../core/telemetry/telemetry-api.js';
 import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
 
@@ -66,6 +67,7 @@ export class WaypointProxy {
   private readonly requestDeps: RequestDeps;
   private stats: http.Server | undefined;
   private tracer: WaypointTracer | undefined;
+  private stopTelemetryWatch: (() => void) | undefined;
   /** Bound ports (0 in the config → ephemeral, for tests); `admin` is set by runWaypoint when it serves one. */
   ports: { hbone: number; stats: number; admin?: number } = { hbone: 0, stats: 0 };
   /** Tunnels accepted so far, by detected protocol (admin and tests). */
@@ -202,10 +204,20 @@ export class WaypointProxy {
     await this.deps.certificates.fetch(this.identity);
     if (c.tracing) {
       const t = c.tracing;
+      // Telemetry resources (telemetry.istio.io tracing[]) override the configured default, as they override
+      // meshConfig in Istio; re-resolved when one changes, not per request.
+      const state = this.deps.state;
+      const resolve = () => tracingForWaypoint(state.telemetries(), c, c.rootNamespace);
+      let telemetry = resolve();
+      this.stopTelemetryWatch = state.onChange((changes) => {
+        if (changes.some((x) => x.kind === 'telemetry')) telemetry = resolve();
+      });
       // Istio names a proxy's spans after its workload: <canonical service>.<namespace>.
       this.tracer = await createTracer({
         endpoint: t.endpoint,
-        samplingPercent: () => t.samplingPercent ?? DEFAULT_SAMPLING_PERCENT,
+        samplingPercent: () =>
+          telemetry.randomSamplingPercentage ?? t.samplingPercent ?? DEFAULT_SAMPLING_PERCENT,
+        reportingDisabled: () => telemetry.disableSpanReporting === true,
         serviceName: `${c.name}.${c.namespace}`,
         resource: { 'k8s.namespace.name': c.namespace, 'istio.canonical_service': c.name },
       });
@@ -270,6 +282,7 @@ export class WaypointProxy {
     this.router.close();
     this.deps.hbone.close?.();
     this.deps.certificates.close?.();
+    this.stopTelemetryWatch?.();
     // Spans still batched are flushed (bounded by the exporter's own timeout).
     await this.tracer
       ?.close()

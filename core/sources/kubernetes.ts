@@ -64,6 +64,11 @@ export const KUBERNETES_KINDS: Record<MeshKind, { apiVersion: string; path: stri
     path: '/apis/gateway.networking.k8s.io/v1/grpcroutes',
     crd: true,
   },
+  Telemetry: {
+    apiVersion: 'telemetry.istio.io/v1',
+    path: '/apis/telemetry.istio.io/v1/telemetries',
+    crd: true,
+  },
 };
 
 export interface KubernetesSourceOptions {

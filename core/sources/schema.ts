@@ -4,6 +4,7 @@
 // A failure names the field path the way kubectl does (`spec.ports[0].port`) and says what is wrong.
 import { z } from 'zod/v4';
 import type { AuthorizationPolicy, ObjectMeta, PeerAuthentication } from '../policy/istio-api.js';
+import { TELEMETRY_VERSIONS, type TelemetrySpec, telemetrySpec } from './schema-telemetry.js';
 import {
   authorizationPolicySpec,
   check,
@@ -265,6 +266,7 @@ const namespaceSchema = z.object({ metadata }).passthrough();
 
 const apSchema = z.object({ metadata, spec: authorizationPolicySpec.default({}) }).passthrough();
 const paSchema = z.object({ metadata, spec: peerAuthenticationSpec.default({}) }).passthrough();
+const telemetrySchema = z.object({ metadata, spec: telemetrySpec.default({}) }).passthrough();
 
 /** Metadata as the translation reads it (Istio's ObjectMeta plus what GC and deletion need); namespace is filled in (`default`) for namespaced kinds. */
 export interface ObjectMetadata extends ObjectMeta {
@@ -361,6 +363,9 @@ export interface RouteObject extends Base<'HTTPRoute' | 'GRPCRoute'> {
 
 export type AuthorizationPolicyObject = AuthorizationPolicy;
 export type PeerAuthenticationObject = PeerAuthentication;
+export interface TelemetryObject extends Base<'Telemetry'> {
+  spec: TelemetrySpec;
+}
 
 /** A validated object of a kind the mesh consumes; metadata.namespace is filled in (default `default`). */
 export type MeshObject =
@@ -371,7 +376,8 @@ export type MeshObject =
   | GatewayObject
   | RouteObject
   | AuthorizationPolicyObject
-  | PeerAuthenticationObject;
+  | PeerAuthenticationObject
+  | TelemetryObject;
 
 export type MeshKind = MeshObject['kind'];
 
@@ -390,6 +396,7 @@ export const KINDS: Record<MeshKind, KindSpec> = {
   EndpointSlice: { apiVersions: ['discovery.k8s.io/v1'], schema: endpointSliceSchema, namespaced: true },
   AuthorizationPolicy: { apiVersions: ISTIO_SECURITY_VERSIONS, schema: apSchema, namespaced: true },
   PeerAuthentication: { apiVersions: ISTIO_SECURITY_VERSIONS, schema: paSchema, namespaced: true },
+  Telemetry: { apiVersions: TELEMETRY_VERSIONS, schema: telemetrySchema, namespaced: true },
   Gateway: { apiVersions: GATEWAY_VERSIONS, schema: gatewaySchema, namespaced: true },
   HTTPRoute: { apiVersions: GATEWAY_VERSIONS, schema: routeSchema, namespaced: true },
   GRPCRoute: {

@@ -18,7 +18,7 @@ import {
   requestedWaypoint,
   waypointForOf,
 } from '../state/enrollment.js';
-import type { PortMapping, Waypoint, Workload } from '../state/model.js';
+import type { PortMapping, TelemetryTracing, Waypoint, Workload } from '../state/model.js';
 import { MeshState, routeKey, serviceKey } from '../state/state.js';
 import type {
   EndpointSliceObject,
@@ -28,6 +28,7 @@ import type {
   PodObject,
   RouteObject,
   ServiceObject,
+  TelemetryObject,
 } from './schema.js';
 import { PolicyAttachment } from './policies.js';
 import { buildService, gatewayAddress, serviceHostname, waypointServiceObject } from './service.js';
@@ -298,6 +299,9 @@ export class Translator {
       case 'GRPCRoute':
         this.state.upsertRoute(this.#route(o));
         return;
+      case 'Telemetry':
+        this.state.upsertTelemetry(telemetryTracingOf(o));
+        return;
     }
   }
 
@@ -356,6 +360,9 @@ export class Translator {
       case 'HTTPRoute':
       case 'GRPCRoute':
         this.state.removeRoute(routeKey({ kind, namespace: ns, name }));
+        return;
+      case 'Telemetry':
+        this.state.removeTelemetry(key);
         return;
     }
   }
@@ -751,4 +758,23 @@ export class Translator {
     if (!selectorMatches(svc.spec.selector, pod.metadata.labels ?? {})) return undefined;
     return { ports: portMappings(svc, pod) };
   }
+}
+
+/** The tracing part of an Istio Telemetry resource (its first `tracing` entry, as Istio applies it). */
+function telemetryTracingOf(o: TelemetryObject): TelemetryTracing {
+  const t = o.spec.tracing?.[0];
+  const labels = o.spec.selector?.matchLabels;
+  return {
+    name: o.metadata.name,
+    namespace: o.metadata.namespace ?? 'default',
+    ...(labels ? { selector: { ...labels } } : {}),
+    ...(o.spec.targetRefs
+      ? { targetRefs: o.spec.targetRefs.map((r) => ({ kind: r.kind, name: r.name })) }
+      : {}),
+    ...(t?.randomSamplingPercentage !== undefined
+      ? { randomSamplingPercentage: t.randomSamplingPercentage }
+      : {}),
+    ...(t?.disableSpanReporting !== undefined ? { disableSpanReporting: t.disableSpanReporting } : {}),
+    ...(t?.providers ? { providers: t.providers.map((p) => p.name) } : {}),
+  };
 }

@@ -187,3 +187,20 @@ export interface Namespace {
 
 /** PeerAuthentication mode after inheritance; the compiled form lives in Authorization. */
 export type MtlsMode = 'UNSET' | 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+/**
+ * One Istio Telemetry resource's tracing settings (telemetry.istio.io/v1 `tracing[0]`), with its scope:
+ * root namespace and no selector = mesh-wide; otherwise its namespace, narrowed by `targetRefs` or `selector`.
+ */
+export interface TelemetryTracing {
+  name: string;
+  namespace: string;
+  /** `selector.matchLabels`, when set. */
+  selector?: Record<string, string>;
+  /** `targetRefs` (kind/name), when set: e.g. a waypoint's Gateway. */
+  targetRefs?: { kind: string; name: string }[];
+  randomSamplingPercentage?: number;
+  disableSpanReporting?: boolean;
+  /** Provider names (meshConfig.extensionProviders), when set. */
+  providers?: string[];
+}

@@ -9,6 +9,7 @@ import type {
   Namespace,
   Service,
   ServicePort,
+  TelemetryTracing,
   Waypoint,
   Workload,
 } from './model.js';
@@ -19,6 +20,7 @@ export { GATEWAY_NAME_LABEL };
 import { normalizeIp } from './ip.js';
 
 export type StateKind =
+  | 'telemetry'
   | 'workload'
   | 'service'
   | 'authorization'
@@ -110,6 +112,7 @@ export class MeshState {
   readonly #authorizations = new Map<string, Authorization>();
   readonly #l7 = new Map<string, L7AuthorizationPolicy>();
   readonly #routes = new Map<string, HttpRoute>();
+  readonly #telemetries = new Map<string, TelemetryTracing>();
   readonly #waypoints = new Map<string, Waypoint>();
 
   // Indexes. Values are keys (not objects) so that an upsert only touches its own entries.
@@ -302,6 +305,21 @@ export class MeshState {
 
   removeRoute(key: string): void {
     if (this.#routes.delete(key)) this.#record('route', key, 'delete');
+  }
+
+  /** Telemetry resources by `namespace/name` (tracing settings; core/telemetry/telemetry-api.ts reads them). */
+  upsertTelemetry(t: TelemetryTracing): void {
+    const key = `${t.namespace}/${t.name}`;
+    this.#telemetries.set(key, t);
+    this.#record('telemetry', key, 'upsert');
+  }
+
+  removeTelemetry(key: string): void {
+    if (this.#telemetries.delete(key)) this.#record('telemetry', key, 'delete');
+  }
+
+  telemetries(): TelemetryTracing[] {
+    return [...this.#telemetries.values()];
   }
 
   upsertWaypoint(w: Waypoint): void {

@@ -37,6 +37,7 @@ export const RESOURCES: readonly ResourceType[] = [
   r('discovery.k8s.io', 'v1', 'endpointslices', 'EndpointSlice', true),
   r('security.istio.io', 'v1', 'authorizationpolicies', 'AuthorizationPolicy', true, true),
   r('security.istio.io', 'v1', 'peerauthentications', 'PeerAuthentication', true, true),
+  r('telemetry.istio.io', 'v1', 'telemetries', 'Telemetry', true, true),
   r('gateway.networking.k8s.io', 'v1', 'gateways', 'Gateway', true, true),
   r('gateway.networking.k8s.io', 'v1', 'gatewayclasses', 'GatewayClass', false, true),
   r('gateway.networking.k8s.io', 'v1', 'httproutes', 'HTTPRoute', true, true),
