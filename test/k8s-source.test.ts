@@ -227,9 +227,9 @@ describe('KubernetesSource', () => {
   it('recovers a dropped watch by resuming from its resourceVersion: nothing lost, nothing repeated', async () => {
     const { source, events } = startSource();
     await source.start();
-    await watchesOpen(9);
+    await watchesOpen(10);
     const before = events.length;
-    expect(server.dropWatches()).toBe(9);
+    expect(server.dropWatches()).toBe(10);
     // Changes while the watches are down: a new pod, a changed pod, a deleted pod.
     await pod('shop', 'cart', 'node-a', '10.1.0.11');
     await core.patchNamespacedPod(
@@ -271,7 +271,7 @@ describe('KubernetesSource', () => {
   it('recovers from 410 Gone by re-listing, turning what it missed into exact adds/updates/deletes', async () => {
     const { source, events } = startSource();
     await source.start();
-    await watchesOpen(9);
+    await watchesOpen(10);
     const before = events.length;
     server.dropWatches();
     // Changes while disconnected, then history is compacted: resuming is impossible (410).
@@ -313,7 +313,7 @@ describe('KubernetesSource', () => {
   it('lists and watches only its own node’s pods when given a node name (the bpf-redirect agent)', async () => {
     const { source } = startSource({ podNodeName: 'node-a' });
     await source.start();
-    await watchesOpen(9);
+    await watchesOpen(10);
     const nodes = new Set(source.state.snapshot().workloads.map((w) => w.node));
     expect([...nodes]).toEqual(['node-a']);
     expect(
@@ -383,7 +383,7 @@ describe('KubernetesSource', () => {
   it('keeps retrying with backoff while the API server is unreachable and catches up when it returns', async () => {
     const { source } = startSource();
     await source.start();
-    await watchesOpen(9);
+    await watchesOpen(10);
     const port = Number(new URL(server.url).port);
     // Take the API server away (listener and every connection); the cluster changes meanwhile.
     const store = server.store;
