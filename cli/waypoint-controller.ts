@@ -10,6 +10,7 @@ interface Options {
   pullPolicy: 'Always' | 'IfNotPresent' | 'Never';
   domainSuffix: string;
   caAddress: string;
+  waypointTracingEndpoint?: string;
 }
 
 export function registerWaypointController(program: Command): void {
@@ -29,6 +30,10 @@ export function registerWaypointController(program: Command): void {
       'CA the waypoints use (CA_ADDRESS)',
       process.env.CA_ADDRESS ?? 'istiod.istio-system.svc:15012',
     )
+    .option(
+      '--waypoint-tracing-endpoint <url>',
+      'OTLP/HTTP traces URL every waypoint exports its request spans to (off when absent)',
+    )
     .action(async (opts: Options) => {
       if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
         throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
@@ -44,6 +49,7 @@ export function registerWaypointController(program: Command): void {
         imagePullPolicy: opts.pullPolicy,
         domainSuffix: opts.domainSuffix,
         caAddress: opts.caAddress,
+        ...(opts.waypointTracingEndpoint ? { tracingEndpoint: opts.waypointTracingEndpoint } : {}),
         logger,
       });
       await controller.start();

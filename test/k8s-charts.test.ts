@@ -453,6 +453,13 @@ describe('Helm charts', () => {
       };
     };
     expect(wpMonitor.spec.namespaceSelector.any).toBe(true);
+    const controller = podSpecs(wc)[0]!.spec.containers[0]!;
+    expect(controller.args).toContain(
+      '--waypoint-tracing-endpoint=http://otel-collector.observability:4318/v1/traces',
+    );
+    expect(
+      podSpecs(render('ambit-waypoint-controller'))[0]!.spec.containers[0]!.args!.join(' '),
+    ).not.toContain('tracing');
     // The labels waypoint/controller.ts puts on every waypoint pod, whose container port `metrics` is 15020.
     expect(wpMonitor.spec.selector.matchLabels).toEqual({ [MANAGED_LABEL]: MANAGED_VALUE });
     expect(wpMonitor.spec.podMetricsEndpoints[0]).toMatchObject({

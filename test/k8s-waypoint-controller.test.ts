@@ -10,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WaypointController } from '../waypoint/controller.js';
+import { WaypointController, deploymentFor } from '../waypoint/controller.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
 
 let api: TestKubernetesApiServer;
@@ -152,6 +152,21 @@ describe('waypoint controller', () => {
       'Accepted=True',
       'Programmed=True',
     ]);
+  });
+
+  it("passes the configured OTLP endpoint to every waypoint's --tracing-endpoint", () => {
+    const owner = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name: 'w', uid: 'u1' };
+    const args = (d: Record<string, unknown>) =>
+      (d as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template
+        .spec.containers[0]!.args;
+    const traced = deploymentFor('w', 'shop', {}, owner, {
+      image: 'ambit:test',
+      tracingEndpoint: 'http://collector.obs:4318/v1/traces',
+    });
+    expect(args(traced).slice(-2)).toEqual(['--tracing-endpoint', 'http://collector.obs:4318/v1/traces']);
+    expect(args(deploymentFor('w', 'shop', {}, owner, { image: 'ambit:test' }))).not.toContain(
+      '--tracing-endpoint',
+    );
   });
 
   it('leaves Gateways of other classes alone', async () => {

@@ -50,6 +50,11 @@ export interface WaypointControllerOptions {
   /** CA the waypoints get their certificate from (Istio CA_ADDRESS). Default istiod.istio-system.svc:15012. */
   caAddress?: string;
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /**
+   * OTLP/HTTP traces URL given to every waypoint (`--tracing-endpoint`, waypoint/tracing.ts): Ambit's stand-in
+   * for meshConfig.extensionProviders[].opentelemetry. Unset: waypoints do not trace.
+   */
+  tracingEndpoint?: string;
   /** Container resources (requests/limits), passed through. */
   resources?: Record<string, unknown>;
   /** Cluster DNS suffix for status hostnames. Default cluster.local. */
@@ -458,10 +463,16 @@ export function deploymentFor(
   namespace: string,
   labels: Record<string, string>,
   owner: Owner,
-  o: Pick<WaypointControllerOptions, 'image' | 'args' | 'imagePullPolicy' | 'resources' | 'caAddress'>,
+  o: Pick<
+    WaypointControllerOptions,
+    'image' | 'args' | 'imagePullPolicy' | 'resources' | 'caAddress' | 'tracingEndpoint'
+  >,
 ): Obj {
   const caAddress = o.caAddress ?? 'istiod.istio-system.svc:15012';
-  const args = (o.args ?? DEFAULT_ARGS).map((a) =>
+  const template = o.tracingEndpoint
+    ? [...(o.args ?? DEFAULT_ARGS), '--tracing-endpoint', o.tracingEndpoint]
+    : (o.args ?? DEFAULT_ARGS);
+  const args = template.map((a) =>
     a.replaceAll('{name}', name).replaceAll('{namespace}', namespace).replaceAll('{caAddress}', caAddress),
   );
   return {
