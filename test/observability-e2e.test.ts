@@ -262,14 +262,18 @@ describe.skipIf(!root)('observability through real ztunnels and the waypoint', (
 
       // ztunnel.libsonnet, every panel whose metric a ztunnel serves. Not here: container_memory_working_set_bytes
       // and container_cpu_usage_seconds_total (the kubelet's cAdvisor, selected by container="istio-proxy",
-      // the name the charts give), istio_dns_requests_total (Ambit has no DNS proxy) and istio_xds_* (nodes of
-      // this world read manifests, not xDS).
+      // the name the charts give), istio_dns_requests_total (Ambit has no DNS proxy) and
+      // istio_xds_connection_terminations_total (a series appears only once a discovery stream has ended).
       const ztunnel = [
         'sum by (tag) (istio_build{component="ztunnel"})',
         'sum by (pod) (rate(istio_tcp_connections_opened_total{pod=~"ztunnel-.*"}[$__rate_interval]))',
         '-sum by (pod) (rate(istio_tcp_connections_closed_total{pod=~"ztunnel-.*"}[$__rate_interval]))',
         'sum by (pod) (rate(istio_tcp_sent_bytes_total{pod=~"ztunnel-.*"}[$__rate_interval]))',
         'sum by (pod) (rate(istio_tcp_received_bytes_total{pod=~"ztunnel-.*"}[$__rate_interval]))',
+        // With the state from the discovery tier (the test worlds' default; AMBIT_TEST_STATE=manifests reads files).
+        ...(process.env.AMBIT_TEST_STATE === 'manifests'
+          ? []
+          : ['sum by (url) (irate(istio_xds_message_total{pod=~"ztunnel-.*"}[$__rate_interval]))']),
         'sum by (pod) (workload_manager_active_proxy_count{pod=~"ztunnel-.*"})',
         'sum by (pod) (workload_manager_pending_proxy_count{pod=~"ztunnel-.*"})',
         'sum by (pod) (istio_tcp_connections_opened_total{app="ztunnel"}) - sum by (pod) (istio_tcp_connections_closed_total{app="ztunnel"})',

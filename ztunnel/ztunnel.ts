@@ -17,7 +17,11 @@ import { AccessLog } from '../core/telemetry/access-log.js';
 import { Telemetry } from '../core/telemetry/connection-report.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
 import { TrafficMetrics } from '../core/telemetry/metrics.js';
-import { registerGauge, registerProcessMetrics } from '../core/telemetry/process-metrics.js';
+import {
+  registerGauge,
+  registerProcessMetrics,
+  registerTallyCounter,
+} from '../core/telemetry/process-metrics.js';
 import { AdminServer, type CertificateDump, describePem } from './admin.js';
 import { ConfigError, type ZtunnelConfig, illegalPorts } from './config.js';
 import { ConnectionManager } from './connection-manager.js';
@@ -52,6 +56,8 @@ export interface ZtunnelDeps {
   exit?: (code: number) => void;
   /** When false, the state is not yet synced; readiness waits for it. */
   stateReady?: () => boolean;
+  /** The discovery (WDS) client's tallies, when the state comes from the discovery tier. */
+  discovery?: { messages: ReadonlyMap<string, number>; terminations: ReadonlyMap<string, number> };
 }
 
 interface CertState {
@@ -208,6 +214,24 @@ export class Ztunnel {
       'Local workloads not yet served (certificate pending)',
       pending,
     );
+    const d = this.deps.discovery;
+    if (d) {
+      // Istio's ztunnel dashboard "XDS Pushes" / "XDS Connections" panels.
+      registerTallyCounter(
+        r,
+        'istio_xds_message_total',
+        'Total number of xDS messages received',
+        'url',
+        d.messages,
+      );
+      registerTallyCounter(
+        r,
+        'istio_xds_connection_terminations_total',
+        'Total number of xDS stream terminations',
+        'reason',
+        d.terminations,
+      );
+    }
   }
 
   /** Local enrolled workloads: the identities this ztunnel serves and fetches certificates for. */
@@ -467,6 +491,7 @@ export async function runZtunnel(
   const pool = createHbonePool(config, certificates, logs);
   const ztunnel = new Ztunnel(config, {
     state: source.state,
+    ...('messages' in source && 'terminations' in source ? { discovery: source } : {}),
     certificates,
     hbone: pool,
     logs,

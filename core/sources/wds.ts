@@ -82,6 +82,13 @@ export class WdsSource implements StateSource {
   #onSynced: (() => void) | undefined;
   /** Connections made (1 + reconnects), for tests and logs. */
   connections = 0;
+  /**
+   * Responses received per type URL and stream terminations per reason (Error | Complete): what istio/ztunnel
+   * exports as istio_xds_message_total{url} and istio_xds_connection_terminations_total{reason}; ztunnel
+   * reads them at scrape time.
+   */
+  readonly messages = new Map<string, number>();
+  readonly terminations = new Map<string, number>();
 
   constructor(opts: WdsSourceOptions) {
     this.#opts = opts;
@@ -161,12 +168,18 @@ export class WdsSource implements StateSource {
     this.#call = call;
     this.connections++;
     call.on('data', (res: DeltaDiscoveryResponse) => this.#onResponse(call, res));
+    const terminated = (reason: string): void => {
+      this.terminations.set(reason, (this.terminations.get(reason) ?? 0) + 1);
+    };
     call.on('error', (err: grpc.ServiceError) => {
-      if (this.#call === call)
-        this.#retry(`${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`);
+      if (this.#call !== call) return;
+      terminated('Error');
+      this.#retry(`${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`);
     });
     call.on('end', () => {
-      if (this.#call === call) this.#retry('stream ended');
+      if (this.#call !== call) return;
+      terminated('Complete');
+      this.#retry('stream ended');
     });
     for (const typeUrl of TYPES) {
       call.write({
@@ -201,6 +214,7 @@ export class WdsSource implements StateSource {
     call: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
     res: DeltaDiscoveryResponse,
   ): void {
+    this.messages.set(res.type_url, (this.messages.get(res.type_url) ?? 0) + 1);
     const known = this.#known.get(res.type_url);
     if (!known) {
       call.write(ackOf(res, `unsupported type ${res.type_url}`));

@@ -9,6 +9,7 @@ import type * as PromClient from 'prom-client';
 const require = createRequire(import.meta.url);
 type Collector = (registry: PromClient.Registry) => void;
 const Gauge = require('prom-client/lib/gauge') as typeof PromClient.Gauge;
+const Counter = require('prom-client/lib/counter') as typeof PromClient.Counter;
 
 /** process_open_fds, process_max_fds, process_resident_memory_bytes (+ heap, virtual), process_start_time_seconds. */
 export function registerProcessMetrics(registry: PromClient.Registry): void {
@@ -35,6 +36,33 @@ export function registerGauge(
     registers: [registry],
     collect() {
       this.set(read());
+    },
+  });
+}
+
+/**
+ * A counter family mirrored at scrape time from a running tally (label value → count) kept by its owner,
+ * so the owner needs no prom-client: each scrape adds what grew since the last one.
+ */
+export function registerTallyCounter(
+  registry: PromClient.Registry,
+  name: string,
+  help: string,
+  label: string,
+  tally: ReadonlyMap<string, number>,
+): void {
+  const seen = new Map<string, number>();
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      for (const [value, n] of tally) {
+        const grew = n - (seen.get(value) ?? 0);
+        if (grew > 0) this.inc({ [label]: value }, grew);
+        seen.set(value, n);
+      }
     },
   });
 }
