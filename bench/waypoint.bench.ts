@@ -369,6 +369,53 @@ async function timeDecisions(dir: string): Promise<{ http: number; grpc: number 
   return { http, grpc };
 }
 
+/**
+ * What request-head checking adds per request (waypoint/request-head.ts: method, Host/:authority, target
+ * parsing, BASE path normalization, and Connection-named header stripping), timed alone in CPU µs over the
+ * header sets the load sends; `dotted` is a path that takes the slow (decode + dot-segment) route.
+ */
+async function timeRequestHead(): Promise<{ http: number; grpc: number; dotted: number }> {
+  const { readRequestHead, forwardableHeaders } = await import('../waypoint/request-head.js');
+  const h1Headers = { host: 'users.bench', connection: 'keep-alive', 'user-agent': 'undici' };
+  const h1 = (url: string) => ({
+    method: 'GET',
+    url,
+    httpVersion: '1.1',
+    headers: h1Headers,
+    rawHeaders: ['host', 'users.bench', 'connection', 'keep-alive', 'user-agent', 'undici'],
+  });
+  const h2Headers = {
+    ':method': 'POST',
+    ':path': '/shop.v1.ProductService/GetProduct',
+    ':authority': 'products.bench',
+    ':scheme': 'http',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  };
+  const grpcReq = { method: 'POST', url: '/shop.v1.ProductService/GetProduct', headers: h2Headers };
+  const time = (req: Parameters<typeof readRequestHead>[0], h2: boolean): number => {
+    let n = 0;
+    let sink = 0;
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    while (performance.now() - t0 < 300) {
+      for (let i = 0; i < 1000; i++) {
+        sink += readRequestHead(req, h2, 'BASE', '10.96.0.20:80').path.length;
+        sink += Object.keys(forwardableHeaders(req.headers)).length;
+      }
+      n += 1000;
+    }
+    const c = process.cpuUsage(c0);
+    if (sink === 0) throw new Error('bench: nothing measured');
+    return (c.user + c.system) / n;
+  };
+  return {
+    http: time(h1('/api/v1/users'), false),
+    grpc: time(grpcReq, true),
+    dotted: time(h1('/api/v1/%75sers/./x/../list?page=2'), false),
+  };
+}
+
 function cpuOf(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
     child.once('message', (m: Msg) => resolve(Number(m.cpuMs)));
@@ -389,6 +436,7 @@ async function runBench(): Promise<void> {
   const children: ChildProcess[] = [];
   const rows: { name: string; proto: string; r: Result }[] = [];
   const decisionCost = new Map<number, { http: number; grpc: number }>();
+  let headCost: { http: number; grpc: number; dotted: number } | undefined;
   // Each scenario runs ROUNDS times, interleaved with the others, and keeps its best round (highest
   // req/s, lowest CPU per request): on a shared machine a neighbour's burst then hurts one round, not a row.
   const best = new Map<string, { name: string; proto: string; r: Result }>();
@@ -432,6 +480,7 @@ async function runBench(): Promise<void> {
     // The policy decision alone, in this process: the same RequestAuthorizer (core/policy/l7 engine) over
     // the same manifests, timed per decision. Robust where end-to-end figures are noisy.
     for (const n of [0, 100, 1000]) decisionCost.set(n, await timeDecisions(join(dir, `m${n}`)));
+    headCost = await timeRequestHead();
     for (let round = 0; round < ROUNDS; round++) {
       // Baseline: bare Node proxy over plain TCP.
       const pool = new Pool(`http://127.0.0.1:${proxy.info.httpPort}`, { connections: CONCURRENCY });
@@ -520,6 +569,22 @@ async function runBench(): Promise<void> {
       const share = (extra / 1000 / (r0.cpuPerReqMs + extra / 1000)) * 100;
       console.log(
         `${proto}: 1,000 policies add ${extra.toFixed(2)} µs to a request costing ${(r0.cpuPerReqMs * 1000).toFixed(0)} µs of waypoint CPU → ${share.toFixed(2)} % of per-core throughput (target < 10 %): ${share < 10 ? 'PASS' : 'FAIL'}`,
+      );
+    }
+  }
+  // Request-head validation + path normalization (issue 12): its CPU per request against the whole
+  // request's waypoint CPU (0 policies: the cheapest request, so the largest share).
+  if (headCost) {
+    console.log(
+      `request-head validation + BASE path normalization: HTTP/1.1 ${headCost.http.toFixed(2)} µs, gRPC ${headCost.grpc.toFixed(2)} µs, a path to normalize (%75, ./, ../) ${headCost.dotted.toFixed(2)} µs`,
+    );
+    for (const proto of ['HTTP/1.1', 'gRPC'] as const) {
+      const r0 = find(0, proto);
+      if (!r0?.cpuPerReqMs) continue;
+      const worst = proto === 'gRPC' ? headCost.grpc : Math.max(headCost.http, headCost.dotted);
+      const share = (worst / 1000 / r0.cpuPerReqMs) * 100;
+      console.log(
+        `${proto}: request-head validation + normalization costs ${worst.toFixed(2)} µs of a ${(r0.cpuPerReqMs * 1000).toFixed(0)} µs request → ${share.toFixed(2)} % of per-core throughput (target ≤ 3 %): ${share <= 3 ? 'PASS' : 'FAIL'}`,
       );
     }
   }
