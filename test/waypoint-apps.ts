@@ -1,6 +1,10 @@
 // Child process for the waypoint end-to-end tests: an app inside a pod netns.
 //   node waypoint-apps.js http PORT VERSION  → HTTP/1.1 JSON echo; /slow?ms=N waits; /fail-once?key=K answers
 //                                              503 the first time a key is seen (an injected failure)
+//                                              /__seen lists every request target the app received (and
+//                                              ?reset=1 clears it): the adversarial tests check what a
+//                                              refused request never became; an Upgrade is answered 404
+//                                              (recorded too, with any bytes that follow it)
 //   node waypoint-apps.js grpc PORT POD      → shop.v1.ProductService (GetProduct, DeleteProduct)
 // Sends IPC {ready} once listening; exits when the parent goes away.
 import * as http from 'node:http';
@@ -16,7 +20,16 @@ if ((kind !== 'http' && kind !== 'grpc') || !Number.isInteger(port)) {
 
 if (kind === 'http') {
   const seen = new Set<string>();
+  const received: string[] = [];
   const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/__seen')) {
+      const list = [...received];
+      if (req.url.includes('reset=1')) received.length = 0;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(list));
+      return;
+    }
+    received.push(`${req.method} ${req.url}`);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -49,6 +62,12 @@ if (kind === 'http') {
       }
       reply();
     });
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+    received.push(`UPGRADE ${req.method} ${req.url} ${head.toString('latin1')}`);
+    socket.on('data', (c: Buffer) => received.push(`RAW ${c.toString('latin1')}`));
+    socket.write('HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 8\r\n\r\nno such\n');
+    setTimeout(() => socket.end(), 300);
   });
   server.listen(port, '0.0.0.0', () => process.send?.({ ready: port }));
 } else {

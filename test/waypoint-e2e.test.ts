@@ -242,5 +242,56 @@ spec:
       const after = await w.client('a2').http(`${users}/after-h2-attack`);
       expect(after.first?.status).toBe(200);
     }, 60_000);
+
+    // Issue 12 through real ztunnels (the loopback suites test/adversarial-*.test.ts cover every case):
+    // Istio's path normalization (BASE, https://istio.io/latest/docs/reference/config/security/normalization/),
+    // Envoy's upgrade_configs (websocket only, tunnel after 101), checked against what the app received.
+    it('adversarial: encoded denied paths, an h2c upgrade and a refused WebSocket never smuggle a denied request to the app', async () => {
+      w.apply(
+        'policy.yaml',
+        `apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata: { name: deny-admin, namespace: demo }
+  spec:
+    targetRefs: [{ kind: Service, group: "", name: users }]
+    action: DENY
+    rules:
+      - to: [{ operation: { paths: ["/admin", "/admin/*"] } }]
+  `,
+      );
+      const a1 = w.client('a1');
+      const statuses = (t: string) => [...t.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      await eventually('deny-admin in force', async () => {
+        const r = await a1.raw(VIP_USERS, 80, 'GET /admin HTTP/1.1\r\nHost: users\r\n\r\n', 1000);
+        return statuses(r.text)[0] === 403;
+      });
+      await a1.http(`${users}/__seen?reset=1`);
+      for (const target of ['/%61dmin/x', '/x/../admin', '/x/%2e%2e/admin/y', '/x\\..\\admin']) {
+        const r = await a1.raw(
+          VIP_USERS,
+          80,
+          `GET ${target} HTTP/1.1\r\nHost: users\r\nConnection: close\r\n\r\n`,
+        );
+        expect(statuses(r.text), target).toEqual([403]);
+      }
+      const h2c = await a1.raw(
+        VIP_USERS,
+        80,
+        'GET /ok HTTP/1.1\r\nHost: users\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n' +
+          'GET /admin/secret HTTP/1.1\r\nHost: users\r\nConnection: close\r\n\r\n',
+      );
+      expect(statuses(h2c.text)).toEqual([200, 403]);
+      const ws = await a1.raw(
+        VIP_USERS,
+        80,
+        'GET /chat HTTP/1.1\r\nHost: users\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n' +
+          'GET /admin/secret HTTP/1.1\r\nHost: users\r\nConnection: close\r\n\r\n',
+      );
+      expect(statuses(ws.text)).toEqual([404, 403]);
+      const seen = JSON.parse((await a1.http(`${users}/__seen`)).first?.body ?? '[]') as string[];
+      expect(seen).toContain('GET /ok');
+      expect(seen).toContain('UPGRADE GET /chat ');
+      expect(seen.filter((s) => s.includes('admin'))).toEqual([]);
+    }, 60_000);
   },
 );
