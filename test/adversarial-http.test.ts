@@ -3,9 +3,10 @@
 // (test/waypoint-loopback-world.ts: real CA, mTLS, HTTP/2 CONNECT, real apps). Every refusal asserts what
 // the application received (world.appSaw), not only the status. Each case names the Envoy/Istio behaviour
 // it follows.
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { badRequestH2, h2Request, rawExchange, rawH2, refusedH2, statuses } from './adversarial-client.js';
-import { LoopbackWorld, VIP_USERS } from './waypoint-loopback-world.js';
+import { LoopbackWorld, VIP_PRODUCTS, VIP_USERS } from './waypoint-loopback-world.js';
 
 let w: LoopbackWorld;
 let base: string;
@@ -327,5 +328,51 @@ describe('absolute-form targets (RFC 9112 §3.2.2; Envoy takes path and authorit
     expect(statuses(text)).toEqual([200]);
     expect(w.appSaw[0]?.url).toBe('/a/b?q=1');
     expect(w.appSaw[0]?.headers.host).toBe('users.demo:80');
+  });
+});
+
+describe('gRPC paths are normalized before policy too (Istio BASE; the app answers UNIMPLEMENTED to a path it does not know)', () => {
+  it('an encoded DeleteProduct is PERMISSION_DENIED at the waypoint; an encoded GetProduct reaches the app normalized', async () => {
+    await w.apply(
+      'grpc-policy.yaml',
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: no-delete, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: products }]
+  action: DENY
+  rules:
+    - to: [{ operation: { paths: ["/shop.v1.ProductService/DeleteProduct"] } }]
+`,
+    );
+    const a = await w.clientRelay(`${VIP_PRODUCTS}:9000`);
+    const client = new grpc.Client(`${a.host}:${a.port}`, grpc.credentials.createInsecure());
+    // GetProduct/DeleteProduct({id: "42"}): protobuf field 1 (string) "42"; the answer is kept as bytes.
+    const call = (path: string) =>
+      new Promise<{ code: number; body?: Buffer }>((resolve) => {
+        client.makeUnaryRequest(
+          path,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.from([0x0a, 0x02, 0x34, 0x32]),
+          { deadline: Date.now() + 5000 },
+          (err, body) => resolve(err ? { code: err.code } : { code: 0, ...(body ? { body } : {}) }),
+        );
+      });
+    try {
+      for (const path of [
+        '/shop.v1.ProductService/DeleteProduct',
+        '/shop.v1.ProductService/%44eleteProduct',
+        '/shop.v1.ProductService/x/../DeleteProduct',
+        '/shop.v1.%50roductService/%44elete%50roduct',
+      ])
+        expect((await call(path)).code, path).toBe(grpc.status.PERMISSION_DENIED);
+      const ok = await call('/shop.v1.ProductService/%47etProduct');
+      expect(ok.code).toBe(grpc.status.OK);
+      expect(ok.body?.toString('latin1')).toContain('product 42');
+    } finally {
+      client.close();
+      await w.remove('grpc-policy.yaml');
+    }
   });
 });
