@@ -67,7 +67,7 @@ function requestOf(o: PolicyCheckOptions): RequestContext | undefined {
       `--path-normalization ${JSON.stringify(mode)}: expected ${PATH_NORMALIZATIONS.join(' | ')}`,
     );
   let path = o.path;
-  if (path !== undefined && path.startsWith('/')) {
+  if (path?.startsWith('/')) {
     try {
       path = parseRequestTarget(path, mode, o.method ?? 'GET').path;
     } catch (err) {
