@@ -3,7 +3,7 @@
 // real waypoint serving traffic through real HBONE: it keeps serving, both files are named in the errors
 // with their reason, and a separate valid policy added afterwards is enforced (the app never sees the
 // request it denies). Latency and RSS figures are printed for the report; the targets live in the bench.
-import { rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,10 +46,12 @@ describe('manifest limits in a watched directory (kube-apiserver CVE-2019-11253 
     writeFileSync(join(w.dir, 'bomb.yaml'), aliasBomb());
     // 50 MB of YAML that would parse (one huge list), the size of a file that must never be read whole.
     const row = '- "0123456789012345678901234567890123456789012345678901234567890123456789"\n';
-    writeFileSync(
-      join(w.dir, 'huge.yaml'),
-      `${'x:\n'}${row.repeat(Math.ceil((50 * 1024 * 1024) / row.length))}`,
-    );
+    // Written in 1 MiB pieces so the test itself never holds the 50 MB (the RSS figure is the component's).
+    const piece = Buffer.from(row.repeat(Math.floor((1024 * 1024) / row.length)));
+    const fd = openSync(join(w.dir, 'huge.yaml'), 'w');
+    writeSync(fd, 'x:\n');
+    for (let written = 0; written < 50 * 1024 * 1024; written += piece.length) writeSync(fd, piece);
+    closeSync(fd);
     // Keep serving while the directory holds them (each request bounded by undici's own timeouts).
     const during: number[] = [];
     const until = Date.now() + 1500;
