@@ -250,20 +250,24 @@ spec:
       w.apply(
         'policy.yaml',
         `apiVersion: security.istio.io/v1
-  kind: AuthorizationPolicy
-  metadata: { name: deny-admin, namespace: demo }
-  spec:
-    targetRefs: [{ kind: Service, group: "", name: users }]
-    action: DENY
-    rules:
-      - to: [{ operation: { paths: ["/admin", "/admin/*"] } }]
-  `,
+kind: AuthorizationPolicy
+metadata: { name: deny-admin, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: users }]
+  action: DENY
+  rules:
+    - to: [{ operation: { paths: ["/admin", "/admin/*"] } }]
+`,
       );
       const a1 = w.client('a1');
       const statuses = (t: string) => [...t.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      let last = '';
       await eventually('deny-admin in force', async () => {
         const r = await a1.raw(VIP_USERS, 80, 'GET /admin HTTP/1.1\r\nHost: users\r\n\r\n', 1000);
+        last = r.text;
         return statuses(r.text)[0] === 403;
+      }).catch((err: Error) => {
+        throw new Error(`${err.message}; last answer ${JSON.stringify(last.slice(0, 300))}`);
       });
       await a1.http(`${users}/__seen?reset=1`);
       for (const target of ['/%61dmin/x', '/x/../admin', '/x/%2e%2e/admin/y', '/x\\..\\admin']) {
