@@ -29,9 +29,13 @@ RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=ca-bundle \
     npm ci --no-audit --no-fund
 COPY . .
 # tsc → dist/, the IP_TRANSPARENT addon, the eBPF objects (CO-RE, against the vmlinux.h that
-# `make -C bpf-redirect` dumps from the build host's /sys/kernel/btf/vmlinux), then production deps only.
+# `make -C bpf-redirect` dumps from the build host's /sys/kernel/btf/vmlinux), then production deps only,
+# without what only compilers and readers use (type declarations, source maps, docs: ~50 MB, most of it
+# @kubernetes/client-node's generated API).
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund
+ && npm prune --omit=dev --no-audit --no-fund \
+ && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.md' \) -delete \
+ && rm -rf node_modules/@types
 
 FROM ${BASE_IMAGE} AS runtime
 # The node agent's tools; ca/ztunnel/waypoint need none of them.
