@@ -116,7 +116,9 @@ export class ImageWorld {
     writeFileSync(join(this.manifests, 'cluster.yaml'), this.clusterYaml(), { mode: 0o644 });
     writeMeshTokens(this.dir, ['a', 'b']);
     chownSync(join(this.dir, 'tokens.yaml'), MESH_UID, MESH_UID);
-    mkdirSync(join(this.dir, 'ca'), { mode: 0o700 });
+    // Readable by the ztunnels (root, but without CAP_DAC_OVERRIDE) for root-cert.pem, as the chart's
+    // istio-ca-root-cert ConfigMap is; the CA writes its key 0600 itself.
+    mkdirSync(join(this.dir, 'ca'), { mode: 0o755 });
     chownSync(join(this.dir, 'ca'), MESH_UID, MESH_UID);
 
     await this.startCa();

@@ -121,6 +121,12 @@ describe.skipIf(missing.length > 0)('the image, built with buildah and booted wi
     const c = await a1.connect(VIP, 80);
     expect(c.ok, c.error).toBe(true);
     const who = await a1.send(c.conn!, 'whoami');
+    if (who.line === undefined) {
+      for (const [role, k] of w.containers)
+        console.log(`--- ${role} container output:\n${k.logs().slice(-4000)}`);
+      for (const [n, a] of w.agents) console.log(`--- agent ${n}:\n${a.logs().slice(-2000)}`);
+    }
+    expect(who.error).toBeUndefined();
     // The server app sees the source pod as its peer: the containers' ztunnels kept the source IP.
     expect(who.line).toMatch(
       new RegExp(`^peer ${w.ip('a1').replace(/\./g, '\\.')}:\\d+ local ${w.ip('b1')}:${APP_PORT}$`),
