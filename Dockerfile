@@ -30,11 +30,14 @@ RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=ca-bundle \
 COPY . .
 # tsc → dist/, the IP_TRANSPARENT addon, the eBPF objects (CO-RE, against the vmlinux.h that
 # `make -C bpf-redirect` dumps from the build host's /sys/kernel/btf/vmlinux), then production deps only,
-# without what only compilers and readers use (type declarations, source maps, docs: ~50 MB, most of it
-# @kubernetes/client-node's generated API).
+# without what only compilers and readers use (TypeScript sources and declarations, source maps, docs,
+# the `esnext` builds no Node entry point names, native prebuilds for other platforms): ~55 MB, most of
+# it @kubernetes/client-node's generated API.
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
- && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.md' \) -delete \
+ && find node_modules -type f \( -name '*.ts' -o -name '*.mts' -o -name '*.cts' -o -name '*.map' -o -name '*.md' \) -delete \
+ && find node_modules -type d -path '*/build/esnext' -prune -exec rm -rf {} + \
+ && find node_modules -type d -path '*/prebuilds/*' -prune ! -name 'linux-x64*' -exec rm -rf {} + \
  && rm -rf node_modules/@types
 
 FROM ${BASE_IMAGE} AS runtime
