@@ -28,13 +28,14 @@ echo "image: bases ready in $((SECONDS - start)) s ($base_image, $build_image)" 
 . "$root/image/oci-args.sh"
 
 start=$SECONDS
-# --layers: an unchanged package-lock.json reuses the `npm ci` layer on the next build.
+# --layers: an unchanged package-lock.json reuses the `npm ci` layer on the next build; --force-rm:
+# a failed step leaves no working container behind.
 # --network=host: the build stage reaches the npm registry without a CNI network set up for builds.
 # The host's CA bundle as a build secret, for `npm ci` behind a TLS-inspecting proxy (never in a layer).
 secret=()
 ca_bundle="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}"
 [ -s "$ca_bundle" ] && secret=(--secret "id=ca-bundle,src=$ca_bundle")
-buildah bud --layers --network=host "${AMBIT_OCI_ARGS[@]}" "${secret[@]}" \
+buildah bud --layers --force-rm --network=host "${AMBIT_OCI_ARGS[@]}" "${secret[@]}" \
   --build-arg "BASE_IMAGE=$base_image" --build-arg "BUILD_IMAGE=$build_image" \
   -t "$ref" -f "$root/Dockerfile" "$root" >&2
 size="$(podman image inspect --format '{{.Size}}' "$ref")"
