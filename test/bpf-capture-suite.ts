@@ -20,7 +20,7 @@ import {
   writeManifests,
 } from './harness/capture.js';
 import { PodClient, startEchoServer } from './harness/processes.js';
-import { assertNoResidue, Topology } from './harness/topology.js';
+import { assertNoResidue, type PodWiring, Topology } from './harness/topology.js';
 
 const root = process.getuid?.() === 0;
 
@@ -52,6 +52,8 @@ export interface CaptureSuiteOptions {
   agentOptions?: (node: string) => Partial<AgentOptions>;
   /** Node a's agent must report it fell back from eBPF, with a reason matching this. */
   expectFallback?: RegExp;
+  /** How pods are wired: hand-made routed veths (default) or the real bridge / ptp CNI plugins. */
+  cni?: PodWiring;
 }
 
 export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): void {
@@ -93,6 +95,13 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
     const nodeIp = (n: string) => topo.node(n).ip;
     const viaNode = (n: string) => [topo.node(n).ip, topo.node(n).gateway];
     const peerOf = (line: string | undefined) => line?.match(/^peer ([\d.]+):/)?.[1];
+    const veth = (pod: string) => topo.pod(pod).hostVeth;
+    /** Counters as of a reconcile that started after this call (they are read once per reconcile). */
+    const freshCounters = async (node: string) => {
+      const gen = status(node)?.generation ?? 0;
+      return (await waitStatus(opts(node).statusFile, (s) => s.generation > gen + 1, `${node} resync`))
+        .counters;
+    };
     const steerProgId = async (dev: string): Promise<number | undefined> => {
       const out = await topo.exec(topo.node('a').ns, 'tc', ['-j', 'filter', 'show', 'dev', dev, 'ingress']);
       const filters = JSON.parse(out.stdout || '[]') as {
@@ -103,7 +112,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'ambit-bpf-'));
-      topo = await Topology.create();
+      topo = await Topology.create({ cni: suite.cni ?? 'routed' });
       await topo.addNode('a');
       await topo.addNode('b');
       await topo.addPod('a', 'cli'); // enrolled from the start
@@ -143,9 +152,13 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
     it(`runs in ${suite.mode} mode and programs every pod of its node`, () => {
       const s = status('a')!;
       expect(s.mode).toBe(suite.mode);
-      expect(s.devices).toEqual(
-        suite.mode === 'ebpf' ? ['eth0', 'h-cli', 'h-evil', 'h-plain'] : ['h-cli', 'h-evil', 'h-plain'],
-      );
+      const pods = ['cli', 'evil', 'plain'].map(veth);
+      // eBPF also hooks the bridge, where a bridged pod's frames enter the IP stack.
+      const bridge = topo.cni === 'bridge' ? ['cni0'] : [];
+      expect(s.devices).toEqual((suite.mode === 'ebpf' ? ['eth0', ...bridge, ...pods] : pods).sort());
+      // The host side was found from the pod (its eth0's peer), also on a bridge where no /32 route exists.
+      expect(s.pods.find((p) => p.name === 'cli')?.dev).toBe(veth('cli'));
+      if (topo.cni === 'bridge') expect(s.pods.find((p) => p.name === 'cli')?.bridge).toBe('cni0');
       expect(s.pods.find((p) => p.name === 'cli')?.state).toBe('CAPTURE');
       if (suite.expectFallback) expect(s.fallbackReason).toMatch(suite.expectFallback);
       else expect(s.fallbackReason).toBeUndefined();
@@ -158,6 +171,30 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect(peerOf(r.line)).toBe(nodeIp('a'));
       const accepted = relays.get('a')!.acceptedFor(`${serverIp()}:${SERVER_PORT}`);
       expect(accepted.map((e) => [e.port, e.src.split(':')[0]])).toContainEqual([15001, topo.pod('cli').ip]);
+      // Nothing of the enrolled pod left the node around the proxy.
+      expect((await freshCounters('a')).capture_bypass).toBe(0);
+    });
+
+    it('captures an enrolled pod talking to a pod on the same node (a bridge would switch it at L2)', async () => {
+      await startEchoServer(topo, topo.pod('plain').ns, [SERVER_PORT]);
+      const r = await clients.get('cli')!.whoami(topo.pod('plain').ip, SERVER_PORT);
+      expect(r.ok, r.error).toBe(true);
+      // The relay dialled plain for cli: plain's peer is not cli's own socket but the relay's.
+      const accepted = relays.get('a')!.acceptedFor(`${topo.pod('plain').ip}:${SERVER_PORT}`);
+      expect(accepted.map((e) => [e.port, e.src.split(':')[0]])).toContainEqual([15001, topo.pod('cli').ip]);
+      expect((await freshCounters('a')).capture_bypass).toBe(0);
+    });
+
+    it("leaves a non-enrolled pod's own HBONE port alone (a waypoint listens on 15008)", async () => {
+      // The proxy's 0.0.0.0:15008 listener must not take connections meant for a pod on that port.
+      await startEchoServer(topo, topo.pod('evil').ns, [15008]);
+      const srvClient = await PodClient.start(topo, topo.pod('srv').ns);
+      clients.set('srv', srvClient);
+      const before = relays.get('a')!.events.length;
+      const r = await srvClient.whoami(topo.pod('evil').ip, 15008);
+      expect(r.ok, r.error).toBe(true);
+      expect(peerOf(r.line)).toBe(topo.pod('srv').ip);
+      expect(relays.get('a')!.events.length).toBe(before);
     });
 
     it('lets the same client in a non-enrolled namespace go direct', async () => {
@@ -216,12 +253,15 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect(early.ok, early.error).toBe(true);
       expect(peerOf((await plain.send(early.conn!, 'whoami')).line)).toBe(topo.pod('plain').ip);
 
+      expect((await freshCounters('a')).capture_bypass).toBe(0);
       await setEnrolled('plain', true);
       const captured = await plain.connect(serverIp(), SERVER_PORT);
       expect(captured.ok, captured.error).toBe(true);
       expect(peerOf((await plain.send(captured.conn!, 'whoami')).line)).toBe(nodeIp('a'));
-      // The connection opened before enrollment still flows, still direct.
+      // The connection opened before enrollment still flows, still direct — and the self-check sees
+      // an enrolled pod's packets leave outside the proxy (the bypass counter rises).
       expect((await plain.send(early.conn!, 'still-here')).line).toBe('still-here');
+      expect((await freshCounters('a')).capture_bypass).toBeGreaterThan(0);
 
       await setEnrolled('plain', false);
       expect(status('a')!.pods.find((p) => p.name === 'plain')?.state).toBe('DRAIN');
@@ -255,7 +295,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       await topo.addPod('a', 'late', { ip });
       await waitStatus(
         opts('a').statusFile,
-        (s) => s.pods.some((p) => p.name === 'late' && p.state === 'CAPTURE' && p.dev === 'h-late'),
+        (s) => s.pods.some((p) => p.name === 'late' && p.state === 'CAPTURE' && p.dev === veth('late')),
         'late programmed',
         5000,
       );
@@ -272,10 +312,11 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       writeManifests(join(dir, 'cluster'), namespaces, pods);
       const lateClient = clients.get('late')!;
       clients.delete('late');
+      const lateVeth = veth('late');
       await deletePod(topo, 'late', [lateClient.child]);
       const s = await waitStatus(
         opts('a').statusFile,
-        (st) => !st.pods.some((p) => p.name === 'late') && !st.devices.includes('h-late'),
+        (st) => !st.pods.some((p) => p.name === 'late') && !st.devices.includes(lateVeth),
         'late gone',
       );
       expect(s.pods.find((p) => p.name === 'cli')?.state).toBe('CAPTURE');
@@ -289,8 +330,8 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       await topo.addPod('a', 'early', { ip });
       await waitStatus(
         opts('a').statusFile,
-        (s) => (s.unknownPodVeths ?? []).some((u) => u.dev === 'h-early' && u.ip === ip),
-        'h-early held',
+        (s) => (s.unknownPodVeths ?? []).some((u) => u.dev === veth('early') && u.ip === ip),
+        'early held',
       );
       const client = await PodClient.start(topo, topo.pod('early').ns);
       clients.set('early', client);
@@ -318,20 +359,13 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       for (const p of ['cli', 'plain'] as const) {
         const pod = topo.pod(p);
         await topo.exec(pod.ns, 'ip', ['-6', 'addr', 'add', `${v6[p]}/128`, 'dev', 'eth0', 'nodad']);
-        await topo.exec(a.ns, 'ip', ['-6', 'route', 'add', `${v6[p]}/128`, 'dev', pod.hostVeth]);
+        // The node reaches the pod through what its IP stack sees: the veth, or the bridge it is a port of.
+        const l3 = topo.cni === 'bridge' ? 'cni0' : pod.hostVeth;
+        await topo.exec(a.ns, 'ip', ['-6', 'route', 'replace', `${v6[p]}/128`, 'dev', l3]);
         // The pod's IPv6 default route points at the host veth's link-local address (bounded wait for it).
         let ll = '';
         for (let i = 0; i < 60 && !ll; i++) {
-          const out = await topo.exec(a.ns, 'ip', [
-            '-6',
-            '-o',
-            'addr',
-            'show',
-            'dev',
-            pod.hostVeth,
-            'scope',
-            'link',
-          ]);
+          const out = await topo.exec(a.ns, 'ip', ['-6', '-o', 'addr', 'show', 'dev', l3, 'scope', 'link']);
           ll = out.stdout.match(/inet6 (fe80::[0-9a-f:]+)\//)?.[1] ?? '';
           if (!ll) await new Promise((r) => setTimeout(r, 50));
         }
@@ -420,6 +454,8 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
           await removeCgroup(cg);
         }
       },
+      // Three agent restarts (with and without the service LB) and a teardown.
+      90_000,
     );
 
     it('fails closed while the proxy is down, and fails open only with --fail-open', async () => {
@@ -448,7 +484,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       }
       const back = await clients.get('cli')!.whoami(serverIp(), SERVER_PORT);
       expect(peerOf(back.line)).toBe(nodeIp('a'));
-    });
+    }, 60_000);
 
     it('killing and restarting the agent changes nothing for live connections', async () => {
       const cli = clients.get('cli')!;
@@ -473,14 +509,15 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       expect((await cli.send(live.conn!, 'after-restart')).line).toBe('after-restart');
       expect(status('a')!.pods.find((p) => p.name === 'cli')?.state).toBe('CAPTURE');
       await cli.close(live.conn!);
-    });
+    }, 60_000);
 
     it('teardown removes filters, rules, tables and pins, and the topology leaves no residue', async () => {
       const a = topo.node('a');
       await stopAgent(agents.get('a')!);
       await teardownAgent(topo, 'a', opts('a'));
       agents.delete('a');
-      for (const dev of ['eth0', 'h-cli', 'h-plain', 'h-evil', 'h-early']) {
+      const bridge = topo.cni === 'bridge' ? ['cni0'] : [];
+      for (const dev of ['eth0', ...bridge, ...['cli', 'plain', 'evil', 'early'].map(veth)]) {
         const f = await topo.exec(a.ns, 'tc', ['-j', 'filter', 'show', 'dev', dev, 'ingress']);
         expect(f.stdout).not.toContain('steer');
       }
@@ -496,6 +533,6 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
       agents.delete('b');
       await topo.teardown();
       await assertNoResidue(topo.prefix);
-    });
+    }, 60_000);
   });
 }

@@ -18,7 +18,7 @@ import { BpfAgentError } from './errors.js';
 import { POD_CAPTURE, POD_DRAIN, POD_NONE, POD_PENDING, type PodState, podStateName } from './maps.js';
 import { NftCapture } from './nft-capture.js';
 import { ServiceLb } from './service-lb.js';
-import { type NodePodSource, readLinksAndRoutes } from './pods.js';
+import { type NodePodSource, PodInterfaceFinder } from './pods.js';
 
 export interface PodStatus {
   name: string;
@@ -27,6 +27,8 @@ export interface PodStatus {
   state: string;
   dev?: string;
   ifindex?: number;
+  /** The bridge the pod's veth is a port of (bridge CNIs). */
+  bridge?: string;
   /** Why the pod is not programmed yet (e.g. its veth does not exist yet). */
   pending?: string;
 }
@@ -75,6 +77,7 @@ export class BpfAgent {
   private lastStatus: AgentStatus | undefined;
   private lastError: string | undefined;
   private readonly warnedPending = new Set<string>();
+  private readonly finder = new PodInterfaceFinder();
 
   constructor(
     private readonly cfg: BpfAgentConfig,
@@ -214,7 +217,8 @@ export class BpfAgent {
   }
 
   private async reconcileOnce(): Promise<void> {
-    const { links, hostRoutes, gatewayDevs } = await readLinksAndRoutes();
+    const { links, podIfs, gatewayDevs } = await this.finder.read();
+    const ifByIp = new Map(podIfs.map((p) => [p.ip, p]));
     const now = Date.now();
     const desired: DesiredPod[] = [];
     const statuses: PodStatus[] = [];
@@ -246,18 +250,28 @@ export class BpfAgent {
       }
       this.tracked.set(pod.ip, next);
       const base = { name: pod.name, namespace: pod.namespace, ip: pod.ip, state: podStateName(next.state) };
-      const dev = hostRoutes.get(pod.ip);
-      const link = dev ? links.get(dev) : undefined;
-      if (!dev || !link) {
-        const why = `no /32 route to ${pod.ip} on a local veth yet`;
+      const pif = ifByIp.get(pod.ip);
+      if (!pif) {
+        const why = `no veth in the node netns whose peer (pod side) holds ${pod.ip} yet`;
         if (!this.warnedPending.has(pod.ip)) this.log.warn({ pod: `${pod.namespace}/${pod.name}` }, why);
         this.warnedPending.add(pod.ip);
         statuses.push({ ...base, pending: why });
         continue;
       }
       this.warnedPending.delete(pod.ip);
-      desired.push({ ip: pod.ip, state: next.state, dev, ifindex: link.ifindex });
-      statuses.push({ ...base, dev, ifindex: link.ifindex });
+      desired.push({
+        ip: pod.ip,
+        state: next.state,
+        dev: pif.dev,
+        ifindex: pif.ifindex,
+        ...(pif.bridge ? { bridge: pif.bridge } : {}),
+      });
+      statuses.push({
+        ...base,
+        dev: pif.dev,
+        ifindex: pif.ifindex,
+        ...(pif.bridge ? { bridge: pif.bridge.dev } : {}),
+      });
     }
     for (const ip of [...this.tracked.keys()]) if (!seen.has(ip)) this.tracked.delete(ip);
 
@@ -270,11 +284,17 @@ export class BpfAgent {
     const unknown: { ip: string; dev: string }[] = [];
     if (this.cfg.holdUnknownPods) {
       const known = new Set(desired.map((p) => p.dev));
-      for (const [ip, dev] of hostRoutes) {
-        const link = links.get(dev);
+      for (const pif of podIfs) {
+        const { ip, dev } = pif;
         // Only the host side of a veth into another netns can be a pod; never an uplink.
-        if (seen.has(ip) || known.has(dev) || uplinkNames.includes(dev) || !link?.podVeth) continue;
-        desired.push({ ip, state: POD_PENDING, dev, ifindex: link.ifindex });
+        if (seen.has(ip) || known.has(dev) || uplinkNames.includes(dev)) continue;
+        desired.push({
+          ip,
+          state: POD_PENDING,
+          dev,
+          ifindex: pif.ifindex,
+          ...(pif.bridge ? { bridge: pif.bridge } : {}),
+        });
         unknown.push({ ip, dev });
         known.add(dev);
       }

@@ -74,7 +74,7 @@ export interface AgentStatusView {
   pid: number;
   generation: number;
   fallbackReason?: string;
-  pods: { name: string; ip: string; state: string; dev?: string; pending?: string }[];
+  pods: { name: string; ip: string; state: string; dev?: string; bridge?: string; pending?: string }[];
   devices: string[];
   /** Pod veths whose pod the state does not know yet (their SYNs are held). */
   unknownPodVeths?: { ip: string; dev: string }[];
@@ -282,7 +282,8 @@ export async function deletePod(topo: Topology, podName: string, processes: Chil
         }),
     ),
   );
-  await run('ip', ['netns', 'del', pod.ns]);
+  // The runtime's part: CNI DEL (for CNI-wired pods), then the sandbox netns goes.
+  await topo.removePod(podName);
   const node = topo.node(pod.node);
   for (let i = 0; i < 100; i++) {
     const gone = await topo.exec(node.ns, 'ip', ['-o', 'link', 'show', 'dev', pod.hostVeth]).then(
@@ -292,5 +293,4 @@ export async function deletePod(topo: Topology, podName: string, processes: Chil
     if (gone) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  topo.pods.delete(podName);
 }
