@@ -165,10 +165,17 @@ export function renderBridgeTable(pods: readonly DesiredPod[]): string | undefin
     '    iifname @ports ether type ip ip saddr . iifname != @portsrc counter name spoofed drop',
     `    iifname @ports ether type ip ip saddr @pending ${SYN} counter name held_unknown_pod drop`,
     '    iifname @captureports ether type ip6 meta l4proto != { icmpv6, udp } counter name ipv6_dropped drop',
-    ...[...bridges].flatMap(([br, mac]) => [
-      `    meta ibrname "${br}" ether type ip ip saddr @routed ether daddr set ${mac} meta pkttype set host`,
-      `    meta ibrname "${br}" ether type ip ip daddr @routed ether daddr set ${mac} meta pkttype set host`,
-    ]),
+    // Per bridge, by its pod ports (`meta ibrname` needs nft_meta_bridge, not built in everywhere).
+    ...[...bridges].flatMap(([br, mac]) => {
+      const ports = `{ ${bridged
+        .filter((p) => p.bridge?.dev === br)
+        .map((p) => `"${p.dev}"`)
+        .join(', ')} }`;
+      return [
+        `    iifname ${ports} ether type ip ip saddr @routed ether daddr set ${mac} meta pkttype set host`,
+        `    iifname ${ports} ether type ip ip daddr @routed ether daddr set ${mac} meta pkttype set host`,
+      ];
+    }),
     '  }',
     '  chain forward {',
     '    type filter hook forward priority 0; policy accept;',

@@ -384,7 +384,11 @@ export class Topology {
   async removePod(name: string): Promise<void> {
     const pod = this.pod(name);
     if (pod.cni) await this.cniCall(this.node(pod.node), 'DEL', pod.cni.containerId, pod.ns, pod.cni.ifname);
-    await run('ip', ['netns', 'del', pod.ns]);
+    if (pod.ns.startsWith('/proc/')) {
+      // An unnamed netns lives as long as its holder process.
+      const pid = Number(pod.ns.split('/')[2]);
+      if (pid > 0) process.kill(pid, 'SIGKILL');
+    } else await run('ip', ['netns', 'del', pod.ns]);
     this.pods.delete(name);
   }
 
