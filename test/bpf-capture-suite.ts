@@ -298,7 +298,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
         opts('a').statusFile,
         (s) => s.pods.some((p) => p.name === 'late' && p.state === 'CAPTURE' && p.dev === veth('late')),
         'late programmed',
-        5000,
+        15_000,
       );
       const client = await PodClient.start(topo, topo.pod('late').ns);
       clients.set('late', client);
