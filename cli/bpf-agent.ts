@@ -11,6 +11,7 @@ import {
   validateConfig,
 } from '../bpf-redirect/agent/config.js';
 import { BpfAgentError } from '../bpf-redirect/agent/errors.js';
+import { serveMetrics } from '../bpf-redirect/agent/metrics.js';
 import { ManifestSource } from '../core/sources/manifests.js';
 import type { MeshState } from '../core/state/state.js';
 import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
@@ -30,6 +31,8 @@ interface Opts {
   failOpen?: boolean;
   holdUnknownPods?: boolean;
   drainGraceMs?: string;
+  uncapturableAfterMs?: string;
+  metricsPort?: string;
   mark?: string;
   nftPrefix?: string;
   teardown?: boolean;
@@ -54,6 +57,8 @@ function configFrom(o: Opts): BpfAgentConfig {
   c.failOpen = o.failOpen === true;
   c.holdUnknownPods = o.holdUnknownPods !== false;
   if (o.drainGraceMs) c.drainGraceMs = int('--drain-grace-ms', o.drainGraceMs);
+  if (o.uncapturableAfterMs) c.uncapturableAfterMs = int('--uncapturable-after-ms', o.uncapturableAfterMs);
+  if (o.metricsPort !== undefined) c.metricsPort = int('--metrics-port', o.metricsPort);
   if (o.mark) c.mark = int('--mark', o.mark);
   if (o.nftPrefix) c.nftPrefix = o.nftPrefix;
   return validateConfig(c);
@@ -157,6 +162,12 @@ export function registerBpfAgent(program: Command): void {
     )
     .option('--no-hold-unknown-pods', "don't hold SYNs of pod veths the mesh state does not know yet")
     .option('--drain-grace-ms <ms>', 'max time a leaving pod keeps proxied flows steered', '30000')
+    .option(
+      '--uncapturable-after-ms <ms>',
+      'an enrolled pod without a capturable interface this long is refused and reported',
+      '10000',
+    )
+    .option('--metrics-port <port>', 'Prometheus /metrics port (0: off)', '15014')
     .option('--mark <n>', 'packet mark for proxy-owned flows (default 0x400)')
     .option('--nft-prefix <name>', 'prefix of the nftables tables the agent owns', 'ambit')
     .option('--teardown', 'remove every kernel object the agent owns (both modes) and exit')
@@ -186,6 +197,7 @@ export function registerBpfAgent(program: Command): void {
       }
       const agent = new BpfAgent(cfg, source, log);
       await agent.start();
+      const metrics = cfg.metricsPort > 0 ? await serveMetrics(agent, cfg.metricsPort) : undefined;
       const stopAnnotating =
         o.kubernetes || o.kubeconfig ? await annotatePods(o.kubeconfig, agent, log) : undefined;
       log.info({ mode: agent.mode, statusFile: cfg.statusFile }, 'bpf-agent running');
@@ -200,6 +212,7 @@ export function registerBpfAgent(program: Command): void {
         process.once('SIGINT', stop);
       });
       stopAnnotating?.();
+      metrics?.close();
       // Leave the kernel objects: capture (and fail-closed) continues while the agent is away.
       await agent.stop();
       process.exit(0);

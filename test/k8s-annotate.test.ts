@@ -3,6 +3,8 @@
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CAPTURE_FAILED_EVENT_REASON,
+  CAPTURE_FAILURE_ANNOTATION,
   followAgent,
   REDIRECTION_ANNOTATION,
   RedirectionAnnotator,
@@ -25,7 +27,7 @@ beforeAll(async () => {
   kc.loadFromString(api.kubeconfig());
   core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: 'shop' } } });
-  for (const name of ['a', 'b', 'c'])
+  for (const name of ['a', 'b', 'c', 'd'])
     await core.createNamespacedPod({
       namespace: 'shop',
       body: {
@@ -99,5 +101,33 @@ describe('ambient.istio.io/redirection', () => {
     annotator.set('shop', 'c', 'pending');
     await annotator.idle(); // a 404 is not retried forever
     annotator.stop();
+  });
+
+  it('says failed, with the reason, and posts a Warning Event for a pod the agent cannot capture', async () => {
+    const annotator = new RedirectionAnnotator({ kubeConfig: kc });
+    const reason =
+      'cannot capture: no veth in the node netns leads to a netns holding 10.1.0.9; its traffic is refused';
+    annotator.update([
+      { name: 'd', namespace: 'shop', state: 'CAPTURE', pending: 'no veth', uncapturable: reason },
+    ]);
+    try {
+      await annotator.idle();
+      const pod = await core.readNamespacedPod({ namespace: 'shop', name: 'd' });
+      expect(pod.metadata?.annotations?.[REDIRECTION_ANNOTATION]).toBe('failed');
+      expect(pod.metadata?.annotations?.[CAPTURE_FAILURE_ANNOTATION]).toBe(reason);
+      const events = await core.listNamespacedEvent({ namespace: 'shop' });
+      const ev = events.items.find((e) => e.involvedObject.name === 'd');
+      expect(ev?.reason).toBe(CAPTURE_FAILED_EVENT_REASON);
+      expect(ev?.type).toBe('Warning');
+      expect(ev?.message).toBe(reason);
+      // Captured again: the failure annotation goes.
+      annotator.update([{ name: 'd', namespace: 'shop', state: 'CAPTURE' }]);
+      await annotator.idle();
+      const again = await core.readNamespacedPod({ namespace: 'shop', name: 'd' });
+      expect(again.metadata?.annotations?.[REDIRECTION_ANNOTATION]).toBe('enabled');
+      expect(again.metadata?.annotations?.[CAPTURE_FAILURE_ANNOTATION]).toBeUndefined();
+    } finally {
+      annotator.stop();
+    }
   });
 });

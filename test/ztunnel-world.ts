@@ -18,7 +18,7 @@ import {
   ztunnelStateArgs,
 } from './harness/mesh.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
-import { HarnessError, type Topology as TopologyT, distPath } from './harness/topology.js';
+import { HarnessError, type PodWiring, type Topology as TopologyT, distPath } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
 
 export const VIP = '10.96.0.10';
@@ -52,11 +52,13 @@ export class ZtunnelWorld {
     mkdirSync(this.manifests);
   }
 
-  static async create(mode: 'nftables' | 'ebpf' = 'nftables'): Promise<ZtunnelWorld> {
+  /** `cni`: pods wired by the real bridge / ptp CNI plugins instead of hand-made routed veths. */
+  static async create(mode: 'nftables' | 'ebpf' = 'nftables', cni?: PodWiring): Promise<ZtunnelWorld> {
     return createWorld(
       'azt',
       (topo) => new ZtunnelWorld(topo, mode),
       (w) => w.build(),
+      cni ? { cni } : {},
     );
   }
 

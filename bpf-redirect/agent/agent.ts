@@ -17,8 +17,9 @@ import { EbpfCapture } from './ebpf-capture.js';
 import { BpfAgentError } from './errors.js';
 import { POD_CAPTURE, POD_DRAIN, POD_NONE, POD_PENDING, type PodState, podStateName } from './maps.js';
 import { NftCapture } from './nft-capture.js';
+import { RefuseTables } from './refuse.js';
 import { ServiceLb } from './service-lb.js';
-import { type NodePodSource, readLinksAndRoutes } from './pods.js';
+import { type NodePodSource, PodInterfaceFinder } from './pods.js';
 
 export interface PodStatus {
   name: string;
@@ -27,8 +28,13 @@ export interface PodStatus {
   state: string;
   dev?: string;
   ifindex?: number;
+  /** The bridge the pod's veth is a port of (bridge CNIs). */
+  bridge?: string;
   /** Why the pod is not programmed yet (e.g. its veth does not exist yet). */
   pending?: string;
+  /** Set when an enrolled pod stayed uncapturable past the grace (`uncapturableAfterMs`): why. Its
+   *  traffic is refused (fail closed) until the agent can capture it. */
+  uncapturable?: string;
 }
 
 export interface AgentStatus {
@@ -75,12 +81,19 @@ export class BpfAgent {
   private lastStatus: AgentStatus | undefined;
   private lastError: string | undefined;
   private readonly warnedPending = new Set<string>();
+  private readonly finder = new PodInterfaceFinder();
+  private readonly refuse: RefuseTables;
+  /** Enrolled pods without a capturable interface: since when (ms), and what was logged. */
+  private readonly unresolvedSince = new Map<string, number>();
+  private readonly reportedUncapturable = new Map<string, string>();
 
   constructor(
     private readonly cfg: BpfAgentConfig,
     private readonly source: NodePodSource,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.refuse = new RefuseTables(cfg.nftPrefix);
+  }
 
   get mode(): 'ebpf' | 'nftables' {
     return this.backend.mode;
@@ -214,10 +227,12 @@ export class BpfAgent {
   }
 
   private async reconcileOnce(): Promise<void> {
-    const { links, hostRoutes, gatewayDevs } = await readLinksAndRoutes();
+    const { links, podIfs, gatewayDevs } = await this.finder.read();
+    const ifByIp = new Map(podIfs.map((p) => [p.ip, p]));
     const now = Date.now();
     const desired: DesiredPod[] = [];
     const statuses: PodStatus[] = [];
+    const refused: string[] = [];
     const seen = new Set<string>();
     for (const pod of this.source.pods()) {
       seen.add(pod.ip);
@@ -246,20 +261,52 @@ export class BpfAgent {
       }
       this.tracked.set(pod.ip, next);
       const base = { name: pod.name, namespace: pod.namespace, ip: pod.ip, state: podStateName(next.state) };
-      const dev = hostRoutes.get(pod.ip);
-      const link = dev ? links.get(dev) : undefined;
-      if (!dev || !link) {
-        const why = `no /32 route to ${pod.ip} on a local veth yet`;
+      const pif = ifByIp.get(pod.ip);
+      if (!pif) {
+        const why = `no veth in the node netns whose peer (pod side) holds ${pod.ip} yet`;
         if (!this.warnedPending.has(pod.ip)) this.log.warn({ pod: `${pod.namespace}/${pod.name}` }, why);
         this.warnedPending.add(pod.ip);
-        statuses.push({ ...base, pending: why });
+        const since = this.unresolvedSince.get(pod.ip) ?? now;
+        this.unresolvedSince.set(pod.ip, since);
+        if (pod.enrolled && now - since >= this.cfg.uncapturableAfterMs) {
+          // Never a silent bypass: an enrolled pod the agent cannot capture is refused and reported.
+          const reason =
+            `cannot capture: no veth in the node netns leads to a netns holding ${pod.ip} ` +
+            `(unknown topology, or a pod netns not under /var/run/netns) after ${this.cfg.uncapturableAfterMs} ms; its traffic is refused`;
+          refused.push(pod.ip);
+          if (this.reportedUncapturable.get(pod.ip) !== reason) {
+            this.log.error(
+              { pod: `${pod.namespace}/${pod.name}`, ip: pod.ip, reason },
+              'pod cannot be captured',
+            );
+            this.reportedUncapturable.set(pod.ip, reason);
+          }
+          statuses.push({ ...base, pending: why, uncapturable: reason });
+        } else statuses.push({ ...base, pending: why });
         continue;
       }
       this.warnedPending.delete(pod.ip);
-      desired.push({ ip: pod.ip, state: next.state, dev, ifindex: link.ifindex });
-      statuses.push({ ...base, dev, ifindex: link.ifindex });
+      this.unresolvedSince.delete(pod.ip);
+      if (this.reportedUncapturable.delete(pod.ip))
+        this.log.info({ pod: `${pod.namespace}/${pod.name}`, dev: pif.dev }, 'pod capturable again');
+      desired.push({
+        ip: pod.ip,
+        state: next.state,
+        dev: pif.dev,
+        ifindex: pif.ifindex,
+        ...(pif.bridge ? { bridge: pif.bridge } : {}),
+      });
+      statuses.push({
+        ...base,
+        dev: pif.dev,
+        ifindex: pif.ifindex,
+        ...(pif.bridge ? { bridge: pif.bridge.dev } : {}),
+      });
     }
     for (const ip of [...this.tracked.keys()]) if (!seen.has(ip)) this.tracked.delete(ip);
+    for (const ip of [...this.unresolvedSince.keys()]) if (!seen.has(ip)) this.unresolvedSince.delete(ip);
+    for (const ip of [...this.reportedUncapturable.keys()])
+      if (!seen.has(ip)) this.reportedUncapturable.delete(ip);
 
     let uplinkNames = this.cfg.uplinks;
     if (uplinkNames.length === 0) {
@@ -270,11 +317,17 @@ export class BpfAgent {
     const unknown: { ip: string; dev: string }[] = [];
     if (this.cfg.holdUnknownPods) {
       const known = new Set(desired.map((p) => p.dev));
-      for (const [ip, dev] of hostRoutes) {
-        const link = links.get(dev);
+      for (const pif of podIfs) {
+        const { ip, dev } = pif;
         // Only the host side of a veth into another netns can be a pod; never an uplink.
-        if (seen.has(ip) || known.has(dev) || uplinkNames.includes(dev) || !link?.podVeth) continue;
-        desired.push({ ip, state: POD_PENDING, dev, ifindex: link.ifindex });
+        if (seen.has(ip) || known.has(dev) || uplinkNames.includes(dev)) continue;
+        desired.push({
+          ip,
+          state: POD_PENDING,
+          dev,
+          ifindex: pif.ifindex,
+          ...(pif.bridge ? { bridge: pif.bridge } : {}),
+        });
         unknown.push({ ip, dev });
         known.add(dev);
       }
@@ -290,6 +343,7 @@ export class BpfAgent {
     }
 
     await this.backend.apply(desired, uplinks);
+    await this.refuse.apply(this.cfg.failOpen ? [] : refused);
     if (this.serviceLb && this.source.services) {
       this.servicesProgrammed = await this.serviceLb.sync(this.source.services());
     }
@@ -343,6 +397,7 @@ export class BpfAgent {
     if (opts.teardown) {
       await this.serviceLb?.teardown();
       await this.backend.teardown();
+      await this.refuse.teardown();
       await rm(this.cfg.statusFile, { force: true });
       this.log.info('capture torn down');
     }
@@ -375,6 +430,9 @@ export async function teardownAll(cfg: BpfAgentConfig, log: Logger): Promise<voi
   for (const backend of [new EbpfCapture(cfg, log, prev), new NftCapture(cfg, log)]) {
     await backend.teardown().catch((err: unknown) => errors.push((err as Error).message));
   }
+  await new RefuseTables(cfg.nftPrefix)
+    .teardown()
+    .catch((err: unknown) => errors.push((err as Error).message));
   await rm(cfg.statusFile, { force: true });
   if (errors.length > 0) throw new BpfAgentError('COMMAND_FAILED', `teardown: ${errors.join('; ')}`);
 }

@@ -10,6 +10,9 @@ export interface DesiredPod {
   /** Host-side veth of the pod in the node netns. */
   dev: string;
   ifindex: number;
+  /** Set when the veth is a bridge port: the bridge (what the IP stack sees as input device) and its
+   *  MAC (where captured frames are re-addressed so the bridge hands them up instead of switching). */
+  bridge?: { dev: string; mac: string; ifindex: number };
 }
 
 export interface Uplink {

@@ -46,6 +46,12 @@ export interface BpfAgentConfig {
   /** cgroup v2 directories whose processes get socket-level ClusterIP load balancing from the
    *  service map (svc_connect4). Only for pods outside the mesh. Default none (off). */
   serviceLbCgroups: string[];
+  /** An enrolled pod whose interface the agent cannot find for this long (ms) is declared
+   *  uncapturable: its traffic is refused (fail closed) and it is reported (log, status, metric,
+   *  pod annotation and Event). Default 10 s — a CNI normally wires a pod well within that. */
+  uncapturableAfterMs: number;
+  /** Prometheus endpoint port (0 = off). Default 15014, istio-cni's monitoring port. */
+  metricsPort: number;
   /** Prefix of the nftables tables this agent owns (`<prefix>_raw`, `<prefix>_tproxy`). */
   nftPrefix: string;
   /** Status JSON (mode, pods, counters), rewritten after every reconcile. */
@@ -77,6 +83,8 @@ export function defaultConfig(node: string): BpfAgentConfig {
     holdUnknownPods: true,
     drainGraceMs: 30_000,
     resyncMs: 2_000,
+    uncapturableAfterMs: 10_000,
+    metricsPort: 15014,
     nftPrefix: 'ambit',
     serviceLbCgroups: [],
     statusFile: `/run/ambit/bpf-agent-${node}.json`,

@@ -9,7 +9,16 @@ import type { BpfAgentConfig } from './config.js';
 import { BpfAgentError } from './errors.js';
 import { loadSteer, pruneGenerations, removePins } from './loader.js';
 import { type MapWrite, MapWriter } from './map-writer.js';
-import { BpfMaps, IFACE_POD, IFACE_UPLINK, ifaceValue, type PodState, podValue } from './maps.js';
+import {
+  BpfMaps,
+  IFACE_BRIDGE,
+  IFACE_POD,
+  IFACE_UPLINK,
+  ifaceValue,
+  l2gwValue,
+  type PodState,
+  podValue,
+} from './maps.js';
 import {
   deleteNftTable,
   ensureMarkRouting,
@@ -23,6 +32,10 @@ export class EbpfCapture implements CaptureBackend {
   readonly mode = 'ebpf' as const;
   readonly maps: BpfMaps;
   private progPin = '';
+  /** The `audit` program (tc egress): counts enrolled pods' TCP leaving outside the proxy. */
+  private auditPin = '';
+  /** ifindex → bridge MAC written to ambit_l2gw. */
+  private l2gw = new Map<number, string>();
   private generation = '';
   private readonly attached = new Set<string>();
   private readonly createdQdiscs: Set<string>;
@@ -50,6 +63,7 @@ export class EbpfCapture implements CaptureBackend {
   async setup(): Promise<void> {
     const loaded = await loadSteer(this.cfg.pinDir, this.cfg.objDir);
     this.progPin = loaded.progPin;
+    this.auditPin = loaded.progPin.replace(/steer$/, 'audit');
     this.generation = loaded.generation;
     this.log.info(
       { prog: loaded.progPin, reusedMaps: loaded.reusedMaps, mapWrites: this.writer.method },
@@ -88,6 +102,8 @@ export class EbpfCapture implements CaptureBackend {
     // 1. Maps first: by the time the filter sees a pod's packets its entry is there.
     const wantIfaces = new Map<number, { podIp: string | undefined; kind: number }>();
     for (const u of uplinks) wantIfaces.set(u.ifindex, { podIp: undefined, kind: IFACE_UPLINK });
+    const bridges = new Map(pods.flatMap((p) => (p.bridge ? [[p.bridge.dev, p.bridge] as const] : [])));
+    for (const b of bridges.values()) wantIfaces.set(b.ifindex, { podIp: undefined, kind: IFACE_BRIDGE });
     for (const p of pods) wantIfaces.set(p.ifindex, { podIp: p.ip, kind: IFACE_POD });
     const writes: MapWrite[] = [];
     const podsPin = this.maps.path('ambit_pods');
@@ -103,6 +119,17 @@ export class EbpfCapture implements CaptureBackend {
       if (cur && cur.state === p.state && cur.ifindex === p.ifindex) continue;
       writes.push({ pin: podsPin, key: BpfMaps.podKey(p.ip), value: podValue(p.state, p.ifindex) });
     }
+    const l2gwPin = this.maps.path('ambit_l2gw');
+    const wantL2 = new Map(
+      pods.flatMap((p) => (p.bridge ? [[p.ifindex, `${p.bridge.mac}/${p.bridge.ifindex}`] as const] : [])),
+    );
+    for (const [ifindex, gw] of wantL2) {
+      const [mac = '', brIndex = '0'] = gw.split('/');
+      if (this.l2gw.get(ifindex) !== gw)
+        writes.push({ pin: l2gwPin, key: BpfMaps.ifaceKey(ifindex), value: l2gwValue(mac, Number(brIndex)) });
+    }
+    for (const ifindex of this.l2gw.keys())
+      if (!wantL2.has(ifindex)) writes.push({ pin: l2gwPin, key: BpfMaps.ifaceKey(ifindex) });
     const gonePods = [...this.pods.keys()].filter((ip) => !wantPods.has(ip));
     const goneIfaces = [...this.ifaces.keys()].filter((i) => !wantIfaces.has(i));
     for (const ip of gonePods) writes.push({ pin: podsPin, key: BpfMaps.podKey(ip) });
@@ -112,14 +139,16 @@ export class EbpfCapture implements CaptureBackend {
     for (const p of pods) this.pods.set(p.ip, { state: p.state, ifindex: p.ifindex });
     for (const ip of gonePods) this.pods.delete(ip);
     for (const i of goneIfaces) this.ifaces.delete(i);
+    this.l2gw = new Map(wantL2);
 
     // 2. Filters: every pod veth (enrolled or not: a non-enrolled pod's traffic TO an enrolled one is
     //    captured inbound on its veth) and every uplink.
-    const devs = new Set([...pods.map((p) => p.dev), ...uplinks.map((u) => u.dev)]);
+    const devs = new Set([...pods.map((p) => p.dev), ...bridges.keys(), ...uplinks.map((u) => u.dev)]);
     for (const dev of devs) {
       if (this.attached.has(dev)) continue;
       if (await ensureClsact(dev)) this.createdQdiscs.add(dev);
       await attachIngress(dev, this.progPin, this.cfg.tcPref, this.cfg.tcHandle);
+      await attachIngress(dev, this.auditPin, this.cfg.tcPref, this.cfg.tcHandle, 'egress');
       this.attached.add(dev);
       this.recovered.delete(dev);
     }
@@ -136,6 +165,7 @@ export class EbpfCapture implements CaptureBackend {
 
   private async detach(dev: string): Promise<void> {
     await detachIngress(dev, this.cfg.tcPref, this.cfg.tcHandle);
+    await detachIngress(dev, this.cfg.tcPref, this.cfg.tcHandle, 'egress');
     if (this.createdQdiscs.has(dev)) {
       await deleteClsactIfEmpty(dev);
       this.createdQdiscs.delete(dev);

@@ -3,7 +3,9 @@
 // AnnotateUnenrollPod, annotation.AmbientRedirection):
 // - `enabled`  — the pod's traffic is steered to ztunnel (its capture entry is programmed);
 // - `pending`  — the pod is enrolled but not programmed yet (its veth/route is not there yet);
-// - removed    — the pod is not (or no longer) captured (DRAIN or NONE).
+// - removed    — the pod is not (or no longer) captured (DRAIN or NONE);
+// - `failed`   — (Ambit) enrolled, but the agent cannot capture it, so its traffic is refused; the
+//   reason is in `ambit.io/capture-failure` and in a Warning Event `CaptureFailed` on the pod.
 // Operators and tools (`istioctl ztunnel-config workloads`, kubectl) read it to see which pods the
 // data plane actually captures, as opposed to which ones are merely labelled.
 //
@@ -15,7 +17,9 @@ import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@ku
 import type { Logger } from 'pino';
 
 export const REDIRECTION_ANNOTATION = 'ambient.istio.io/redirection';
-export type RedirectionState = 'enabled' | 'pending';
+export const CAPTURE_FAILURE_ANNOTATION = 'ambit.io/capture-failure';
+export const CAPTURE_FAILED_EVENT_REASON = 'CaptureFailed';
+export type RedirectionState = 'enabled' | 'pending' | `failed:${string}`;
 
 /** The part of the agent's PodStatus this module reads. */
 export interface AnnotatedPodStatus {
@@ -25,11 +29,14 @@ export interface AnnotatedPodStatus {
   state: string;
   /** Set while the pod is known but cannot be programmed yet. */
   pending?: string;
+  /** Set when the agent gave up capturing the pod (its traffic is refused): why. */
+  uncapturable?: string;
 }
 
 /** What the annotation should say for a pod, or undefined to remove it. */
 export function redirectionOf(p: AnnotatedPodStatus): RedirectionState | undefined {
   const s = p.state.toUpperCase();
+  if (p.uncapturable) return `failed:${p.uncapturable}`;
   if (s === 'CAPTURE') return p.pending ? 'pending' : 'enabled';
   if (s === 'PENDING') return 'pending';
   return undefined;
@@ -117,11 +124,22 @@ export class RedirectionAnnotator {
       if (!next) return;
       const [key, want] = next;
       const [namespace, name] = key.split('/') as [string, string];
+      const failure = want?.startsWith('failed:') ? want.slice('failed:'.length) : null;
+      const redirection = failure !== null ? 'failed' : want;
       try {
         await this.#api.patchNamespacedPod(
-          { namespace, name, body: { metadata: { annotations: { [REDIRECTION_ANNOTATION]: want } } } },
+          {
+            namespace,
+            name,
+            body: {
+              metadata: {
+                annotations: { [REDIRECTION_ANNOTATION]: redirection, [CAPTURE_FAILURE_ANNOTATION]: failure },
+              },
+            },
+          },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         );
+        if (failure !== null) await this.#event(namespace, name, failure);
         this.#written.set(key, want);
         this.#o.logger?.debug({ pod: key, [REDIRECTION_ANNOTATION]: want }, 'pod annotated');
       } catch (err) {
@@ -145,6 +163,32 @@ export class RedirectionAnnotator {
         this.#timers.add(t);
       }
     }
+  }
+
+  /** A Warning Event on the pod (what `kubectl describe pod` shows), as kubelet reports sandbox errors. */
+  async #event(namespace: string, name: string, message: string): Promise<void> {
+    const now = new Date();
+    await this.#api
+      .createNamespacedEvent({
+        namespace,
+        body: {
+          metadata: { name: `${name}.capture-${now.getTime().toString(16)}`, namespace },
+          involvedObject: { apiVersion: 'v1', kind: 'Pod', name, namespace },
+          reason: CAPTURE_FAILED_EVENT_REASON,
+          message,
+          type: 'Warning',
+          source: { component: 'ambit-bpf-agent' },
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      })
+      .catch((err: unknown) =>
+        this.#o.logger?.warn(
+          { pod: `${namespace}/${name}`, err: (err as Error).message },
+          'could not post Event',
+        ),
+      );
   }
 
   readonly #attemptCount = new Map<string, number>();

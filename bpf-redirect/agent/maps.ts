@@ -14,6 +14,7 @@ export const podStateName = (s: number): string =>
 
 export const IFACE_POD = 1;
 export const IFACE_UPLINK = 2;
+export const IFACE_BRIDGE = 3;
 
 /** Order of enum ambit_stat in maps.h. */
 export const STAT_NAMES = [
@@ -28,10 +29,11 @@ export const STAT_NAMES = [
   'spoofed',
   'held_unknown_pod',
   'ipv6_dropped',
+  'capture_bypass',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 
-export const MAP_NAMES = ['ambit_cfg', 'ambit_pods', 'ambit_ifaces', 'ambit_stats'] as const;
+export const MAP_NAMES = ['ambit_cfg', 'ambit_pods', 'ambit_ifaces', 'ambit_l2gw', 'ambit_stats'] as const;
 
 const LE = endianness() === 'LE';
 
@@ -86,6 +88,14 @@ export const podValue = (state: PodState, ifindex: number): Buffer =>
   Buffer.concat([u32(state), u32(ifindex)]);
 export const ifaceValue = (podIp: string | undefined, kind: number): Buffer =>
   Buffer.concat([podIp ? ipv4Bytes(podIp) : Buffer.alloc(4), u32(kind)]);
+
+/** struct l2_gw: the bridge's MAC ("aa:bb:cc:dd:ee:ff"), 2 bytes of padding, the bridge's ifindex. */
+export function l2gwValue(mac: string, bridgeIfindex: number): Buffer {
+  const b = mac.split(':').map((x) => Number.parseInt(x, 16));
+  if (b.length !== 6 || b.some((x) => !Number.isInteger(x) || x < 0 || x > 255))
+    throw new BpfAgentError('BAD_CONFIG', `not a MAC address: "${mac}"`);
+  return Buffer.concat([Buffer.from(b), Buffer.alloc(2), u32(bridgeIfindex)]);
+}
 
 const readU32 = (b: Buffer, off: number): number => (LE ? b.readUInt32LE(off) : b.readUInt32BE(off));
 const bytesOf = (hex: string[]): Buffer => Buffer.from(hex.map((h) => Number.parseInt(h, 16)));

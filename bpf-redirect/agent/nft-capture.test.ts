@@ -37,3 +37,13 @@ describe('nftables TPROXY fallback ruleset', () => {
     expect(empty).not.toContain('elements');
   });
 });
+
+describe('nftables fallback: flows the proxy owns', () => {
+  const body = renderTproxyTable(defaultConfig('a'), [...pods]);
+  it("skips the proxy's wildcard listeners before marking transparent sockets' packets", () => {
+    const skip = body.indexOf('socket wildcard 1 return');
+    const mark = body.indexOf('socket transparent 1 meta mark set 0x400 notrack');
+    expect(skip).toBeGreaterThan(0);
+    expect(mark).toBeGreaterThan(skip);
+  });
+});

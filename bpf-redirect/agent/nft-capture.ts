@@ -5,11 +5,17 @@
 // that TPROXY did not take — fail closed, and faster than a drop. `--fail-open` leaves that chain out.
 // The whole table (family inet, so it also sees IPv6) is rendered from the desired state and replaced
 // atomically in one `nft -f`.
+// Bridge CNIs (flannel, k3s, kubenet): the IP stack sees a bridged pod's packets on the bridge, not on
+// its veth, and frames between pods of one bridge are switched at L2 and never reach the IP hooks at
+// all. A `bridge` family table therefore does the per-port work (anti-spoofing, held SYNs, IPv6) and
+// re-addresses every frame from or to an enrolled pod to the bridge itself (`ether daddr`, `pkttype
+// host`), so it is routed — and TPROXYed — like on a routed CNI; the inet table matches the bridge as
+// the pod's input interface.
 import type { Logger } from 'pino';
 import type { CaptureBackend, DesiredPod, Uplink } from './capture.js';
 import { parseJson, runCommand } from './command.js';
 import type { BpfAgentConfig } from './config.js';
-import { POD_CAPTURE, POD_NONE, POD_PENDING, type PodState } from './maps.js';
+import { POD_CAPTURE, POD_DRAIN, POD_NONE, POD_PENDING, type PodState } from './maps.js';
 import { deleteNftTable, ensureMarkRouting, removeMarkRouting, replaceNftTable } from './routing.js';
 
 const SYN = 'tcp flags & (syn | ack) == syn';
@@ -20,6 +26,7 @@ const COUNTERS = [
   'proxy_missing',
   'held_unknown_pod',
   'ipv6_dropped',
+  'capture_bypass',
 ] as const;
 
 export function renderTproxyTable(
@@ -30,8 +37,10 @@ export function renderTproxyTable(
   const set = (name: string, type: string, elems: string[]) =>
     `  set ${name} {\n    type ${type};\n${elems.length ? `    elements = { ${elems.join(', ')} }\n` : ''}  }`;
   const capture = pods.filter((p) => p.state === POD_CAPTURE).map((p) => p.ip);
+  // The device the IP stack sees a pod's packets arrive on: its veth, or the bridge it is a port of.
+  const l3dev = (p: DesiredPod) => p.bridge?.dev ?? p.dev;
   const lines = [
-    set('podifs', 'ifname', [...new Set(pods.map((p) => `"${p.dev}"`))]),
+    set('podifs', 'ifname', [...new Set(pods.map((p) => `"${l3dev(p)}"`))]),
     set(
       'podips',
       'ipv4_addr',
@@ -40,12 +49,14 @@ export function renderTproxyTable(
     set(
       'podsrc',
       'ipv4_addr . ifname',
-      pods.map((p) => `${p.ip} . "${p.dev}"`),
+      pods.map((p) => `${p.ip} . "${l3dev(p)}"`),
     ),
     set('capture', 'ipv4_addr', capture),
     set('captureifs', 'ifname', [
       ...new Set(
-        pods.filter((p) => p.state === POD_CAPTURE || p.state === POD_PENDING).map((p) => `"${p.dev}"`),
+        pods
+          .filter((p) => !p.bridge && (p.state === POD_CAPTURE || p.state === POD_PENDING))
+          .map((p) => `"${p.dev}"`),
       ),
     ]),
     set(
@@ -70,15 +81,17 @@ export function renderTproxyTable(
     // IPv6 is not captured yet: an enrolled pod's IPv6 TCP (or anything behind extension headers)
     // is dropped rather than let around the mesh; neighbour discovery and UDP pass (as eBPF mode).
     '    iifname @captureifs meta nfproto ipv6 meta l4proto != { icmpv6, udp } counter name ipv6_dropped drop',
-    // Only sockets bound to a specific address: the proxy's own listeners are transparent too, but
-    // bound to 0.0.0.0, and nft's socket lookup also returns listeners. Without `wildcard 0` every SYN
-    // to a port ztunnel listens on (a waypoint pod's HBONE 15008, say) matched, was marked, routed
-    // locally and answered by ztunnel instead of the pod (the 503/400 of the nftables waypoint path).
-    // iptables' `-m socket` skips wildcard listeners unless --nowildcard; eBPF mode checks
-    // `sk->state != LISTEN` for the same reason (steer_tc.bpf.c).
-    `    meta l4proto tcp socket transparent 1 socket wildcard 0 meta mark set ${mark} notrack`,
     `    iifname @podifs ip saddr @capture ${SYN} notrack`,
     `    ip daddr @capture ${SYN} notrack`,
+    // The proxy's listeners are transparent too, bound to 0.0.0.0, and nft's socket lookup returns
+    // listeners: without this line every packet to a port ztunnel listens on (a waypoint pod's HBONE
+    // 15008, say) was marked, routed locally and answered by ztunnel instead of the pod — the nftables
+    // waypoint path's 400/503. iptables' `-m socket` skips such wildcard listeners by default (only
+    // full sockets; a request socket of a TPROXYed handshake still matches); `socket wildcard` has no
+    // answer for request sockets, hence a skip of listeners rather than `wildcard 0` on the mark rule.
+    // eBPF mode checks `sk->state != LISTEN` for the same reason (steer_tc.bpf.c).
+    '    meta l4proto tcp socket wildcard 1 return',
+    `    meta l4proto tcp socket transparent 1 meta mark set ${mark} notrack`,
     '  }',
     '  chain prerouting {',
     '    type filter hook prerouting priority mangle; policy accept;',
@@ -87,6 +100,14 @@ export function renderTproxyTable(
     `    ip daddr @capture ${SYN} tproxy ip to :${cfg.inboundPort} meta mark set ${mark} counter name assigned_inbound accept`,
     '  }',
   ];
+  // Self-check: TCP of an enrolled pod that the node forwards (the proxy's own packets are local
+  // output, never forwarded) left outside HBONE. Counted after the guard, so refused SYNs are not.
+  lines.push(
+    '  chain audit {',
+    '    type filter hook forward priority 10; policy accept;',
+    '    ip saddr @capture ip protocol tcp counter name capture_bypass',
+    '  }',
+  );
   if (!cfg.failOpen) {
     lines.push(
       '  chain guard {',
@@ -96,6 +117,71 @@ export function renderTproxyTable(
       '  }',
     );
   }
+  return lines.join('\n');
+}
+
+/** The `bridge` family table for pods whose veth is a bridge port; undefined when there are none. */
+export function renderBridgeTable(pods: readonly DesiredPod[]): string | undefined {
+  const bridged = pods.filter((p) => p.bridge);
+  if (bridged.length === 0) return undefined;
+  const set = (name: string, type: string, elems: string[]) =>
+    `  set ${name} {\n    type ${type};\n${elems.length ? `    elements = { ${elems.join(', ')} }\n` : ''}  }`;
+  const bridges = new Map(bridged.map((p) => [p.bridge!.dev, p.bridge!.mac]));
+  const lines = [
+    set(
+      'ports',
+      'ifname',
+      bridged.map((p) => `"${p.dev}"`),
+    ),
+    set(
+      'portsrc',
+      'ipv4_addr . ifname',
+      bridged.map((p) => `${p.ip} . "${p.dev}"`),
+    ),
+    set(
+      'pending',
+      'ipv4_addr',
+      bridged.filter((p) => p.state === POD_PENDING).map((p) => p.ip),
+    ),
+    set(
+      'captureports',
+      'ifname',
+      bridged.filter((p) => p.state === POD_CAPTURE || p.state === POD_PENDING).map((p) => `"${p.dev}"`),
+    ),
+    // Enrolled or draining pods of this node: their frames are routed, never switched.
+    set(
+      'routed',
+      'ipv4_addr',
+      pods.filter((p) => p.state === POD_CAPTURE || p.state === POD_DRAIN).map((p) => p.ip),
+    ),
+    set(
+      'capture',
+      'ipv4_addr',
+      pods.filter((p) => p.state === POD_CAPTURE).map((p) => p.ip),
+    ),
+    ...['spoofed', 'held_unknown_pod', 'ipv6_dropped', 'capture_bypass'].map((c) => `  counter ${c} {}`),
+    '  chain prerouting {',
+    '    type filter hook prerouting priority -200; policy accept;',
+    '    iifname @ports ether type ip ip saddr . iifname != @portsrc counter name spoofed drop',
+    `    iifname @ports ether type ip ip saddr @pending ${SYN} counter name held_unknown_pod drop`,
+    '    iifname @captureports ether type ip6 meta l4proto != { icmpv6, udp } counter name ipv6_dropped drop',
+    // Per bridge, by its pod ports (`meta ibrname` needs nft_meta_bridge, not built in everywhere).
+    ...[...bridges].flatMap(([br, mac]) => {
+      const ports = `{ ${bridged
+        .filter((p) => p.bridge?.dev === br)
+        .map((p) => `"${p.dev}"`)
+        .join(', ')} }`;
+      return [
+        `    iifname ${ports} ether type ip ip saddr @routed ether daddr set ${mac} meta pkttype set host`,
+        `    iifname ${ports} ether type ip ip daddr @routed ether daddr set ${mac} meta pkttype set host`,
+      ];
+    }),
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority 0; policy accept;',
+    '    ether type ip ip saddr @capture ip protocol tcp counter name capture_bypass',
+    '  }',
+  ];
   return lines.join('\n');
 }
 
@@ -114,6 +200,12 @@ export class NftCapture implements CaptureBackend {
     return `${this.cfg.nftPrefix}_tproxy`;
   }
 
+  private get l2table(): string {
+    return `${this.cfg.nftPrefix}_l2`;
+  }
+
+  private renderedL2: string | undefined;
+
   async setup(): Promise<void> {
     // Earlier versions used an `ip` family table of the same name: never leave two rulesets.
     await deleteNftTable('ip', this.table);
@@ -131,6 +223,13 @@ export class NftCapture implements CaptureBackend {
   }
 
   async apply(pods: readonly DesiredPod[], _uplinks: readonly Uplink[]): Promise<void> {
+    // L2 first: by the time TPROXY expects a bridged pod on its bridge, its frames are routed.
+    const l2 = renderBridgeTable(pods);
+    if (l2 !== this.renderedL2) {
+      if (l2) await replaceNftTable('bridge', this.l2table, l2);
+      else await deleteNftTable('bridge', this.l2table);
+      this.renderedL2 = l2;
+    }
     const body = renderTproxyTable(this.cfg, pods);
     if (body !== this.rendered) {
       await replaceNftTable('inet', this.table, body);
@@ -151,6 +250,14 @@ export class NftCapture implements CaptureBackend {
       await runCommand('nft', ['-j', 'list', 'counters', 'table', 'inet', this.table]),
     );
     for (const item of doc?.nftables ?? []) if (item.counter) out[item.counter.name] = item.counter.packets;
+    if (this.renderedL2) {
+      const l2 = parseJson<{ nftables: { counter?: { name: string; packets: number } }[] }>(
+        'nft list counters',
+        await runCommand('nft', ['-j', 'list', 'counters', 'table', 'bridge', this.l2table]),
+      );
+      for (const item of l2?.nftables ?? [])
+        if (item.counter) out[item.counter.name] = (out[item.counter.name] ?? 0) + item.counter.packets;
+    }
     return out;
   }
 
@@ -160,6 +267,8 @@ export class NftCapture implements CaptureBackend {
 
   async teardown(): Promise<void> {
     await deleteNftTable('inet', this.table);
+    await deleteNftTable('bridge', this.l2table);
+    this.renderedL2 = undefined;
     await removeMarkRouting({ mark: this.cfg.mark, table: this.cfg.routeTable, pref: this.cfg.rulePref });
     this.rendered = '';
   }

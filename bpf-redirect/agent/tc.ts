@@ -28,18 +28,21 @@ export async function ensureClsact(dev: string): Promise<boolean> {
   }
 }
 
+export type TcDirection = 'ingress' | 'egress';
+
 export async function attachIngress(
   dev: string,
   progPin: string,
   pref: number,
   handle: number,
+  direction: TcDirection = 'ingress',
 ): Promise<void> {
   await runCommand('tc', [
     'filter',
     'replace',
     'dev',
     dev,
-    'ingress',
+    direction,
     'pref',
     String(pref),
     'handle',
@@ -78,14 +81,19 @@ export async function ourFilter(
   return { dev, progId: f.options?.prog?.id, progName: f.options?.prog?.name };
 }
 
-export async function detachIngress(dev: string, pref: number, handle: number): Promise<void> {
+export async function detachIngress(
+  dev: string,
+  pref: number,
+  handle: number,
+  direction: TcDirection = 'ingress',
+): Promise<void> {
   try {
     await runCommand('tc', [
       'filter',
       'del',
       'dev',
       dev,
-      'ingress',
+      direction,
       'pref',
       String(pref),
       'handle',

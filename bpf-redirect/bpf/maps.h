@@ -16,6 +16,7 @@
 /* ambit_ifaces value.kind */
 #define IFACE_POD 1    /* host side of a pod veth: every IPv4 source must be the pod's IP */
 #define IFACE_UPLINK 2 /* node uplink: inbound capture only */
+#define IFACE_BRIDGE 3 /* a bridge whose ports are pod veths: pods' packets arrive here from their port */
 
 struct redir_cfg {
 	__u16 out_port;   /* 15001, ztunnel outbound capture */
@@ -36,6 +37,15 @@ struct iface_info {
 	__u32 kind;   /* IFACE_* */
 };
 
+/* The L3 gateway of a pod veth enslaved to a bridge (flannel/k3s/kubenet `cni0`): the bridge's MAC.
+ * A frame the proxy must see gets this destination MAC, so the bridge passes it up to the node's IP
+ * stack instead of switching it to a pod on the same bridge at L2 (past the proxy). */
+struct l2_gw {
+	__u8 mac[6];
+	__u16 pad;
+	__u32 bridge_ifindex; /* the bridge itself, where the frame then enters the IP stack */
+};
+
 enum ambit_stat {
 	STAT_ASSIGNED_OUT = 0, /* SYN from an enrolled pod handed to the outbound listener */
 	STAT_ASSIGNED_IN,      /* SYN to an enrolled pod handed to an inbound listener */
@@ -48,6 +58,8 @@ enum ambit_stat {
 	STAT_SPOOFED,          /* source IP does not belong to the veth it came from: dropped */
 	STAT_HELD_UNKNOWN,     /* SYN from a pod the agent does not know yet: dropped, client retries */
 	STAT_IPV6_DROPPED,     /* IPv6 TCP of an enrolled pod: not captured yet, so dropped (fail closed) */
+	STAT_BYPASS,           /* audit: TCP from an enrolled pod forwarded out of an interface, not by
+				* the proxy (no local socket): traffic that left outside HBONE */
 	STAT_MAX,
 };
 
@@ -72,6 +84,13 @@ struct {
 	__type(key, __u32); /* ifindex in the node netns */
 	__type(value, struct iface_info);
 } ambit_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* ifindex of a pod veth that is a bridge port */
+	__type(value, struct l2_gw);
+} ambit_l2gw SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -16,7 +16,17 @@
  * A pod veth the agent found before the mesh state knew its pod (POD_PENDING): its SYNs are dropped
  * until the pod is known, so no app can connect around the mesh at pod start.
  * Anti-spoofing: a packet whose IPv4 source is not the pod of the veth it arrived on, or that carries
- * a local pod's address on another interface, is dropped and counted (STAT_SPOOFED). */
+ * a local pod's address on another interface, is dropped and counted (STAT_SPOOFED).
+ * Bridge CNIs (flannel, k3s, kubenet): the pod veth is a port of a bridge, and a frame to a pod on the
+ * same bridge is switched at L2, never routed — so every packet handed to the proxy also gets the
+ * bridge's MAC as destination (ambit_l2gw), which makes the bridge pass it up to the IP stack. steer
+ * also runs on the bridge itself (IFACE_BRIDGE), where the frame enters the IP stack: an assignment
+ * made on the port does not survive the trip through the bridge, so it is made again there; a pod's
+ * packets are legitimate on the bridge its veth is a port of.
+ *
+ * audit: tc egress of the same interfaces. Counts TCP packets from an enrolled pod that the node
+ * forwards (no local socket owns them, so the proxy did not send them): traffic leaving outside HBONE
+ * (STAT_BYPASS, exported as ambit_capture_bypass_packets_total). A continuous self-check; never drops. */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -53,6 +63,14 @@ static __always_inline int steer_ipv6(struct __sk_buff *skb, struct ipv6hdr *ip6
 	return TC_ACT_SHOT;
 }
 
+/* Hand a packet to the node's IP stack: on a bridge port, address the frame to the bridge. */
+static __always_inline void to_host(struct __sk_buff *skb, __u32 ifindex)
+{
+	struct l2_gw *gw = bpf_map_lookup_elem(&ambit_l2gw, &ifindex);
+	if (gw)
+		bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), gw->mac, 6, 0);
+}
+
 SEC("tc")
 int steer(struct __sk_buff *skb)
 {
@@ -78,8 +96,16 @@ int steer(struct __sk_buff *skb)
 	__u32 saddr = ip->saddr;
 	struct pod_info *src = bpf_map_lookup_elem(&ambit_pods, &saddr);
 	if (src && src->ifindex != ifindex) {
-		stat_inc(STAT_SPOOFED);
-		return TC_ACT_SHOT;
+		int via_bridge = 0;
+		if (iface && iface->kind == IFACE_BRIDGE) {
+			__u32 port = src->ifindex;
+			struct l2_gw *gw = bpf_map_lookup_elem(&ambit_l2gw, &port);
+			via_bridge = gw && gw->bridge_ifindex == ifindex;
+		}
+		if (!via_bridge) {
+			stat_inc(STAT_SPOOFED);
+			return TC_ACT_SHOT;
+		}
 	}
 
 	if (ip->protocol != IPPROTO_TCP || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
@@ -115,6 +141,7 @@ int steer(struct __sk_buff *skb)
 		bpf_sk_release(sk);
 		if (owned) {
 			skb->mark |= cfg->mark;
+			to_host(skb, ifindex);
 			stat_inc(STAT_PROXY_OWNED);
 			return TC_ACT_OK;
 		}
@@ -157,7 +184,29 @@ int steer(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	skb->mark |= cfg->mark;
+	to_host(skb, ifindex);
 	stat_inc(outbound ? STAT_ASSIGNED_OUT : STAT_ASSIGNED_IN);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int audit(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
+		return TC_ACT_OK;
+	/* Locally sent (the proxy's HBONE, or its source-preserving dials to pods): a socket owns it. */
+	if (skb->sk)
+		return TC_ACT_OK;
+	__u32 saddr = ip->saddr;
+	struct pod_info *src = bpf_map_lookup_elem(&ambit_pods, &saddr);
+	if (src && src->state == POD_CAPTURE)
+		stat_inc(STAT_BYPASS);
 	return TC_ACT_OK;
 }
 

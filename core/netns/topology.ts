@@ -82,7 +82,8 @@ export function randomPrefix(): string {
 }
 
 export function nsPath(ns: string): string {
-  return join(NETNS_DIR, ns);
+  // An unnamed pod netns is referred to by a holder process's /proc/<pid>/ns/net.
+  return ns.startsWith('/') ? ns : join(NETNS_DIR, ns);
 }
 
 /** Arguments that run `cmd args` inside netns `ns` without hiding /sys/fs/bpf. */
@@ -277,7 +278,15 @@ export class Topology {
   }
 
   /** Add a pod netns on `nodeName` with the next free IP of its node's CIDR (or `ip`). */
-  async addPod(nodeName: string, name: string, opts: { ip?: string } = {}): Promise<PodNs> {
+  /**
+   * `unnamed`: the pod's netns is not pinned under /var/run/netns (as with runtimes that hand the CNI
+   * /proc/<pid>/ns/net), so no agent can follow its veth into it — an uncapturable pod on purpose.
+   */
+  async addPod(
+    nodeName: string,
+    name: string,
+    opts: { ip?: string; unnamed?: boolean } = {},
+  ): Promise<PodNs> {
     this.checkName(name, 'pod');
     if (name.length > 12)
       throw new HarnessError('BAD_NAME', `pod name "${name}" is longer than 12 characters`);
@@ -287,11 +296,12 @@ export class Topology {
     const k = (this.podCounter.get(nodeName) ?? 0) + 1;
     if (k > 250) throw new HarnessError('TOO_MANY', `node ${nodeName} has no free pod IP`);
     this.podCounter.set(nodeName, k);
-    const ns = `${this.prefix}-p-${name}`;
-    if (this.cni !== 'routed') return this.addCniPod(node, name, ns, opts.ip);
+    const named = `${this.prefix}-p-${name}`;
+    const ns = opts.unnamed ? await this.addUnnamedNetns(named) : named;
+    if (this.cni !== 'routed') return this.addCniPod(node, name, ns, opts.ip, !opts.unnamed);
     const ip = opts.ip ?? `${POD_CIDR_BASE}.${node.index + 1}.${k + 1}`;
     const hostVeth = `h-${name}`;
-    await this.addNetns(ns);
+    if (!opts.unnamed) await this.addNetns(ns);
     await this.sysctls(ns, false);
     await this.exec(node.ns, 'ip', [
       'link',
@@ -303,7 +313,7 @@ export class Topology {
       'name',
       'eth0',
       'netns',
-      ns,
+      ns.startsWith('/proc/') ? (ns.split('/')[2] ?? ns) : ns,
     ]);
     await this.exec(node.ns, 'ip', ['link', 'set', hostVeth, 'up']);
     await this.exec(node.ns, 'ip', ['route', 'add', `${ip}/32`, 'dev', hostVeth]);
@@ -317,10 +327,16 @@ export class Topology {
   }
 
   /** ADD through the CNI plugin, as a runtime does once the pod sandbox's netns exists. */
-  private async addCniPod(node: NodeNs, name: string, ns: string, ip?: string): Promise<PodNs> {
+  private async addCniPod(
+    node: NodeNs,
+    name: string,
+    ns: string,
+    ip?: string,
+    create = true,
+  ): Promise<PodNs> {
     const kind = this.cni as CniKind;
     this.cniDataDir ??= this.tmpDir('cni');
-    await this.addNetns(ns);
+    if (create) await this.addNetns(ns);
     await this.sysctls(ns, false);
     const containerId = `${this.prefix}${name}`;
     const ifname = 'eth0';
@@ -368,7 +384,11 @@ export class Topology {
   async removePod(name: string): Promise<void> {
     const pod = this.pod(name);
     if (pod.cni) await this.cniCall(this.node(pod.node), 'DEL', pod.cni.containerId, pod.ns, pod.cni.ifname);
-    await run('ip', ['netns', 'del', pod.ns]);
+    if (pod.ns.startsWith('/proc/')) {
+      // An unnamed netns lives as long as its holder process.
+      const pid = Number(pod.ns.split('/')[2]);
+      if (pid > 0) process.kill(pid, 'SIGKILL');
+    } else await run('ip', ['netns', 'del', pod.ns]);
     this.pods.delete(name);
   }
 
@@ -446,6 +466,24 @@ export class Topology {
     for (const entry of safeReaddir(BPFFS)) {
       if (entry.startsWith(`${this.prefix}-`)) rmSync(join(BPFFS, entry), { recursive: true, force: true });
     }
+  }
+
+  /** A netns kept alive by a holder process only (its /var/run/netns name removed before any wiring). */
+  private async addUnnamedNetns(name: string): Promise<string> {
+    await this.addNetns(name);
+    const holder = this.spawnIn(name, 'sleep', ['100000'], { stdio: 'ignore' });
+    const pid = holder.pid;
+    if (!pid) throw new HarnessError('NETNS', `could not start a holder for ${name}`);
+
+    const inode = (await run('stat', ['-L', '-c', '%i', nsPath(name)])).stdout.trim();
+    for (let i = 0; i < 100; i++) {
+      const cur = await run('stat', ['-L', '-c', '%i', `/proc/${pid}/ns/net`]).catch(() => ({ stdout: '' }));
+      if (cur.stdout.trim() === inode) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+
+    await run('ip', ['netns', 'del', name]);
+    return `/proc/${pid}/ns/net`;
   }
 
   private async addNetns(ns: string): Promise<void> {

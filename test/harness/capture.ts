@@ -74,7 +74,15 @@ export interface AgentStatusView {
   pid: number;
   generation: number;
   fallbackReason?: string;
-  pods: { name: string; ip: string; state: string; dev?: string; pending?: string }[];
+  pods: {
+    name: string;
+    ip: string;
+    state: string;
+    dev?: string;
+    bridge?: string;
+    pending?: string;
+    uncapturable?: string;
+  }[];
   devices: string[];
   /** Pod veths whose pod the state does not know yet (their SYNs are held). */
   unknownPodVeths?: { ip: string; dev: string }[];
@@ -123,6 +131,8 @@ export interface AgentOptions {
   objDir?: string;
   /** cgroup v2 dirs given socket-level ClusterIP load balancing (--service-lb-cgroup). */
   serviceLbCgroups?: string[];
+  /** --uncapturable-after-ms (agent default 10 s). */
+  uncapturableAfterMs?: number;
 }
 
 export interface RunningAgent {
@@ -153,6 +163,9 @@ export async function startAgent(topo: Topology, nodeName: string, o: AgentOptio
     ...(o.failOpen ? ['--fail-open'] : []),
     ...(o.objDir ? ['--obj-dir', o.objDir] : []),
     ...(o.serviceLbCgroups ?? []).flatMap((c) => ['--service-lb-cgroup', c]),
+    ...(o.uncapturableAfterMs !== undefined
+      ? ['--uncapturable-after-ms', String(o.uncapturableAfterMs)]
+      : []),
   ];
   const child = topo.spawnIn(node.ns, process.execPath, args);
   let logs = '';
@@ -163,7 +176,9 @@ export async function startAgent(topo: Topology, nodeName: string, o: AgentOptio
   child.once('exit', (code, sig) => {
     exited = `exited ${code ?? sig}`;
   });
-  const until = Date.now() + 20_000;
+  // Loading the program and hooking every interface takes a few hundred tc/bpftool calls' worth of
+  // time on a loaded 2-core machine.
+  const until = Date.now() + 40_000;
   for (;;) {
     if (exited)
       throw new HarnessError('AGENT_EXITED', `bpf-agent on ${nodeName} ${exited}: ${logs.slice(-2000)}`);
@@ -172,7 +187,7 @@ export async function startAgent(topo: Topology, nodeName: string, o: AgentOptio
     if (Date.now() > until) {
       throw new HarnessError(
         'AGENT_START_TIMEOUT',
-        `bpf-agent on ${nodeName} wrote no status in 20 s: ${logs.slice(-2000)}`,
+        `bpf-agent on ${nodeName} wrote no status in 40 s: ${logs.slice(-2000)}`,
       );
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -198,17 +213,22 @@ export async function stopAgent(
 
 /** Run `ambit bpf-agent --teardown` in the node netns for an agent started with these options. */
 export async function teardownAgent(topo: Topology, nodeName: string, o: AgentOptions): Promise<void> {
-  await topo.exec(topo.node(nodeName).ns, process.execPath, [
-    distPath('cli/ambit.ts'),
-    'bpf-agent',
-    '--teardown',
-    '--node',
-    nodeName,
-    '--status-file',
-    o.statusFile,
-    '--pin-dir',
-    o.pinDir,
-  ]);
+  await topo.exec(
+    topo.node(nodeName).ns,
+    process.execPath,
+    [
+      distPath('cli/ambit.ts'),
+      'bpf-agent',
+      '--teardown',
+      '--node',
+      nodeName,
+      '--status-file',
+      o.statusFile,
+      '--pin-dir',
+      o.pinDir,
+    ],
+    { timeoutMs: 60_000 },
+  );
 }
 
 export interface RelayEvent {
@@ -282,7 +302,8 @@ export async function deletePod(topo: Topology, podName: string, processes: Chil
         }),
     ),
   );
-  await run('ip', ['netns', 'del', pod.ns]);
+  // The runtime's part: CNI DEL (for CNI-wired pods), then the sandbox netns goes.
+  await topo.removePod(podName);
   const node = topo.node(pod.node);
   for (let i = 0; i < 100; i++) {
     const gone = await topo.exec(node.ns, 'ip', ['-o', 'link', 'show', 'dev', pod.hostVeth]).then(
@@ -292,5 +313,4 @@ export async function deletePod(topo: Topology, podName: string, processes: Chil
     if (gone) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  topo.pods.delete(podName);
 }
