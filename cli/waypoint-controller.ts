@@ -3,6 +3,7 @@
 // chart) or against any kubeconfig.
 import type { Command } from 'commander';
 import { pino } from 'pino';
+import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 
 interface Options {
   kubeconfig?: string;
@@ -10,6 +11,7 @@ interface Options {
   pullPolicy: 'Always' | 'IfNotPresent' | 'Never';
   domainSuffix: string;
   caAddress: string;
+  syncTimeout?: string;
 }
 
 export function registerWaypointController(program: Command): void {
@@ -29,6 +31,7 @@ export function registerWaypointController(program: Command): void {
       'CA the waypoints use (CA_ADDRESS)',
       process.env.CA_ADDRESS ?? 'istiod.istio-system.svc:15012',
     )
+    .option('--sync-timeout <duration>', SYNC_TIMEOUT_HELP)
     .action(async (opts: Options) => {
       if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
         throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
@@ -44,6 +47,7 @@ export function registerWaypointController(program: Command): void {
         imagePullPolicy: opts.pullPolicy,
         domainSuffix: opts.domainSuffix,
         caAddress: opts.caAddress,
+        syncTimeoutMs: syncTimeoutFrom(opts.syncTimeout),
         logger,
       });
       await controller.start();
