@@ -13,6 +13,7 @@ import {
 import { BpfAgentError } from '../bpf-redirect/agent/errors.js';
 import { serveMetrics } from '../bpf-redirect/agent/metrics.js';
 import { ManifestSource } from '../core/sources/manifests.js';
+import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import type { MeshState } from '../core/state/state.js';
 import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
 
@@ -22,6 +23,7 @@ interface Opts {
   podsFile?: string;
   kubernetes?: boolean;
   kubeconfig?: string;
+  syncTimeout?: string;
   mode: string;
   pinDir?: string;
   objDir?: string;
@@ -81,6 +83,7 @@ async function kubernetesPods(
   kubeconfig: string | undefined,
   node: string,
   log: Logger,
+  syncTimeoutMs: number | undefined,
 ): Promise<NodePodSource> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
@@ -98,6 +101,7 @@ async function kubernetesPods(
     kubeConfig: kc,
     podNodeName: node,
     kinds: ['Namespace', 'Pod'],
+    ...(syncTimeoutMs ? { syncTimeoutMs } : {}),
     logger: log.child({ component: 'kubernetes' }),
   });
   await source.start();
@@ -142,6 +146,7 @@ export function registerBpfAgent(program: Command): void {
       "read Namespaces and this node's Pods from the Kubernetes API (in-cluster or ~/.kube/config)",
     )
     .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
+    .option('--sync-timeout <duration>', `with --kubernetes: ${SYNC_TIMEOUT_HELP}`)
     .option('--pods-file <file>', 'JSON list of pods [{name,namespace,ip,node,enrolled}]; watched')
     .option('--mode <mode>', 'auto | ebpf | nftables (auto: eBPF, nftables if programs cannot load)', 'auto')
     .option('--pin-dir <dir>', 'bpffs directory the agent owns', '/sys/fs/bpf/ambit')
@@ -188,7 +193,8 @@ export function registerBpfAgent(program: Command): void {
       let source: NodePodSource;
       if (o.podsFile) source = filePods(o.podsFile, cfg.node, (msg) => log.error(msg));
       else if (o.manifests) source = await manifestPods(o.manifests, cfg.node, log);
-      else if (o.kubernetes || o.kubeconfig) source = await kubernetesPods(o.kubeconfig, cfg.node, log);
+      else if (o.kubernetes || o.kubeconfig)
+        source = await kubernetesPods(o.kubeconfig, cfg.node, log, syncTimeoutFrom(o.syncTimeout));
       else {
         throw new BpfAgentError(
           'BAD_CONFIG',

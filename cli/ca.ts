@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { type Logger, pino } from 'pino';
 import { DEFAULT_TRUST_DOMAIN, formatSpiffeId, parseIdentityArg } from '../core/identity/spiffe.js';
 import { type PodLocator, parseTokenFile, podLocatorOf } from '../ca/server/auth.js';
+import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import { CaServer } from '../ca/server/ca-server.js';
 import { ManifestSource } from '../core/sources/manifests.js';
 import { caConfigFromEnv } from '../ca/server/config.js';
@@ -28,6 +29,7 @@ interface RunOptions {
   kubeconfig?: string;
   namespace?: string;
   leaderElection?: boolean;
+  syncTimeout?: string;
   dir: string;
   cacerts?: string;
   listen: string;
@@ -64,6 +66,7 @@ async function runKubernetesCa(
     kubeConfig,
     namespace: opts.namespace,
     leaderElection: opts.leaderElection ?? false,
+    syncTimeoutMs: syncTimeoutFrom(opts.syncTimeout),
     ...(process.env.POD_NAME ? { identity: process.env.POD_NAME } : {}),
     config: {
       ...env,
@@ -123,6 +126,7 @@ export function registerCa(program: Command): void {
       process.env.POD_NAMESPACE ?? 'istio-system',
     )
     .option('--leader-election', 'elect a leader on a Lease (run with more than one replica)')
+    .option('--sync-timeout <duration>', `with --kubernetes: ${SYNC_TIMEOUT_HELP}`)
     .action(async (opts: RunOptions) => {
       const logger = pino({ name: 'ambit-ca' });
       const env = caConfigFromEnv(process.env);

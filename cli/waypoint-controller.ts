@@ -3,6 +3,7 @@
 // chart) or against any kubeconfig.
 import type { Command } from 'commander';
 import { pino } from 'pino';
+import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 
 interface Options {
   kubeconfig?: string;
@@ -11,6 +12,7 @@ interface Options {
   domainSuffix: string;
   caAddress: string;
   waypointTracingEndpoint?: string;
+  syncTimeout?: string;
 }
 
 export function registerWaypointController(program: Command): void {
@@ -34,6 +36,7 @@ export function registerWaypointController(program: Command): void {
       '--waypoint-tracing-endpoint <url>',
       'OTLP/HTTP traces URL every waypoint exports its request spans to (off when absent)',
     )
+    .option('--sync-timeout <duration>', SYNC_TIMEOUT_HELP)
     .action(async (opts: Options) => {
       if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
         throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
@@ -50,6 +53,7 @@ export function registerWaypointController(program: Command): void {
         domainSuffix: opts.domainSuffix,
         caAddress: opts.caAddress,
         ...(opts.waypointTracingEndpoint ? { tracingEndpoint: opts.waypointTracingEndpoint } : {}),
+        syncTimeoutMs: syncTimeoutFrom(opts.syncTimeout),
         logger,
       });
       await controller.start();

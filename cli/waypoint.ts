@@ -9,6 +9,7 @@ import {
   type PathNormalization,
   isPathNormalization,
 } from '../core/http/request-target.js';
+import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import { gatewayManifestYaml } from '../waypoint/gateway-manifest.js';
 import { runWaypoint } from '../waypoint/waypoint.js';
 
@@ -18,6 +19,7 @@ interface RunFlags {
   manifests?: string;
   kubernetes?: boolean;
   kubeconfig?: string;
+  syncTimeout?: string;
   ca?: string;
   caRoot?: string;
   token?: string;
@@ -86,6 +88,7 @@ export function registerWaypoint(program: Command): void {
     .option('-m, --manifests <dir>', 'manifest directory that is the cluster (watched)')
     .option('--kubernetes', 'read the mesh state from the Kubernetes API (in-cluster or ~/.kube/config)')
     .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
+    .option('--sync-timeout <duration>', `with --kubernetes: ${SYNC_TIMEOUT_HELP}`)
     .option('--ca <host:port>', 'CA gRPC address (CA_ADDRESS)')
     .option('--ca-root <file>', 'PEM roots that signed the CA serving certificate')
     .option('--token <file>', "token presented to the CA, mapped to the waypoint's own identity")
@@ -126,7 +129,11 @@ export function registerWaypoint(program: Command): void {
         name: required('name', f.name),
         namespace: required('namespace', f.namespace),
         ...(f.kubernetes || f.kubeconfig
-          ? { kubernetes: true, ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}) }
+          ? {
+              kubernetes: true,
+              ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}),
+              syncTimeoutMs: syncTimeoutFrom(f.syncTimeout),
+            }
           : { manifestsDir: required('manifests', f.manifests) }),
         caAddress: required('ca', f.ca),
         caRootFile: required('ca-root', f.caRoot),

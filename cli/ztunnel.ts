@@ -1,6 +1,7 @@
 // `ambit ztunnel`: runs the node proxy for one node — capture listeners 15001/15006/15008, admin on
 // 127.0.0.1:15000, metrics on 15020, readiness on 15021 — against a manifest directory and the CA.
 import type { Command } from 'commander';
+import { parseSyncTimeout, SYNC_TIMEOUT_HELP } from '../core/sources/sync-timeout.js';
 import { configFromEnv } from '../ztunnel/config.js';
 
 interface Flags {
@@ -31,15 +32,6 @@ function int(name: string, v: string | undefined): number | undefined {
   return n;
 }
 
-/** "90s", "5m", "1500ms" or plain seconds → ms. */
-export function durationMs(name: string, v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m || Number(m[1]) <= 0)
-    throw new Error(`--${name} ${JSON.stringify(v)} is not a duration (e.g. 120s, 5m, 1500ms)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
-}
-
 export function registerZtunnel(program: Command): void {
   program
     .command('ztunnel')
@@ -52,10 +44,7 @@ export function registerZtunnel(program: Command): void {
     )
     .option('--kubernetes', 'read the mesh state from the Kubernetes API (in-cluster or ~/.kube/config)')
     .option('--kubeconfig <file>', 'kubeconfig for --kubernetes')
-    .option(
-      '--sync-timeout <duration>',
-      'with --kubernetes: fail start-up unless the first lists complete within it, e.g. 120s, 5m (KUBERNETES_SYNC_TIMEOUT, default 120s)',
-    )
+    .option('--sync-timeout <duration>', `with --kubernetes: ${SYNC_TIMEOUT_HELP}`)
     .option('--ca <host:port>', 'CA gRPC address (CA_ADDRESS)')
     .option('--ca-root <file>', 'PEM roots that signed the CA serving certificate')
     .option('--token <file>', 'node token presented to the CA')
@@ -75,7 +64,7 @@ export function registerZtunnel(program: Command): void {
         ...(f.discovery ? { discoveryAddress: f.discovery } : {}),
         ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}),
         ...(f.syncTimeout !== undefined
-          ? { kubernetesSyncTimeoutMs: durationMs('sync-timeout', f.syncTimeout) }
+          ? { kubernetesSyncTimeoutMs: parseSyncTimeout(f.syncTimeout, '--sync-timeout') }
           : {}),
         ...(f.ca ? { caAddress: f.ca } : {}),
         ...(f.caRoot ? { caRootFile: f.caRoot } : {}),

@@ -27,6 +27,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import { type Logger, pino } from 'pino';
+import { DEFAULT_SYNC_TIMEOUT_MS } from '../core/sources/sync-timeout.js';
 
 export const WAYPOINT_CLASS = 'istio-waypoint';
 export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
@@ -61,6 +62,9 @@ export interface WaypointControllerOptions {
   domainSuffix?: string;
   /** ClusterRole each waypoint's ServiceAccount is bound to. Default `ambit-waypoint`. */
   readerClusterRole?: string;
+  /** start() fails unless the first lists of Gateways and managed Services complete within it, ms.
+   * Default 120 s (core/sources/sync-timeout.ts). */
+  syncTimeoutMs?: number;
   /** Retry delay after a failed reconcile (doubles to 30 s). Default 500 ms. */
   retryMs?: number;
   logger?: Logger;
@@ -68,7 +72,7 @@ export interface WaypointControllerOptions {
 
 export class WaypointControllerError extends Error {
   constructor(
-    readonly code: 'RECONCILE_FAILED',
+    readonly code: 'RECONCILE_FAILED' | 'SYNC_TIMEOUT',
     message: string,
   ) {
     super(message);
@@ -171,8 +175,25 @@ export class WaypointController {
         this.#later(() => void inf.start().catch(() => {}), 1000);
       });
     }
-    await services.start();
-    await gateways.start();
+    const timeoutMs = this.#o.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new WaypointControllerError(
+              'SYNC_TIMEOUT',
+              `waypoint controller: Gateways and Services not listed within ${timeoutMs} ms (raise --sync-timeout / KUBERNETES_SYNC_TIMEOUT)`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([Promise.all([services.start(), gateways.start()]), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
     // Bindings of Gateways deleted while the controller was down.
     await this.#collectBindings().catch((err: unknown) =>
       this.#log.warn(

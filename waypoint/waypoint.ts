@@ -300,6 +300,8 @@ export interface RunWaypointOptions extends WaypointConfigInput {
   manifestsDir?: string;
   /** Read the state from the Kubernetes API instead (issue 7): in-cluster, or `kubeconfig`. */
   kubernetes?: boolean;
+  /** With `kubernetes`: first-sync deadline in ms (core/sources/sync-timeout.ts; default 120 s). */
+  syncTimeoutMs?: number;
   kubeconfig?: string;
   /** CA gRPC address host:port. */
   caAddress: string;
@@ -317,7 +319,12 @@ export interface RunWaypointOptions extends WaypointConfigInput {
 }
 
 /** The Kubernetes source (informers on every kind the state needs), loaded only in Kubernetes mode. */
-async function kubernetesSource(kubeconfig: string | undefined, trustDomain: string, logger: Logger) {
+async function kubernetesSource(
+  kubeconfig: string | undefined,
+  trustDomain: string,
+  logger: Logger,
+  syncTimeoutMs: number | undefined,
+) {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const { KubernetesSource } = await import('../core/sources/kubernetes.js');
   const kubeConfig = new KubeConfig();
@@ -331,6 +338,7 @@ async function kubernetesSource(kubeconfig: string | undefined, trustDomain: str
   }
   return new KubernetesSource({
     kubeConfig,
+    ...(syncTimeoutMs ? { syncTimeoutMs } : {}),
     translatorOptions: { trustDomain },
     logger: logger.child({ scope: 'kubernetes' }),
   });
@@ -352,7 +360,7 @@ export async function runWaypoint(
       'waypoint config: manifestsDir: a manifest directory (-m DIR) or --kubernetes is required',
     );
   const source = opts.kubernetes
-    ? await kubernetesSource(opts.kubeconfig, config.trustDomain, logger)
+    ? await kubernetesSource(opts.kubeconfig, config.trustDomain, logger, opts.syncTimeoutMs)
     : new ManifestSource(opts.manifestsDir!, {
         logger: logger.child({ scope: 'manifests' }),
         translatorOptions: { trustDomain: config.trustDomain },

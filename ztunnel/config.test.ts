@@ -35,6 +35,20 @@ describe('ztunnel config', () => {
     expect([c.node, c.caAddress, c.trustDomain]).toEqual(['flag-wins', 'ca:15012', 'example.org']);
   });
 
+  it('takes the Kubernetes first-sync deadline from KUBERNETES_SYNC_TIMEOUT, explicit input first', () => {
+    expect(configFromEnv({ node: 'n' }, {}).kubernetesSyncTimeoutMs).toBeUndefined();
+    expect(configFromEnv({ node: 'n' }, { KUBERNETES_SYNC_TIMEOUT: '5m' }).kubernetesSyncTimeoutMs).toBe(
+      300_000,
+    );
+    expect(
+      configFromEnv({ node: 'n', kubernetesSyncTimeoutMs: 1000 }, { KUBERNETES_SYNC_TIMEOUT: '5m' })
+        .kubernetesSyncTimeoutMs,
+    ).toBe(1000);
+    expect(() => configFromEnv({ node: 'n' }, { KUBERNETES_SYNC_TIMEOUT: 'later' })).toThrow(
+      'ztunnel config: environment KUBERNETES_SYNC_TIMEOUT "later" is not a duration',
+    );
+  });
+
   it('rejects bad input with one line naming the field', () => {
     expect(() => parseConfig({ node: '' })).toThrow(ConfigError);
     expect(() => parseConfig({ node: 'n', inboundPort: 70000 })).toThrow(/^ztunnel config: inboundPort: /);

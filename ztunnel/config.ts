@@ -5,6 +5,7 @@
 // POOL_MAX_STREAMS_PER_CONNECTION, POOL_UNUSED_RELEASE_TIMEOUT, TRUST_DOMAIN, NODE_NAME, LOG_FORMAT).
 import { z } from 'zod/v4';
 import { DEFAULT_TRUST_DOMAIN, validateTrustDomain } from '../core/identity/spiffe.js';
+import { syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 
 export class ConfigError extends Error {
   readonly code = 'ZTUNNEL_CONFIG_INVALID';
@@ -136,8 +137,11 @@ export function configFromEnv(
   merged.trustDomain ??= env.TRUST_DOMAIN;
   merged.clusterId ??= env.CLUSTER_ID;
   if (merged.kubernetesSyncTimeoutMs === undefined) {
-    const sync = envSeconds(env, 'KUBERNETES_SYNC_TIMEOUT');
-    if (sync !== undefined) merged.kubernetesSyncTimeoutMs = Math.round(sync * 1000);
+    try {
+      merged.kubernetesSyncTimeoutMs = syncTimeoutFrom(undefined, env);
+    } catch (err) {
+      throw new ConfigError(`ztunnel config: environment ${(err as Error).message}`);
+    }
   }
   if (merged.drainDeadlineMs === undefined) {
     const grace = envSeconds(env, 'TERMINATION_GRACE_PERIOD_SECONDS');

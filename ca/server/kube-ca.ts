@@ -27,6 +27,8 @@ export interface KubernetesCaOptions {
   identity?: string;
   /** Lease timings (tests shorten them). */
   lease?: { durationSeconds?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  /** First-sync deadline of the pod informer, ms (core/sources/sync-timeout.ts; default 120 s). */
+  syncTimeoutMs?: number;
   /** Publish `istio-ca-root-cert` to namespaces. Default true. */
   publishRoots?: boolean;
   logger?: Logger;
@@ -70,6 +72,7 @@ export async function startKubernetesCa(o: KubernetesCaOptions): Promise<Kuberne
     const source = new KubernetesSource({
       kubeConfig: o.kubeConfig,
       kinds: ['Namespace', 'Pod'],
+      ...(o.syncTimeoutMs ? { syncTimeoutMs: o.syncTimeoutMs } : {}),
       translatorOptions: o.config.trustDomain ? { trustDomain: o.config.trustDomain } : {},
       logger,
     });

@@ -22,9 +22,9 @@ import { Translator, type TranslatorOptions } from './translate.js';
 
 export { type ClusterAccess, KubernetesSourceError } from './reflector.js';
 
-/** Default first-sync deadline: long enough for a 150k-pod cluster's lists (bench/scale), short
- * enough that an unreachable API server is reported rather than waited on forever. */
-export const DEFAULT_SYNC_TIMEOUT_MS = 120_000;
+import { DEFAULT_SYNC_TIMEOUT_MS } from './sync-timeout.js';
+
+export { DEFAULT_SYNC_TIMEOUT_MS } from './sync-timeout.js';
 
 /** Objects per list page. client-go's pager default (k8s.io/client-go/tools/pager). */
 export const DEFAULT_PAGE_SIZE = 500;

@@ -277,12 +277,18 @@ export class Reflector {
       q.set('limit', String(pageSize));
       if (cont) q.set('continue', cont);
       let body: { metadata?: { resourceVersion?: string; continue?: string }; items?: RawObject[] | null };
-      try {
-        body = (await getJson(this.#o.access, `${path}?${q}`, signal)) as typeof body;
-      } catch (err) {
-        // An expired continue token: start a new list (its snapshot is newer; client-go does the same).
-        if (page > 0 && statusCodeOf(err) === 410) throw new Relist();
-        throw err;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          body = (await getJson(this.#o.access, `${path}?${q}`, signal)) as typeof body;
+          break;
+        } catch (err) {
+          // An expired continue token: start a new list (its snapshot is newer; client-go does the same).
+          if (page > 0 && statusCodeOf(err) === 410) throw new Relist();
+          // A connection lost mid-list (a reused keep-alive socket the server just closed) costs one
+          // page, not the pages already read: the same continue token is asked for again.
+          if (page === 0 || statusCodeOf(err) !== undefined || attempt >= 3 || signal.aborted) throw err;
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
       }
       if (page === 0) this.#progress();
       listRv = body.metadata?.resourceVersion ?? listRv;

@@ -223,6 +223,11 @@ export class Translator {
     return this.#applied.has(objectKey(kind, kind === 'Namespace' ? '' : namespace, name));
   }
 
+  /** The object as applied (validated and, from Kubernetes, stripped), for status pages and tests. */
+  object(kind: MeshKind, namespace: string, name: string): MeshObject | undefined {
+    return this.#applied.get(objectKey(kind, kind === 'Namespace' ? '' : namespace, name));
+  }
+
   // --- raw object handling ---------------------------------------------------------------------------
 
   #apply(o: MeshObject): void {

@@ -141,6 +141,11 @@ export class TestKubernetesApiServer {
 
   // --- control API -------------------------------------------------------------------------------
 
+  /** Forgets every chunked list in flight: their next continue token gets 410 Expired. */
+  expireContinueTokens(): void {
+    this.#snapshots.clear();
+  }
+
   dropWatches(): number {
     return this.store.dropWatches();
   }
