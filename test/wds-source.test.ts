@@ -165,6 +165,31 @@ spec:
     }
   });
 
+  it('moves to another replica fed by the same sources without being re-sent anything', async () => {
+    const wds = client(server!.rootsPem());
+    try {
+      await wds.start();
+      const changes: StateChange[] = [];
+      const off = wds.state.onChange((c) => changes.push(...c));
+      // Replica 2: its own manifest source and discovery tier, same manifests, same port (a Service).
+      await server!.close(100);
+      discovery.close();
+      await source.stop();
+      source = new ManifestSource(manifests, { logger, debounceMs: 20 });
+      await source.start();
+      discovery = createDiscovery(source.state, logger, 'replica-2');
+      const reconnects = wds.connections;
+      server = await startServer();
+      await until(() => wds.connections > reconnects && wds.connected, 'reconnect to replica 2');
+      await new Promise((r) => setTimeout(r, 300));
+      off();
+      expect(changes).toEqual([]);
+      expect(dataPlaneView(wds.state)).toEqual(dataPlaneView(source.state));
+    } finally {
+      await wds.stop();
+    }
+  });
+
   it('fails start() with a clear error when no discovery tier answers in time', async () => {
     const wds = new WdsSource({
       address: '127.0.0.1:1',
