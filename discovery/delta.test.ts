@@ -29,6 +29,10 @@ describe('delta xDS subscription bookkeeping', () => {
     const t = table({ a: '1', b: '1' });
     expect(names(s.push(t, '1'))).toEqual(['a', 'b']);
     expect(s.push(t, '2')).toBeUndefined();
+    // Synced: nothing kept per resource; a change is sent by name, a removal as removed.
+    expect(s.trackedCount).toBe(0);
+    expect(names(s.push(table({ a: '2', b: '1' }), '3', ['a']))).toEqual(['a']);
+    expect(s.push(table({ a: '2' }), '4', ['b'])?.removed).toEqual(['b']);
   });
 
   it('sends a reconnecting client only resources whose version differs, and removals of what it holds', () => {
@@ -53,7 +57,7 @@ describe('delta xDS subscription bookkeeping', () => {
     s.applyRequest(req({}));
     s.push(table({ a: '1' }), '1');
     expect(s.applyRequest(req({ response_nonce: '1' }))).toEqual({ kind: 'ack' });
-    s.push(table({ a: '2' }), '2');
+    s.push(table({ a: '2' }), '2', ['a']);
     const nack = s.applyRequest(req({ response_nonce: '2', error_detail: { code: 3, message: 'bad' } }));
     expect(nack).toEqual({ kind: 'nack', refused: ['a'] });
     expect(s.push(table({ a: '2' }), '3', ['a'])).toBeUndefined();
