@@ -109,7 +109,7 @@ export function registerCa(program: Command): void {
     .option('--tokens <file>', 'token file: tokens: [{token, identity: spiffe://..., node?}]')
     .option(
       '-m, --manifests <dir>',
-      "the cluster's pods (the manifests the ztunnels read, watched): a token's `node:` may then get certificates for that node's pods (ImpersonatedIdentity)",
+      "the cluster's pods (manifests, watched): a token's `node:` may then get certificates for that node's pods (ImpersonatedIdentity), and the discovery tier serves them over Istio's WDS (`ambit ztunnel --discovery`)",
     )
     .option('--trust-domain <td>', `mesh trust domain (env TRUST_DOMAIN; default ${DEFAULT_TRUST_DOMAIN})`)
     .option(
@@ -153,6 +153,14 @@ export function registerCa(program: Command): void {
           );
         }
       }
+      // istiod serves discovery beside the CA on the same port: here Istio's WDS fed by that directory,
+      // for `ambit ztunnel --discovery`.
+      const discovery = source
+        ? (await import('../discovery/discovery.js')).createDiscovery(
+            source.state,
+            logger.child({ component: 'discovery' }),
+          )
+        : undefined;
       const server = await CaServer.start(
         {
           ...env,
@@ -162,7 +170,11 @@ export function registerCa(program: Command): void {
           ...(opts.tokens ? { tokensFile: opts.tokens } : {}),
           ...(opts.trustDomain ? { trustDomain: opts.trustDomain } : {}),
         },
-        { logger, ...(podLocator ? { podLocator } : {}) },
+        {
+          logger,
+          ...(podLocator ? { podLocator } : {}),
+          ...(discovery ? { services: (authenticator) => [discovery.grpcService(authenticator)] } : {}),
+        },
       );
       // Istio root distribution in local mode: the `istio-ca-root-cert` ConfigMap as a file, kept
       // apart from the store so a cacerts bundle never overwrites the self-signed store's roots.
@@ -181,6 +193,7 @@ export function registerCa(program: Command): void {
         const stop = (): void => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
+          discovery?.close();
           server
             .close()
             .then(() => source?.stop())

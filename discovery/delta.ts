@@ -19,8 +19,14 @@ export type RequestKind = 'subscribe' | 'ack' | 'nack';
 export class DeltaSubscription {
   #wildcard = false;
   readonly #names = new Set<string>();
-  /** name → version the client holds, as far as this stream knows. */
+  /**
+   * name → version the client holds, as far as this stream knows. A wildcard stream stops keeping it
+   * once its first full answer is out: from then on it holds every resource of the table except the
+   * refused ones, and each change names only resources whose version changed — so a node's stream
+   * costs the discovery tier nothing per resource (thousands of ztunnels × every pod otherwise).
+   */
   readonly #known = new Map<string, string>();
+  #tracking = true;
   /** name → version the client refused; not pushed again until the version changes. */
   readonly #refused = new Map<string, string>();
   /** nonce → the resources (name → version) that response carried, until ACKed or NACKed. */
@@ -47,8 +53,10 @@ export class DeltaSubscription {
       else this.#names.add(name);
     }
     for (const name of req.resource_names_unsubscribe) {
-      if (name === '*') this.#wildcard = false;
-      else {
+      if (name === '*') {
+        this.#wildcard = false;
+        this.#tracking = true;
+      } else {
         this.#names.delete(name);
         this.#known.delete(name);
       }
@@ -59,7 +67,7 @@ export class DeltaSubscription {
       if (req.error_detail && (req.error_detail.code !== 0 || req.error_detail.message)) {
         // The client kept its previous versions of everything in that response.
         for (const [name, version] of sent ?? []) {
-          this.#known.delete(name);
+          if (this.#tracking) this.#known.delete(name);
           this.#refused.set(name, version);
         }
         return { kind: 'nack', refused: [...(sent?.keys() ?? [])] };
@@ -83,15 +91,19 @@ export class DeltaSubscription {
     nonce: string,
     names?: Iterable<string>,
   ): DeltaPush | undefined {
+    // Untracked (synced wildcard): changes arrive by name; a full pass has nothing new to say.
+    if (!this.#tracking && !names) return undefined;
     const resources: ProtoResource[] = [];
     const removed: string[] = [];
     const consider = (name: string): void => {
       const entry = table.get(name);
       if (!entry || !this.#wants(name)) {
-        if (this.#known.delete(name)) removed.push(name);
+        // Untracked, a removal is sent even if the client never took the resource (refused it):
+        // delta xDS clients ignore removals of names they do not hold.
+        if (this.#known.delete(name) || !this.#tracking) removed.push(name);
         return;
       }
-      if (this.#known.get(name) === entry.version) return;
+      if (this.#tracking && this.#known.get(name) === entry.version) return;
       if (this.#refused.get(name) === entry.version) return;
       this.#refused.delete(name);
       resources.push({ name, version: entry.version, resource: entry.resource });
@@ -101,18 +113,22 @@ export class DeltaSubscription {
       for (const n of table.keys()) consider(n);
       for (const n of [...this.#known.keys()]) if (!table.has(n)) consider(n);
     }
-    if (resources.length === 0 && removed.length === 0) return undefined;
     const sent = new Map<string, string>();
     for (const r of resources) {
-      this.#known.set(r.name, r.version);
+      if (this.#tracking) this.#known.set(r.name, r.version);
       sent.set(r.name, r.version);
     }
+    if (!names && this.#wildcard) {
+      this.#tracking = false;
+      this.#known.clear();
+    }
+    if (resources.length === 0 && removed.length === 0) return undefined;
     this.#inFlight.set(nonce, sent);
     return { resources, removed };
   }
 
-  /** Resources the client holds, as far as this stream knows (for tests and the admin view). */
-  known(): ReadonlyMap<string, string> {
-    return this.#known;
+  /** Entries kept for this stream (0 for a synced wildcard stream). */
+  get trackedCount(): number {
+    return this.#known.size;
   }
 }
