@@ -14,6 +14,7 @@ const GROUPS: Record<string, () => Promise<Register>> = {
   demo: async () => (await import('./demo.js')).registerDemo,
   'bpf-agent': async () => (await import('./bpf-agent.js')).registerBpfAgent,
   ca: async () => (await import('./ca.js')).registerCa,
+  check: async () => (await import('./check.js')).registerCheck,
   completion: async () => (await import('./completion.js')).registerCompletion,
   observe: async () => (await import('./observe.js')).registerObserve,
   policy: async () => (await import('./policy.js')).registerPolicy,
