@@ -91,7 +91,11 @@ async function main(): Promise<void> {
   // so commander can list or suggest every command.
   const args = process.argv.slice(2);
   let i = 0;
-  while (i < args.length && args[i]!.startsWith('-')) i += args[i] === '--log-level' ? 2 : 1;
+  while (i < args.length && args[i]!.startsWith('-')) {
+    // Set before the commands register: their own --log-level defaults read LOG_LEVEL.
+    if (args[i] === '--log-level' && args[i + 1]) process.env.LOG_LEVEL = args[i + 1];
+    i += args[i] === '--log-level' ? 2 : 1;
+  }
   const first = args[i];
   // ztunnel's V8 tuning (ztunnel/runtime.ts) goes in before its module graph loads: the young
   // generation must not have grown yet when its growth is frozen.
