@@ -14,6 +14,7 @@ const GROUPS: Record<string, () => Promise<Register>> = {
   demo: async () => (await import('./demo.js')).registerDemo,
   'bpf-agent': async () => (await import('./bpf-agent.js')).registerBpfAgent,
   ca: async () => (await import('./ca.js')).registerCa,
+  check: async () => (await import('./check.js')).registerCheck,
   completion: async () => (await import('./completion.js')).registerCompletion,
   observe: async () => (await import('./observe.js')).registerObserve,
   policy: async () => (await import('./policy.js')).registerPolicy,
@@ -90,7 +91,11 @@ async function main(): Promise<void> {
   // so commander can list or suggest every command.
   const args = process.argv.slice(2);
   let i = 0;
-  while (i < args.length && args[i]!.startsWith('-')) i += args[i] === '--log-level' ? 2 : 1;
+  while (i < args.length && args[i]!.startsWith('-')) {
+    // Set before the commands register: their own --log-level defaults read LOG_LEVEL.
+    if (args[i] === '--log-level' && args[i + 1]) process.env.LOG_LEVEL = args[i + 1];
+    i += args[i] === '--log-level' ? 2 : 1;
+  }
   const first = args[i];
   // ztunnel's V8 tuning (ztunnel/runtime.ts) goes in before its module graph loads: the young
   // generation must not have grown yet when its growth is frozen.

@@ -154,7 +154,7 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
       'certificate expiry needs root (the ztunnel and waypoint admin APIs listen inside their netns)',
     );
   } else {
-    for (const n of demoRunning ? state.nodes : []) {
+    for (const n of state.nodes) {
       try {
         certRows(
           JSON.parse(await adminGet(n.netns, '/config_dump')) as ConfigDumpCertificates,
@@ -166,7 +166,7 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
       }
     }
     // The waypoint is a pod of its own (Istio's waypoint Deployment): its admin is on that pod's loopback.
-    for (const p of demoRunning ? waypointPods : []) {
+    for (const p of waypointPods) {
       try {
         certRows(
           JSON.parse(await adminGet(p.netns, '/config_dump')) as ConfigDumpCertificates,

@@ -115,7 +115,7 @@ export function registerWaypoint(program: Command): void {
       '--tracing-sampling <percent>',
       'percentage of requests without an upstream sampling decision that are traced (default 1, as Istio)',
     )
-    .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
+    .option('--log-level <level>', 'error | warn | info | debug | trace', process.env.LOG_LEVEL ?? 'info')
     .action(async (f: RunFlags) => {
       // Set once runWaypoint returns; a /quitquitquit that arrives earlier is ignored.
       let stop: (() => Promise<void>) | undefined;

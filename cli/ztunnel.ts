@@ -49,7 +49,7 @@ export function registerZtunnel(program: Command): void {
     .option('--ca-root <file>', 'PEM roots that signed the CA serving certificate')
     .option('--token <file>', 'node token presented to the CA')
     .option('--trust-domain <td>', 'mesh trust domain (TRUST_DOMAIN)')
-    .option('--log-level <level>', 'error | warn | info | debug | trace', 'info')
+    .option('--log-level <level>', 'error | warn | info | debug | trace', process.env.LOG_LEVEL ?? 'info')
     .option('--drain-deadline <ms>', 'drain deadline in ms (CONNECTION_TERMINATION_DEADLINE, default 5000)')
     .option('--no-transparent', 'plain (non IP_TRANSPARENT) listeners: no capture, loopback testing only')
     .option('--no-preserve-source-ip', 'dial pods from the node address instead of the client pod IP')

@@ -134,10 +134,21 @@ describe.skipIf(!root)('ambit demo lifecycle (needs root: netns, BPF)', () => {
     // The crash left everything behind: that is what the state file is for.
     expect(netnsOf(d.prefix).length).toBeGreaterThan(0);
     expect(pids.filter(alive).length).toBeGreaterThan(0);
-    const down = await demoDown(d);
+    // `ambit status` sees the dead demo, exits 1 and says what to do.
+    const status = await ambit(['status', '--dir', d.dir]);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toMatch(/DEMO\s+pid \d+ NOT RUNNING/);
+    expect(status.stdout).toMatch(/the demo process \(pid \d+\) is not running.*`sudo ambit demo down`/);
+    // Without --purge, down keeps the logs (moved aside), to read what happened.
+    const down = await ambit(['demo', 'down', '--dir', d.dir, '--prefix', d.prefix]);
     expect(down.code, down.stdout + down.stderr).toBe(0);
     expect(down.stdout).toMatch(/nothing left/);
+    const kept = /logs kept in (\S+) /.exec(down.stdout)?.[1];
+    expect(kept).toBeDefined();
+    expect(readdirSync(kept!)).toContain('ztunnel-node1.log');
     expect(pids.filter(alive)).toEqual([]);
     await assertNoResidue(d.prefix);
+    expect((await demoDown(d)).code).toBe(0); // --purge: the kept logs go too
+    expect(existsSync(kept!)).toBe(false);
   });
 });
