@@ -14,6 +14,7 @@ import { BpfAgentError } from '../bpf-redirect/agent/errors.js';
 import { ManifestSource } from '../core/sources/manifests.js';
 import type { MeshState } from '../core/state/state.js';
 import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
+import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 interface Opts {
   node: string;
@@ -77,11 +78,9 @@ async function kubernetesPods(
   node: string,
   log: Logger,
 ): Promise<NodePodSource> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
+  let kc: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    if (kubeconfig) kc.loadFromFile(kubeconfig);
-    else kc.loadFromDefault();
+    kc = await loadKubeConfig(kubeconfig);
   } catch (err) {
     throw new BpfAgentError('BAD_CONFIG', `bpf-agent: --kubeconfig ${kubeconfig}: ${(err as Error).message}`);
   }
@@ -108,11 +107,8 @@ async function annotatePods(
   agent: BpfAgent,
   log: Logger,
 ): Promise<() => void> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const { RedirectionAnnotator, followAgent } = await import('../bpf-redirect/agent/k8s-annotate.js');
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
+  const kc = await loadKubeConfig(kubeconfig);
   const annotator = new RedirectionAnnotator({
     kubeConfig: kc,
     logger: log.child({ component: 'annotate' }),

@@ -33,6 +33,7 @@ import { handleUpgrade } from './upgrade.js';
 import { waypointDestination } from '../core/route/inbound.js';
 import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
+import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 /** The waypoint's own certificate (ca/client CertificateManager with impersonate:false, or a test CA). */
 export interface WaypointCertificates {
@@ -305,12 +306,10 @@ export interface RunWaypointOptions extends WaypointConfigInput {
 
 /** The Kubernetes source (informers on every kind the state needs), loaded only in Kubernetes mode. */
 async function kubernetesSource(kubeconfig: string | undefined, trustDomain: string, logger: Logger) {
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const { KubernetesSource } = await import('../core/sources/kubernetes.js');
-  const kubeConfig = new KubeConfig();
+  let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    if (kubeconfig) kubeConfig.loadFromFile(kubeconfig);
-    else kubeConfig.loadFromDefault();
+    kubeConfig = await loadKubeConfig(kubeconfig);
   } catch (err) {
     throw new WaypointConfigError(
       `waypoint config: kubeconfig ${kubeconfig ?? '(default)'}: ${(err as Error).message}`,
