@@ -1,7 +1,7 @@
 // Plain TCP upstream dialing for the paths that end in a pod (inbound after HBONE, inbound plaintext,
 // outbound to non-mesh / same-node / passthrough destinations). The socket is bound to the original
 // client's IP with IP_TRANSPARENT so the application sees the real source pod as its peer
-// (istio/ztunnel ENABLE_ORIG_SRC; DESIGN.md §7 "Source IP"); replies come back to this node's socket
+// (istio/ztunnel ENABLE_ORIG_SRC; docs/architecture.md §7 "Source IP"); replies come back to this node's socket
 // through the capture's `socket transparent` / fwmark local-route rules.
 import net from 'node:net';
 import { createTransparentSocket, nativeAvailable } from '../bpf-redirect/native/index.js';
@@ -57,7 +57,7 @@ export function dial(opts: DialOptions): Promise<net.Socket> {
 
 /**
  * The HBONE client pool's socket factory: a connecting socket bound to the source pod's IP (so the
- * peer ztunnel sees the pod as TCP client, istio-ambient.md §1.3 "Note for an eBPF design"), or an
+ * peer ztunnel sees the pod as TCP client, docs/architecture.md §7), or an
  * ordinary one when no source IP is asked for.
  */
 export function transparentSocketFactory(opts: {

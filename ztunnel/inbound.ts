@@ -64,7 +64,7 @@ export async function handleInbound(
   const peer = formatSpiffeId(info.peerIdentity);
   const destination = ctx.state.workloadByIp(info.localAddress);
   // Which client address to believe: the TCP peer, or `forwarded` only when consistent with the
-  // verified identity and node (core/hbone/source-address.ts; DESIGN.md §7 "Source IP").
+  // verified identity and node (core/hbone/source-address.ts; docs/architecture.md §7 "Source IP").
   const decision = trustedSourceAddress(
     { peerIdentity: info.peerIdentity, tcpPeer: info.remoteAddress, forwarded: info.forwarded },
     {

@@ -1,6 +1,6 @@
 // The composition root: the one place that wires ztunnel's layers together — state, certificates,
 // the HBONE server and client pool, the three capture listeners, telemetry, admin, policy re-checks
-// and drain. Every other file gets what it needs passed in (STYLE.md "small layers composed in one
+// and drain. Every other file gets what it needs passed in (linkerd2-proxy style: "small layers composed in one
 // place", like linkerd2-proxy's app crate and istio/ztunnel src/app.rs).
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';

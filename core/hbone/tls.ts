@@ -27,7 +27,7 @@ export interface HboneCertificate {
 // certificate is a new object, so new connections pick it up while live ones keep the old context.
 const contexts = new WeakMap<HboneCertificate, tls.SecureContext>();
 
-/** HBONE's TLS settings (DESIGN §4: TLS 1.3 only, AES-GCM) with one identity's key, chain and trust roots. */
+/** HBONE's TLS settings (docs/architecture.md §4: TLS 1.3 only, AES-GCM) with one identity's key, chain and trust roots. */
 export function hboneTlsOptions(cert: HboneCertificate): tls.SecureContextOptions {
   return {
     key: cert.keyPem,
