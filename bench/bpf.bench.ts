@@ -1,7 +1,7 @@
 // Service scaling: what a new connection from a pod pays, and what programming N services costs, for
 // kube-proxy-style iptables chains, an nftables verdict map (kube-proxy's nftables mode) and Ambit's
 // eBPF service map (svc_connect4: one hash lookup at connect(), Cilium socket-LB style). Reproduces
-// research/ebpf-redirect.md §5. Targets (issue 5): eBPF p50 at 20k within 15% of 10; adding one
+// the measurement of issue 5. Targets (issue 5): eBPF p50 at 20k within 15% of 10; adding one
 // service at 20k < 5 ms. Writes bench/results/bpf.md and bench/results/bpf.svg.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // ztunnel pair vs direct TCP vs a C mTLS tunnel pair (stunnel4, TLS 1.3, ECDSA P-256), measured side
-// by side in one run on the same netns topology (research/perf-anchor.md Part C.3, issue 4 "Done when"):
+// by side in one run on the same netns topology (issue 4 "Done when"):
 //   ztunnel: pod a1 → (capture) ztunnel a → HBONE/mTLS → ztunnel b → pod b1      (both enrolled)
 //   stunnel: pod a3 → stunnel client (node a) → TLS 1.3 mTLS → stunnel server (node b) → pod b2
 //   direct:  pod a3 → pod b2                                                      (neither enrolled)
@@ -353,7 +353,7 @@ async function run(): Promise<void> {
     const rows: Row[] = [];
     const configs: Config[] = ['direct', 'stunnel', 'ztunnel'];
     for (let round = 0; round < ROUNDS; round++) {
-      // Rotate the order every round so no configuration always runs first (perf-anchor C.3).
+      // Rotate the order every round so no configuration always runs first (a fixed order would favour whichever warms the machine).
       const order = configs.map((_, i) => configs[(i + round) % configs.length]!);
       for (const config of order) {
         const tg = target[config];

@@ -16,6 +16,7 @@ import { ManifestSource } from '../core/sources/manifests.js';
 import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import type { MeshState } from '../core/state/state.js';
 import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
+import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 interface Opts {
   node: string;
@@ -85,11 +86,9 @@ async function kubernetesPods(
   log: Logger,
   syncTimeoutMs: number | undefined,
 ): Promise<NodePodSource> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
+  let kc: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    if (kubeconfig) kc.loadFromFile(kubeconfig);
-    else kc.loadFromDefault();
+    kc = await loadKubeConfig(kubeconfig);
   } catch (err) {
     throw new BpfAgentError('BAD_CONFIG', `bpf-agent: --kubeconfig ${kubeconfig}: ${(err as Error).message}`);
   }
@@ -117,11 +116,8 @@ async function annotatePods(
   agent: BpfAgent,
   log: Logger,
 ): Promise<() => void> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const { RedirectionAnnotator, followAgent } = await import('../bpf-redirect/agent/k8s-annotate.js');
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
+  const kc = await loadKubeConfig(kubeconfig);
   const annotator = new RedirectionAnnotator({
     kubeConfig: kc,
     logger: log.child({ component: 'annotate' }),

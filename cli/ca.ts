@@ -12,6 +12,7 @@ import { ManifestSource } from '../core/sources/manifests.js';
 import { caConfigFromEnv } from '../ca/server/config.js';
 import { Signer, issueWorkloadCertificate } from '../ca/server/signer.js';
 import { readCaDirectory, writeFileAtomic } from '../ca/server/store.js';
+import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 const DEFAULT_CA_DIR = process.env.AMBIT_CA_DIR ?? '/var/lib/ambit/ca';
 
@@ -51,11 +52,8 @@ async function runKubernetesCa(
   env: ReturnType<typeof caConfigFromEnv>,
   logger: Logger,
 ): Promise<void> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const { startKubernetesCa } = await import('../ca/server/kube-ca.js');
-  const kubeConfig = new KubeConfig();
-  if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
-  else kubeConfig.loadFromDefault();
+  const kubeConfig = await loadKubeConfig(opts.kubeconfig);
   // Istio's environment names for the TTLs (the chart sets them from values).
   const ttl = (name: string): number | undefined =>
     process.env[name] ? parseDuration(process.env[name] as string, name) : undefined;

@@ -1,4 +1,4 @@
-// `ambit demo up|down`: the one-machine mesh (DESIGN §8, issue 8). The work is in cli/demo/: plan.ts
+// `ambit demo up|down`: the one-machine mesh (docs/architecture.md §8, issue 8). The work is in cli/demo/: plan.ts
 // (manifests → nodes/pods), up.ts (build and run), down.ts (remove everything, also after a crash),
 // flows.ts + web.ts + web/ (the flow view). `ambit demo ca-server` is the CA process `up` starts.
 import { existsSync } from 'node:fs';

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
+import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 interface Options {
   kubeconfig?: string;
@@ -40,11 +41,8 @@ export function registerWaypointController(program: Command): void {
     .action(async (opts: Options) => {
       if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
         throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
-      const { KubeConfig } = await import('@kubernetes/client-node');
       const { WaypointController } = await import('../waypoint/controller.js');
-      const kubeConfig = new KubeConfig();
-      if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
-      else kubeConfig.loadFromDefault();
+      const kubeConfig = await loadKubeConfig(opts.kubeconfig);
       const logger = pino({ name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' });
       const controller = new WaypointController({
         kubeConfig,

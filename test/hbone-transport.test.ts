@@ -1,5 +1,5 @@
 // HBONE over real TLS 1.3 + HTTP/2 on loopback: the client pool against the server, and a hand-written
-// raw HBONE client (node:http2 directly) probing the server's refusals (DESIGN §4).
+// raw HBONE client (node:http2 directly) probing the server's refusals (docs/architecture.md §4).
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';

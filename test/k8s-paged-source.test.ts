@@ -155,13 +155,13 @@ describe('KubernetesSource with paged lists and stripped objects', () => {
     const changes: unknown[] = [];
     s.state.onChange((c) => changes.push(...c));
     const POD = findKind('v1', 'Pod')!;
-    const cur = server.store.get(POD, 'ns-0', podName(17)) as {
+    const cur = server.store.get(POD, 'ns-0', podName(17)) as unknown as {
       status: { containerStatuses: { restartCount: number }[] };
     };
     cur.status.containerStatuses[0]!.restartCount = 1;
     server.store.update(POD, 'ns-0', podName(17), cur as never, 'status');
     // …while a change it reads (the pod becomes not ready) does, promptly.
-    const notReady = server.store.get(POD, 'ns-0', podName(18)) as {
+    const notReady = server.store.get(POD, 'ns-0', podName(18)) as unknown as {
       status: { conditions: { type: string; status: string }[] };
     };
     for (const c of notReady.status.conditions) if (c.type === 'Ready') c.status = 'False';

@@ -545,4 +545,40 @@ spec:
     );
     expect(await talk()).toContain('hello');
   }, 30_000);
+
+  it('closes an open TCP connection when a policy change denies it (re-check, as ztunnel does)', async () => {
+    const t = await w.tunnel(`${VIP_TCP}:7000`);
+    const got: Buffer[] = [];
+    t.on('data', (c: Buffer) => got.push(c));
+    const closed = new Promise<void>((resolve) => {
+      t.once('close', () => resolve());
+      t.once('error', () => resolve());
+    });
+    try {
+      t.write('hello\n');
+      await withTimeout(
+        (async () => {
+          while (!Buffer.concat(got).toString().includes('hello'))
+            await new Promise((r) => setTimeout(r, 20));
+        })(),
+        8000,
+        'echo before the policy change',
+      );
+      await w.apply(
+        'policy.yaml',
+        `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-all-tcp, namespace: demo }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: tcp-echo }]
+  action: DENY
+  rules: [{}]
+`,
+      );
+      await withTimeout(closed, 8000, 'connection closed by the re-check');
+      expect(t.destroyed || t.readableEnded).toBe(true);
+    } finally {
+      t.destroy();
+    }
+  }, 30_000);
 });

@@ -1,6 +1,6 @@
 // Request authorization at the waypoint: AuthorizationPolicies attached with `targetRefs` to this
 // waypoint's Gateway, to the destination Service, or to GatewayClass istio-waypoint in the root
-// namespace (istio-ambient.md §5.2, §5.7), decided by THE L7 engine core/policy/l7.ts — never a second one.
+// namespace (istio.io AuthorizationPolicy reference, `targetRefs`), decided by THE L7 engine core/policy/l7.ts — never a second one.
 // AUDIT policies never decide (istio/api authorization_policy.proto): a match is logged only.
 import type { Logger } from 'pino';
 import { evaluateRequest } from '../core/policy/l7.js';

@@ -25,7 +25,7 @@ const Schema = z.object({
   trustDomain: z.string().default(DEFAULT_TRUST_DOMAIN),
   /** Cluster id for telemetry labels (CLUSTER_ID). */
   clusterId: z.string().default('Kubernetes'),
-  /** HBONE listener: the Gateway's `mesh` listener, 15008 (istio-ambient.md §7.1). */
+  /** HBONE listener: the Gateway's `mesh` listener, 15008 (Istio's waypoint Gateway: listener `mesh`, protocol HBONE). */
   listenAddress: z.string().default('0.0.0.0'),
   listenPort: port.default(15008),
   /** Port of the destination ztunnels' HBONE listener (always 15008 in a mesh; tests change it). */

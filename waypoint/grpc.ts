@@ -1,5 +1,5 @@
 // gRPC specifics at the waypoint. A gRPC call is an HTTP/2 POST to `/<package>.<Service>/<Method>` with
-// content-type application/grpc (istio-ambient.md §5.1). Local replies (policy denial, no upstream,
+// content-type application/grpc (grpc/grpc doc/PROTOCOL-HTTP2.md). Local replies (policy denial, no upstream,
 // timeout) to a gRPC client are "trailers-only" responses — HTTP 200 with grpc-status in the only HEADERS
 // frame — because gRPC clients read the status from there; Envoy maps its HTTP status with
 // Grpc::Utility::httpToGrpcStatus (403 → PERMISSION_DENIED 7, 503/504 → UNAVAILABLE 14, ...).

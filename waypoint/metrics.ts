@@ -1,4 +1,4 @@
-// Istio's request metrics as the waypoint reports them (istio-ambient.md §7.4: the standard Istio
+// Istio's request metrics as the waypoint reports them (istio.io Istio Standard Metrics: the standard Istio
 // metric set with reporter="waypoint"; Envoy's istio.stats filter, names and labels from istio/proxy
 // source/extensions/filters/http/istio_stats). Missing values render as `unknown`, as Envoy does, so
 // dashboards built for Istio ambient (Kiali, Grafana's Istio boards) read these series unchanged.

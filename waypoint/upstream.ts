@@ -1,6 +1,6 @@
 // Upstream: per request, pick an endpoint of the chosen backend and reach it — over HBONE to the
 // endpoint's ztunnel (`podIP:15008`, `:authority podIP:targetPort`) with the WAYPOINT'S OWN identity
-// (istio-ambient.md §2.5: the destination ztunnel sees the waypoint as the source and applies its L4
+// (istio.io docs/ambient/usage/l4-policy: the destination ztunnel sees the waypoint as the source and applies its L4
 // policies to it), or plain TCP to a pod outside the mesh. HTTP/1.1 goes through undici with a custom
 // connector that returns the HBONE stream; HTTP/2 and gRPC through node:http2 sessions whose
 // `createConnection` returns the stream. Both are pooled per endpoint, so connections are reused.

@@ -1,7 +1,7 @@
 // The composition root: the one place that wires the waypoint's layers together — HBONE termination
 // (terminate.ts), protocol detection (detect.ts), HTTP/1.1 (http.ts) and HTTP/2 / gRPC (h2.ts) fronts,
 // the request pipeline (request.ts: authz.ts → routes.ts → forward.ts → upstream.ts), opaque TCP
-// (tcp.ts), metrics (metrics.ts) and the stats endpoint. istio-ambient.md §7; DESIGN.md §6.
+// (tcp.ts), metrics (metrics.ts) and the stats endpoint. docs/architecture.md §1 and §6.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
@@ -34,6 +34,7 @@ import { waypointDestination } from '../core/route/inbound.js';
 import { tracingForWaypoint } from '../core/telemetry/telemetry-api.js';
 import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
+import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 /** The waypoint's own certificate (ca/client CertificateManager with impersonate:false, or a test CA). */
 export interface WaypointCertificates {
@@ -173,7 +174,7 @@ export class WaypointProxy {
     const sourceIp = canonicalIp(info.remoteAddress);
     const ctx: TunnelContext = {
       conn: {
-        // istio-ambient.md §7.3: the source principal is the client's SPIFFE ID from the mTLS handshake.
+        // istio/istio listener_waypoint.go `connect_terminate`: the source principal is the client's SPIFFE ID from the mTLS handshake.
         sourceIdentity: info.peerIdentity,
         sourceIp,
         destinationIp: destination.ip,
@@ -325,12 +326,10 @@ async function kubernetesSource(
   logger: Logger,
   syncTimeoutMs: number | undefined,
 ) {
-  const { KubeConfig } = await import('@kubernetes/client-node');
   const { KubernetesSource } = await import('../core/sources/kubernetes.js');
-  const kubeConfig = new KubeConfig();
+  let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
   try {
-    if (kubeconfig) kubeConfig.loadFromFile(kubeconfig);
-    else kubeConfig.loadFromDefault();
+    kubeConfig = await loadKubeConfig(kubeconfig);
   } catch (err) {
     throw new WaypointConfigError(
       `waypoint config: kubeconfig ${kubeconfig ?? '(default)'}: ${(err as Error).message}`,

@@ -1,5 +1,4 @@
-// How ztunnel receives captured connections, and what it learns with each one (DESIGN §5, §7;
-// research/ebpf-redirect.md §6 "How the proxy learns things").
+// How ztunnel receives captured connections, and what it learns with each one (docs/architecture.md §5, §7).
 //
 // Every capture mechanism — tc `bpf_sk_assign` steering (bpf-redirect), nftables TPROXY (the
 // fallback), or anything later — ends in the same place: a connection accepted by one of ztunnel's
@@ -39,7 +38,7 @@ export interface SocketAddress {
 /** What ztunnel knows about a captured connection the moment it is accepted. */
 export interface CaptureContext {
   kind: CaptureKind;
-  /** Where the client was going: `D` of istio-ambient.md §1.3 (a VIP or pod IP and its port). */
+  /** Where the client was going: the original destination (a VIP or pod IP and its port). */
   originalDst: SocketAddress;
   /** The real client (pod IP for outbound; the peer — pod or remote ztunnel — for inbound). */
   source: SocketAddress;
@@ -77,7 +76,7 @@ export interface CaptureListener extends EventEmitter {
 }
 
 /**
- * The loop guard (DESIGN §4: ports 15001/15006/15008 are never valid targets). On the outbound and
+ * The loop guard (docs/architecture.md §4: ports 15001/15006/15008 are never valid targets). On the outbound and
  * plaintext paths an original destination on one of ztunnel's own ports means the connection came
  * from ztunnel (or straight at it) and would loop. Inbound HBONE legitimately arrives on 15008.
  */

@@ -8,7 +8,9 @@ import { type Connection, type PolicyDecision, evaluate } from '../core/policy/e
 import type { Workload } from '../core/state/model.js';
 import type { ConnectionReport } from '../core/telemetry/connection-report.js';
 import { dial } from './dial.js';
-import { PolicyDenied, ProxyError, messageOf, responseFlagsOf } from './errors.js';
+import { type HboneError, IllegalPort, PolicyDenied, UpstreamConnectFailed } from '../core/hbone/errors.js';
+import { formatAddr } from '../core/route/address.js';
+import { messageOf } from './errors.js';
 import type { ProxyContext } from './proxy-context.js';
 import { relayTracked } from './tracked-relay.js';
 import type { SocketAddr } from '../core/route/address.js';
@@ -56,7 +58,7 @@ export interface DeliveryHooks {
   /** Upstream connected and policy passed: answer 200 / start forwarding. Returns the downstream. */
   accepted(): Duplex;
   /** Refused before forwarding (policy, illegal port, connect failure). */
-  refused(err: ProxyError): void;
+  refused(err: HboneError): void;
 }
 
 /**
@@ -72,17 +74,17 @@ export async function deliver(ctx: ProxyContext, input: DeliveryInput, hooks: De
     destinationPort: input.target.port,
   };
   if (ctx.illegalPorts.has(input.target.port)) {
-    const err = new ProxyError('ILLEGAL_PORT', `port ${input.target.port} is reserved for ztunnel`);
+    const err = new IllegalPort(input.target.port);
     hooks.refused(err);
-    report.finish(err.message, 'CONNECT');
+    report.finish(err.message, err.responseFlags);
     return;
   }
   const decision = authorize(ctx, input.destination, conn);
   report.policy = decision.policy;
   if (!decision.allow) {
-    const err = new PolicyDenied(decision.reason, decision.policy);
+    const err = new PolicyDenied(decision.reason);
     hooks.refused(err);
-    report.finish(err.message, 'DENY');
+    report.finish(err.message, err.responseFlags);
     return;
   }
   let upstream: Duplex;
@@ -93,9 +95,12 @@ export async function deliver(ctx: ProxyContext, input: DeliveryInput, hooks: De
       timeoutMs: ctx.config.connectTimeoutMs,
     });
   } catch (err) {
-    const e = err instanceof ProxyError ? err : new ProxyError('UPSTREAM_CONNECT_FAILED', messageOf(err));
+    const e =
+      err instanceof UpstreamConnectFailed
+        ? err
+        : new UpstreamConnectFailed(formatAddr(input.target.ip, input.target.port), err);
     hooks.refused(e);
-    report.finish(e.message, responseFlagsOf(e));
+    report.finish(e.message, e.responseFlags);
     return;
   }
   let downstream: Duplex;

@@ -1,11 +1,12 @@
 // Plain TCP upstream dialing for the paths that end in a pod (inbound after HBONE, inbound plaintext,
 // outbound to non-mesh / same-node / passthrough destinations). The socket is bound to the original
 // client's IP with IP_TRANSPARENT so the application sees the real source pod as its peer
-// (istio/ztunnel ENABLE_ORIG_SRC; DESIGN.md §7 "Source IP"); replies come back to this node's socket
+// (istio/ztunnel ENABLE_ORIG_SRC; docs/architecture.md §7 "Source IP"); replies come back to this node's socket
 // through the capture's `socket transparent` / fwmark local-route rules.
 import net from 'node:net';
 import { createTransparentSocket, nativeAvailable } from '../bpf-redirect/native/index.js';
-import { UpstreamConnectFailed, messageOf } from './errors.js';
+import { UpstreamConnectFailed } from '../core/hbone/errors.js';
+import { formatAddr } from '../core/route/address.js';
 import type { SocketAddr } from '../core/route/address.js';
 
 export interface DialOptions {
@@ -18,7 +19,7 @@ export interface DialOptions {
 
 /** Connects, resolving with a connected socket or rejecting with UpstreamConnectFailed. */
 export function dial(opts: DialOptions): Promise<net.Socket> {
-  const target = `${opts.target.ip}:${opts.target.port}`;
+  const target = formatAddr(opts.target.ip, opts.target.port);
   return new Promise((resolve, reject) => {
     let socket: net.Socket;
     try {
@@ -32,17 +33,17 @@ export function dial(opts: DialOptions): Promise<net.Socket> {
         socket = new net.Socket({ allowHalfOpen: true });
       }
     } catch (err) {
-      reject(new UpstreamConnectFailed(target, messageOf(err)));
+      reject(new UpstreamConnectFailed(target, err));
       return;
     }
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new UpstreamConnectFailed(target, `connection timed out after ${opts.timeoutMs} ms`));
+      reject(new UpstreamConnectFailed(target, new Error(`connection timed out after ${opts.timeoutMs} ms`)));
     }, opts.timeoutMs);
     socket.once('error', (err) => {
       clearTimeout(timer);
       socket.destroy();
-      reject(new UpstreamConnectFailed(target, messageOf(err)));
+      reject(new UpstreamConnectFailed(target, err));
     });
     socket.connect({ port: opts.target.port, host: opts.target.ip }, () => {
       clearTimeout(timer);
@@ -56,7 +57,7 @@ export function dial(opts: DialOptions): Promise<net.Socket> {
 
 /**
  * The HBONE client pool's socket factory: a connecting socket bound to the source pod's IP (so the
- * peer ztunnel sees the pod as TCP client, istio-ambient.md §1.3 "Note for an eBPF design"), or an
+ * peer ztunnel sees the pod as TCP client, docs/architecture.md §7), or an
  * ordinary one when no source IP is asked for.
  */
 export function transparentSocketFactory(opts: {

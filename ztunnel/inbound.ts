@@ -9,7 +9,7 @@
 //   else 200 (+ the destination's baggage) and bytes flow.
 import type * as http2 from 'node:http2';
 import type { Baggage } from '../core/hbone/connect-request.js';
-import { UnknownDestination } from '../core/hbone/errors.js';
+import { type HboneError, UnknownDestination } from '../core/hbone/errors.js';
 import { type AuthorityCheck, type InboundConnect, defaultAuthorityCheck } from '../core/hbone/server.js';
 import { trustedSourceAddress } from '../core/hbone/source-address.js';
 import { formatSpiffeId } from '../core/identity/spiffe.js';
@@ -18,7 +18,6 @@ import type { Service, Workload } from '../core/state/model.js';
 import { identityOf } from '../core/state/state.js';
 import type { PeerLabels } from '../core/telemetry/metrics.js';
 import { deliver } from './deliver.js';
-import { type ProxyError, toHboneError } from './errors.js';
 import { type ProxyContext, baggageOf, hostPort, peerLabels } from './proxy-context.js';
 
 /** The HBONE server's authority check for ztunnel: an IP must be this pod; a hostname is resolved later. */
@@ -65,7 +64,7 @@ export async function handleInbound(
   const peer = formatSpiffeId(info.peerIdentity);
   const destination = ctx.state.workloadByIp(info.localAddress);
   // Which client address to believe: the TCP peer, or `forwarded` only when consistent with the
-  // verified identity and node (core/hbone/source-address.ts; DESIGN.md §7 "Source IP").
+  // verified identity and node (core/hbone/source-address.ts; docs/architecture.md §7 "Source IP").
   const decision = trustedSourceAddress(
     { peerIdentity: info.peerIdentity, tcpPeer: info.remoteAddress, forwarded: info.forwarded },
     {
@@ -119,7 +118,7 @@ export async function handleInbound(
     report.finish(err.message, 'CONNECT');
     throw err;
   }
-  let refusal: ProxyError | undefined;
+  let refusal: HboneError | undefined;
   await deliver(
     ctx,
     {
@@ -140,5 +139,5 @@ export async function handleInbound(
       },
     },
   );
-  if (refusal) throw toHboneError(refusal);
+  if (refusal) throw refusal;
 }

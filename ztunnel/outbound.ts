@@ -5,7 +5,9 @@
 // node — apply the destination's inbound policy here and connect directly.
 import type { Duplex } from 'node:stream';
 import type { HboneDialer } from '../core/hbone/client-pool.js';
+import { type HboneError, UpstreamConnectFailed } from '../core/hbone/errors.js';
 import { formatSpiffeId } from '../core/identity/spiffe.js';
+import { formatAddr } from '../core/route/address.js';
 import { planOutbound } from '../core/route/outbound.js';
 import { identityOf } from '../core/state/state.js';
 import { deliver } from './deliver.js';
@@ -36,7 +38,7 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
     destination: {},
     securityPolicy: 'unknown',
   });
-  const refuse = (err: ProxyError): void => {
+  const refuse = (err: ProxyError | HboneError): void => {
     socket.resetAndDestroy();
     report.finish(err.message, responseFlagsOf(err));
   };
@@ -81,7 +83,9 @@ export async function handleOutbound(ctx: OutboundContext, c: CapturedConnection
         });
       } catch (err) {
         return refuse(
-          err instanceof ProxyError ? err : new ProxyError('UPSTREAM_CONNECT_FAILED', messageOf(err)),
+          err instanceof UpstreamConnectFailed
+            ? err
+            : new UpstreamConnectFailed(formatAddr(plan.target.ip, plan.target.port), err),
         );
       }
       return relayTracked(ctx, report, { direction: 'outbound', podIp: source.ip }, socket, upstream);

@@ -22,7 +22,7 @@
 // `--max-semi-space-size` only at heap set-up, which is why the growth factor is the knob here.
 import { setDefaultHighWaterMark } from 'node:stream';
 import v8 from 'node:v8';
-import { RELAY_HIGH_WATER_MARK } from './relay.js';
+import { RELAY_HIGH_WATER_MARK } from '../core/relay/relay.js';
 
 /** The V8 flags `tuneZtunnelProcess` sets, in order. */
 export const ZTUNNEL_V8_FLAGS: readonly string[] = Object.freeze([

@@ -6,7 +6,7 @@ import type { ConnectionReport } from '../core/telemetry/connection-report.js';
 import type { TrackedConnection } from './connection-manager.js';
 import { messageOf } from './errors.js';
 import type { ProxyContext } from './proxy-context.js';
-import { relay } from './relay.js';
+import { relay } from '../core/relay/relay.js';
 
 export interface TrackOptions {
   direction: TrackedConnection['direction'];

@@ -1,8 +1,8 @@
 // The transparent capture listener: 0.0.0.0:1500x with IP_TRANSPARENT, so that connections steered
 // to it by tc `bpf_sk_assign` or nftables TPROXY — SYNs for addresses this host does not own — are
 // accepted, and `socket.localAddress/localPort` IS the original destination while `remoteAddress`
-// is the real client (research/ebpf-redirect.md §3.2, §3.3, §6). Without IP_TRANSPARENT the kernel
-// takes the assigned SYN but never answers it (pitfall 1).
+// is the real client (kernel Documentation/networking/tproxy.rst; docs/architecture.md §5). Without IP_TRANSPARENT the kernel
+// takes the assigned SYN but never answers it.
 //
 // Stays bound to the wildcard address: bpf-redirect finds the listener by port alone
 // (`bpf_skc_lookup_tcp` with an all-zero address), and TPROXY `to :port` does the same.
@@ -60,7 +60,7 @@ export class TransparentListener extends EventEmitter implements CaptureListener
     this.kind = opts.kind;
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ listener: opts.kind });
     // noDelay: istio/ztunnel sets TCP_NODELAY on every proxied socket. allowHalfOpen: a client's FIN
-    // is relayed as END_STREAM while the answer still flows back (HBONE half-close, DESIGN §4).
+    // is relayed as END_STREAM while the answer still flows back (HBONE half-close, docs/architecture.md §4).
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.accept(s));
     this.server.on('error', (err) => this.emit('error', err));
   }

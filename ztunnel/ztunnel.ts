@@ -1,6 +1,6 @@
 // The composition root: the one place that wires ztunnel's layers together — state, certificates,
 // the HBONE server and client pool, the three capture listeners, telemetry, admin, policy re-checks
-// and drain. Every other file gets what it needs passed in (STYLE.md "small layers composed in one
+// and drain. Every other file gets what it needs passed in (linkerd2-proxy style: "small layers composed in one
 // place", like linkerd2-proxy's app crate and istio/ztunnel src/app.rs).
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
@@ -35,6 +35,7 @@ import { LoggerFamily } from './logging.js';
 import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
 import { tuneZtunnelProcess } from './runtime.js';
 import { TransparentListener } from './transparent-listener.js';
+import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 /** Workload certificates (ca/client CertificateManager, or a test double holding real certs). */
 export interface CertificateProvider {
@@ -396,13 +397,7 @@ async function kubernetesSource(config: ZtunnelConfig, logs: LoggerFamily) {
     // In a pod (the DaemonSet) the service account is the config, without loading KubeConfig and the
     // generated API clients behind it (core/sources/in-cluster.ts: ~18 MB of heap).
     kubeConfig = config.kubeconfig ? undefined : inClusterConfig();
-    if (!kubeConfig) {
-      const { KubeConfig } = await import('@kubernetes/client-node');
-      const kc = new KubeConfig();
-      if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-      else kc.loadFromDefault();
-      kubeConfig = kc;
-    }
+    if (!kubeConfig) kubeConfig = await loadKubeConfig(config.kubeconfig);
   } catch (err) {
     throw new ConfigError(
       `ztunnel config: kubeconfig ${config.kubeconfig ?? '(default)'}: ${(err as Error).message}`,

@@ -5,7 +5,7 @@
 // this needs, and @peculiar/x509 with its dependencies (tsyringe, reflect-metadata, the asn1 CMS/PFX/
 // RSA schemas) held ~2 MiB of a ztunnel's idle heap, which fetches certificates at start.
 import { X509Certificate } from 'node:crypto';
-import { type SpiffeId, formatSpiffeId } from '../../core/identity/spiffe.js';
+import { type SpiffeId, formatSpiffeId, uriSansOfText } from '../../core/identity/spiffe.js';
 import { CertificateMismatch } from '../errors.js';
 import { certificatesOf } from '../pem.js';
 
@@ -22,25 +22,9 @@ export interface WorkloadCertificate {
   serial: string;
 }
 
-/**
- * URI SANs of a certificate, in order. Node renders the SAN extension as "URI:a, DNS:b, ..." and
- * JSON-quotes any value holding a separator, so a quoted value is unquoted (and skipped if malformed).
- */
+/** URI SANs of a certificate, in order (core/identity/spiffe.ts uriSansOfText). */
 export function uriSansOf(cert: X509Certificate): string[] {
-  const out: string[] = [];
-  for (const entry of cert.subjectAltName?.split(', ') ?? []) {
-    if (!entry.startsWith('URI:')) continue;
-    let value = entry.slice(4);
-    if (value.startsWith('"')) {
-      try {
-        value = JSON.parse(value) as string;
-      } catch {
-        continue;
-      }
-    }
-    out.push(value);
-  }
-  return out;
+  return uriSansOfText(cert.subjectAltName);
 }
 
 export function parseWorkloadCertificate(

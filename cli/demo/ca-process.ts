@@ -1,7 +1,7 @@
 // The demo's CA process (`ambit demo ca-server`, started by `ambit demo up` inside node 1's netns): the
 // mesh CA (ca/server, Istio's IstioCertificateService) with local-mode node tokens, and impersonation
 // checked against the demo's manifests — a node's ztunnel may only ask for identities of pods on its
-// node, as istiod checks for ztunnel (DESIGN §3). Like istiod it also serves the discovery tier on the
+// node, as istiod checks for ztunnel (docs/architecture.md §3). Like istiod it also serves the discovery tier on the
 // same port: Istio's WDS fed by the manifests directory, which the demo's ztunnels read.
 import { pino } from 'pino';
 import { podLocatorOf } from '../../ca/server/auth.js';

@@ -1,7 +1,7 @@
 // `ambit demo down`: removes everything `ambit demo up` created, from its state file AND by the demo's
 // name prefix, so it also works after a crash or `kill -9` of the demo (the state file may be stale or
 // half-written; kernel objects are found by name). Order matters: processes first (a live socket keeps
-// a deleted netns alive — research/ebpf-redirect.md pitfall 25), then BPF pins, then the namespaces,
+// a deleted netns alive: network_namespaces(7)), then BPF pins, then the namespaces,
 // whose deletion takes their veths, routes, ip rules, tc filters and nft tables with them.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';

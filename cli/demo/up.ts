@@ -1,4 +1,4 @@
-// `ambit demo up`: the one-machine mesh (DESIGN §8). From a manifests directory it builds two "nodes"
+// `ambit demo up`: the one-machine mesh (docs/architecture.md §8). From a manifests directory it builds two "nodes"
 // and their "pods" as network namespaces (core/netns, the same topology the tests use), starts the CA,
 // a bpf-redirect agent and a ztunnel per node, the waypoint, the sample apps and their traffic, then
 // serves the flow view. Every step is recorded in the state file before it runs, so `ambit demo down`

@@ -1,5 +1,5 @@
 // The HBONE client: a pool of mTLS HTTP/2 connections, one CONNECT stream per tunneled connection
-// (istio-ambient.md §2.4; istio/ztunnel src/proxy/pool.rs, src/proxy/h2/client.rs).
+// (istio/ztunnel src/proxy/pool.rs, src/proxy/h2/client.rs).
 //  - Pool key: (source identity, expected destination identities, next hop, source IP). Several
 //    connections per key; one is handed out until it would exceed min(maxStreamsPerConnection = 100,
 //    the peer's SETTINGS_MAX_CONCURRENT_STREAMS), then the next caller opens a new one.

@@ -1,5 +1,5 @@
 // The HBONE CONNECT request's headers, parsed and formatted exactly as istio/ztunnel writes them
-// (istio-ambient.md §2.3; src/proxy/outbound.rs create_hbone_request, src/baggage.rs):
+// (istio/ztunnel src/proxy/outbound.rs create_hbone_request, src/baggage.rs):
 //   :authority  <ip>:<port> | [<v6>]:<port> | <hostname>:<port>
 //   forwarded   for="<client ip>:<port>"[;host=<service fqdn>]
 //   baggage     k8s.namespace.name=..,k8s.<type>.name=..,service.name=..,service.version=..

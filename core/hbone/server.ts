@@ -1,5 +1,5 @@
 // The HBONE server (ztunnel's 15008 and the waypoint's listener): TLS 1.3 mTLS with the certificate
-// of the DESTINATION (no SNI: chosen by the local address the client reached, istio-ambient.md §1.4),
+// of the DESTINATION (no SNI: chosen by the local address the client reached, istio/ztunnel src/tls),
 // client chain verified against the mesh roots and its SPIFFE ID required in our trust domain
 // (istio/ztunnel TrustDomainVerifier), then HTTP/2 where every CONNECT stream is one tunnel.
 //

@@ -1,5 +1,5 @@
-// HBONE's knobs, with their defaults, in one place (DESIGN §4; istio-ambient.md §2.1/§2.2 from
-// istio/ztunnel src/config.rs and src/proxy/h2/*.rs; measured on this machine in perf-anchor.md B.3).
+// HBONE's knobs, with their defaults, in one place (docs/architecture.md §4; istio/ztunnel src/config.rs
+// and src/proxy/h2/*.rs; measured on this machine with bench/hbone.bench.ts and bench/ztunnel.bench.ts).
 import type * as http2 from 'node:http2';
 
 const MiB = 1024 * 1024;
@@ -17,7 +17,7 @@ export const LOOP_GUARD_PORTS: ReadonlySet<number> = new Set([
 
 export interface HboneSettings {
   /** HTTP/2 initial stream window. ztunnel HTTP2_STREAM_WINDOW_SIZE = 4 MiB; Node's 64 KiB default
-   *  caps one tunnel at ~2 Gbit/s here, 4 MiB nearly doubles bulk (perf-anchor B.3 finding 1). */
+   *  caps one tunnel at ~2 Gbit/s here, 4 MiB nearly doubles bulk (measured with bench/ztunnel.bench.ts). */
   streamWindowBytes: number;
   /** HTTP/2 connection window. ztunnel HTTP2_CONNECTION_WINDOW_SIZE = 16 MiB. */
   connectionWindowBytes: number;
@@ -74,7 +74,7 @@ export function resolveSettings(overrides: Partial<HboneSettings> = {}): HboneSe
 
 /**
  * TLS 1.3 only, AES-GCM only (istio/ztunnel tls: TLS13_AES_256_GCM_SHA384, TLS13_AES_128_GCM_SHA256,
- * no ChaCha20). AES-128 first: with AES-NI it is the faster of the two (perf-anchor B.3 finding 2),
+ * no ChaCha20). AES-128 first: with AES-NI it is the faster of the two (measured with bench/ztunnel.bench.ts),
  * and both are offered so any Istio peer agrees on one.
  */
 export const TLS_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384';

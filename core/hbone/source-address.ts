@@ -1,4 +1,4 @@
-// Which client address the inbound side believes (DESIGN §7 "Source IP", issue 4 part 4).
+// Which client address the inbound side believes (docs/architecture.md §7 "Source IP").
 // Istio: the TCP peer of an HBONE connection IS the source pod's IP (ztunnel dials from the pod's
 // netns, or spoofs it with a transparent socket), and `ipBlocks` / telemetry use that peer. A
 // `forwarded: for=` header is client-supplied: believing it blindly would let any mesh identity

@@ -4,7 +4,7 @@
 // spiffe://<td>/ns/<ns>/sa/<sa> is the identity; DNS names are never looked at).
 import type { PeerCertificate } from 'node:tls';
 import * as tls from 'node:tls';
-import { type SpiffeId, formatSpiffeId, tryParseSpiffeId } from '../identity/spiffe.js';
+import { type SpiffeId, formatSpiffeId, tryParseSpiffeId, uriSansOfText } from '../identity/spiffe.js';
 import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MAX_VERSION, TLS_MIN_VERSION } from './settings.js';
 
 /**
@@ -27,7 +27,7 @@ export interface HboneCertificate {
 // certificate is a new object, so new connections pick it up while live ones keep the old context.
 const contexts = new WeakMap<HboneCertificate, tls.SecureContext>();
 
-/** HBONE's TLS settings (DESIGN §4: TLS 1.3 only, AES-GCM) with one identity's key, chain and trust roots. */
+/** HBONE's TLS settings (docs/architecture.md §4: TLS 1.3 only, AES-GCM) with one identity's key, chain and trust roots. */
 export function hboneTlsOptions(cert: HboneCertificate): tls.SecureContextOptions {
   return {
     key: cert.keyPem,
@@ -51,23 +51,7 @@ export function secureContextFor(cert: HboneCertificate): tls.SecureContext {
 
 /** URI SANs of a peer certificate, in order (Node's `subjectaltname` is "URI:a, DNS:b, ..."). */
 export function uriSansOf(cert: PeerCertificate | undefined): string[] {
-  const text = cert?.subjectaltname;
-  if (!text) return [];
-  const out: string[] = [];
-  for (const entry of text.split(', ')) {
-    if (!entry.startsWith('URI:')) continue;
-    let v = entry.slice(4);
-    // Node JSON-quotes SAN values holding separators; a SPIFFE ID never does, but unquote anyway.
-    if (v.startsWith('"')) {
-      try {
-        v = JSON.parse(v) as string;
-      } catch {
-        continue;
-      }
-    }
-    out.push(v);
-  }
-  return out;
+  return uriSansOfText(cert?.subjectaltname);
 }
 
 /** The peer's SPIFFE identity: the first URI SAN of Istio's workload shape. */

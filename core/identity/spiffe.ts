@@ -98,3 +98,25 @@ export function parseIdentityArg(input: string, trustDomain = DEFAULT_TRUST_DOMA
   if (parts.length === 2) return parseSpiffeId(`spiffe://${trustDomain}/ns/${parts[0]}/sa/${parts[1]}`);
   return parseSpiffeId(`spiffe://${input}`);
 }
+
+/**
+ * The URI SANs in Node's rendering of a certificate's SAN extension (`X509Certificate.subjectAltName`,
+ * `PeerCertificate.subjectaltname`: "URI:a, DNS:b, ..."), in order. Node JSON-quotes a value holding a
+ * separator, so a quoted value is unquoted (and skipped if malformed); a SPIFFE ID never needs it.
+ */
+export function uriSansOfText(subjectAltName: string | undefined): string[] {
+  const out: string[] = [];
+  for (const entry of subjectAltName?.split(', ') ?? []) {
+    if (!entry.startsWith('URI:')) continue;
+    let value = entry.slice(4);
+    if (value.startsWith('"')) {
+      try {
+        value = JSON.parse(value) as string;
+      } catch {
+        continue;
+      }
+    }
+    out.push(value);
+  }
+  return out;
+}

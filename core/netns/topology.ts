@@ -8,7 +8,7 @@
 // it, idempotently, also from a process 'exit' hook.
 //
 // Why nsenter and not `ip netns exec`: the latter remounts /sys for the new netns and so hides the
-// bpffs at /sys/fs/bpf (research/ebpf-redirect.md pitfall 11); nsenter --net switches only the netns.
+// bpffs at /sys/fs/bpf (ip-netns(8)); nsenter --net switches only the netns.
 import { type ChildProcess, execFile, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';

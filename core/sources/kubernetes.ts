@@ -1,5 +1,5 @@
 // The Kubernetes source: one reflector (reflector.ts) per kind the mesh reads, feeding the SAME
-// Translator as the manifest source (DESIGN.md §2: one model, several sources).
+// Translator as the manifest source (docs/architecture.md §2: one model, several sources).
 //
 // What is kept: each object stripped to the fields the translation reads (strip.ts) before anything
 // holds it, validated once (schema.ts) and kept once, by the Translator; the reflectors keep only
@@ -302,7 +302,7 @@ export class KubernetesSource implements StateSource {
           this.#errors.delete(key);
           this.translator.apply(v.object);
         } else if (!v.ignored) {
-          // Last-good rule (DESIGN.md §2): a bad version is reported; the previous one keeps serving.
+          // Last-good rule (docs/architecture.md §2): a bad version is reported; the previous one keeps serving.
           const kept = this.translator.has(q.kind, meta.namespace ?? '', meta.name ?? '');
           const e = kept
             ? new InvalidObjectError(

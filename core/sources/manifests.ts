@@ -1,7 +1,7 @@
 // The manifest-directory source (the embedded default and the demo): every *.yaml / *.yml under a
 // directory, multi-document, validated and handed to the one Translator; watched and applied per file.
 //
-// Last-good rule (DESIGN.md §2): a bad document never takes down what it replaces.
+// Last-good rule (docs/architecture.md §2): a bad document never takes down what it replaces.
 // - A document that fails validation but still says which object it is (kind + name) keeps that
 //   object's last good version serving; the error is listed.
 // - A document that cannot even be identified (YAML syntax error) keeps every object the file had

@@ -3,7 +3,9 @@
 import type { AppProtocol, GatewayAddress, Service, ServicePort } from '../state/model.js';
 import type { ServiceObject } from './schema.js';
 
-export const HBONE_PORT = 15008;
+import { HBONE_PORT } from '../hbone/settings.js';
+
+export { HBONE_PORT };
 
 export function serviceHostname(name: string, namespace: string, domainSuffix: string): string {
   return `${name}.${namespace}.svc.${domainSuffix}`;

@@ -113,7 +113,9 @@ describe('stripObject', () => {
     expect(slim.state.workloadsOfService('ns-0/svc-1.ns-0.svc.cluster.local')).toHaveLength(5);
     expect(snap.authorizations.find((a) => a.name === 'dry')?.dryRun).toBe(true);
     // The kept objects carry no managedFields and no last-applied copy.
-    const ap = slim.object('AuthorizationPolicy', 'ns-0', 'dry') as { metadata: Record<string, unknown> };
+    const ap = slim.object('AuthorizationPolicy', 'ns-0', 'dry') as unknown as {
+      metadata: Record<string, unknown>;
+    };
     expect(ap.metadata.managedFields).toBeUndefined();
     expect(Object.keys(ap.metadata.annotations as object)).toEqual(['istio.io/dry-run']);
   });

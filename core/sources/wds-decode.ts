@@ -13,6 +13,7 @@ import type {
   Waypoint,
   Workload,
 } from '../state/model.js';
+import { HBONE_PORT } from '../hbone/settings.js';
 import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import {
   type ProtoAuthorization,
@@ -58,7 +59,7 @@ function gateway(g: ProtoGatewayAddress | null | undefined, where: string): Gate
   return {
     namespace: g.hostname.namespace,
     hostname: g.hostname.hostname,
-    hboneMtlsPort: g.hbone_mtls_port || 15008,
+    hboneMtlsPort: g.hbone_mtls_port || HBONE_PORT,
   };
 }
 

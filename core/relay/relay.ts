@@ -1,5 +1,5 @@
-// Copies bytes both ways between the downstream (app or tunnel stream) and the upstream, counting them
-// for telemetry. A FIN in one direction becomes end() on the other side (istio/ztunnel src/copy.rs:
+// The one byte relay of every proxy path (ztunnel's, and the waypoint's opaque TCP). Copies bytes both
+// ways between the downstream (app or tunnel stream) and the upstream, counting them for telemetry. A FIN in one direction becomes end() on the other side (istio/ztunnel src/copy.rs:
 // half-close maps to END_STREAM on HBONE), and an error on either side destroys both: a reset stays a
 // reset. Resolves once both sides are closed, with the first error seen.
 import net from 'node:net';
@@ -31,7 +31,20 @@ export interface RelayResult {
   error?: Error;
 }
 
-export function relay(downstream: Duplex, upstream: Duplex, counters: RelayCounters): Promise<RelayResult> {
+export interface RelayOptions {
+  /**
+   * The downstream's FIN was already read before the relay started (the waypoint's protocol detection
+   * can consume it): the upstream is half-closed at once and that direction counts as ended.
+   */
+  downstreamEnded?: boolean;
+}
+
+export function relay(
+  downstream: Duplex,
+  upstream: Duplex,
+  counters: RelayCounters,
+  opts: RelayOptions = {},
+): Promise<RelayResult> {
   return new Promise((resolve) => {
     let firstError: Error | undefined;
     let closed = 0;
@@ -60,7 +73,7 @@ export function relay(downstream: Duplex, upstream: Duplex, counters: RelayCount
       onClose();
     });
     // Once both directions have ended, close both (a socket with allowHalfOpen stays open otherwise).
-    let ended = 0;
+    let ended = opts.downstreamEnded ? 1 : 0;
     const onEnd = (): void => {
       ended++;
       if (ended === 2) {
@@ -68,9 +81,10 @@ export function relay(downstream: Duplex, upstream: Duplex, counters: RelayCount
         upstream.end();
       }
     };
-    downstream.once('end', onEnd);
+    if (opts.downstreamEnded) upstream.end();
+    else downstream.once('end', onEnd);
     upstream.once('end', onEnd);
-    forward(downstream, upstream);
+    if (!opts.downstreamEnded) forward(downstream, upstream);
     forward(upstream, downstream);
   });
 }
@@ -113,4 +127,7 @@ function forward(src: Duplex, dst: Duplex): void {
   src.once('end', () => {
     if (!dst.destroyed) dst.end();
   });
+  // A source a previous reader paused (the waypoint's protocol detection) does not flow by itself
+  // when a 'data' listener is added; the relay owns it now.
+  if (src.isPaused()) src.resume();
 }
