@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { PodMonitor, PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,21 +99,6 @@ const fullValues = (chart: string) => join(ROOT, 'test/helm-render/values', `${c
 
 /** kubernetes-models' validator for an apiVersion/kind (throws if the model does not exist). */
 function modelValidate(o: K8sObject): string[] {
-  // Prometheus Operator's CRD has no kubernetes-models model here: check the shape Prometheus needs.
-  if (o.apiVersion === 'monitoring.coreos.com/v1' && o.kind === 'PrometheusRule') {
-    const groups = (o as { spec?: { groups?: { name?: unknown; rules?: Record<string, unknown>[] }[] } }).spec
-      ?.groups;
-    if (!Array.isArray(groups) || groups.length === 0) return ['spec.groups must be a non-empty list'];
-    return groups.flatMap((g, i) =>
-      typeof g.name !== 'string' || !Array.isArray(g.rules)
-        ? [`spec.groups[${i}] needs name and rules`]
-        : g.rules.flatMap((r, j) =>
-            typeof r.alert === 'string' && typeof r.expr === 'string'
-              ? []
-              : [`spec.groups[${i}].rules[${j}] needs alert and expr`],
-          ),
-    );
-  }
   const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
   const mod = require_(`kubernetes-models/${group ? `${group}/` : ''}${version}/${o.kind}`) as Record<
     string,
@@ -194,7 +179,31 @@ function customResourceValidate(o: K8sObject): string[] {
       ? []
       : ['spec.controllerName is required'];
   if (o.apiVersion === 'monitoring.coreos.com/v1' && o.kind === 'PodMonitor') return podMonitorValidate(o);
+  if (o.apiVersion === 'monitoring.coreos.com/v1' && o.kind === 'PrometheusRule')
+    return prometheusRuleValidate(o);
   return [`unexpected custom resource ${o.apiVersion} ${o.kind}`];
+}
+
+// The Prometheus Operator's PrometheusRule: the CRD's own schema (@kubernetes-models/prometheus-operator), and
+// the shape Prometheus needs (every rule of the chart is an alert with an expression).
+function prometheusRuleValidate(o: K8sObject): string[] {
+  try {
+    new PrometheusRule(o as unknown as ConstructorParameters<typeof PrometheusRule>[0]).validate();
+  } catch (err) {
+    return [(err as Error).message];
+  }
+  const groups = (o as { spec?: { groups?: { name?: unknown; rules?: Record<string, unknown>[] }[] } }).spec
+    ?.groups;
+  if (!Array.isArray(groups) || groups.length === 0) return ['spec.groups must be a non-empty list'];
+  return groups.flatMap((g, i) =>
+    typeof g.name !== 'string' || !Array.isArray(g.rules)
+      ? [`spec.groups[${i}] needs name and rules`]
+      : g.rules.flatMap((r, j) =>
+          typeof r.alert === 'string' && typeof r.expr === 'string'
+            ? []
+            : [`spec.groups[${i}].rules[${j}] needs alert and expr`],
+        ),
+  );
 }
 
 // The Prometheus Operator's PodMonitor: @kubernetes-models/prometheus-operator validates against the CRD's own
