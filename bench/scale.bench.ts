@@ -1,6 +1,6 @@
 // `npm run bench -- scale`: what a Kubernetes-watching component costs as the cluster grows (issue 15).
 // The test API server (test/k8s-api-server, the real wire protocol) is loaded with realistic objects
-// (bench/scale-objects.ts: 7.3 KB Pods with managedFields, 1 Service + 1 EndpointSlice per 5 pods,
+// (test/scale-objects.ts: 7.3 KB Pods with managedFields, 1 Service + 1 EndpointSlice per 5 pods,
 // 100 nodes) and each SUBJECT is started against it, one at a time, in its own process:
 //   first sync time (and CPU per pod synced), heap and RSS after a full GC and at peak, bytes the
 //   subject received from the API server, watch streams open on the server, and CPU per pod
@@ -29,7 +29,7 @@ import {
   realisticService,
   realisticSlice,
   sliceEndpoint,
-} from './scale-objects.js';
+} from '../test/scale-objects.js';
 import type { BenchScenario } from './run.js';
 
 const SELF = fileURLToPath(import.meta.url);

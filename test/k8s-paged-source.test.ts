@@ -6,13 +6,7 @@ import { createServer, type Server } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  namespaceName,
-  podName,
-  realisticPod,
-  realisticService,
-  realisticSlice,
-} from '../bench/scale-objects.js';
+import { namespaceName, podName, realisticPod, realisticService, realisticSlice } from './scale-objects.js';
 import { KubernetesSource, KubernetesSourceError, type SourceEvent } from '../core/sources/kubernetes.js';
 import { type MeshObject, validateObject } from '../core/sources/schema.js';
 import { Translator } from '../core/sources/translate.js';

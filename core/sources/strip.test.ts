@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { realisticPod, realisticService, realisticSlice } from '../../bench/scale-objects.js';
+import { realisticPod, realisticService, realisticSlice } from '../../test/scale-objects.js';
 import { type MeshKind, type MeshObject, validateObject } from './schema.js';
 import { stripObject } from './strip.js';
 import { Translator } from './translate.js';
