@@ -239,9 +239,15 @@ describe.skipIf(!root)('observability through real ztunnels and the waypoint', (
         ).map((r) => r.metric.destination_workload_namespace ?? '');
       }
       expect(ns).toContain('demo');
-      const users = await query(
-        'sum(istio_requests_total{destination_service_name="users"}) by (destination_workload, source_workload)',
-      );
+      // The namespace can show up first through ztunnel's TCP series; the waypoint's request series may
+      // land a scrape later.
+      const usersQuery =
+        'sum(istio_requests_total{destination_service_name="users"}) by (destination_workload, source_workload)';
+      let users = await query(usersQuery);
+      while (users.length === 0 && Date.now() < until) {
+        await sleep(500);
+        users = await query(usersQuery);
+      }
       expect(users.length).toBeGreaterThan(0);
       const workload = users[0]!.metric.destination_workload!;
       const srcwl = users[0]!.metric.source_workload!;
