@@ -3,6 +3,7 @@
 // chart) or against any kubeconfig.
 import type { Command } from 'commander';
 import { pino } from 'pino';
+import { PATH_NORMALIZATIONS, isPathNormalization } from '../core/http/request-target.js';
 import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
@@ -13,6 +14,7 @@ interface Options {
   domainSuffix: string;
   caAddress: string;
   waypointTracingEndpoint?: string;
+  waypointPathNormalization?: string;
   syncTimeout?: string;
 }
 
@@ -37,10 +39,19 @@ export function registerWaypointController(program: Command): void {
       '--waypoint-tracing-endpoint <url>',
       'OTLP/HTTP traces URL every waypoint exports its request spans to (off when absent)',
     )
+    .option(
+      '--waypoint-path-normalization <mode>',
+      `Istio meshConfig.pathNormalization for every waypoint: ${PATH_NORMALIZATIONS.join(' | ')} (default: the waypoint's, BASE)`,
+    )
     .option('--sync-timeout <duration>', SYNC_TIMEOUT_HELP)
     .action(async (opts: Options) => {
       if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
         throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
+      const pathNormalization = opts.waypointPathNormalization;
+      if (pathNormalization !== undefined && !isPathNormalization(pathNormalization))
+        throw new Error(
+          `--waypoint-path-normalization: "${pathNormalization}" is not one of ${PATH_NORMALIZATIONS.join(' | ')}`,
+        );
       const { WaypointController } = await import('../waypoint/controller.js');
       const kubeConfig = await loadKubeConfig(opts.kubeconfig);
       const logger = pino({ name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' });
@@ -51,6 +62,7 @@ export function registerWaypointController(program: Command): void {
         domainSuffix: opts.domainSuffix,
         caAddress: opts.caAddress,
         ...(opts.waypointTracingEndpoint ? { tracingEndpoint: opts.waypointTracingEndpoint } : {}),
+        ...(pathNormalization !== undefined ? { pathNormalization } : {}),
         syncTimeoutMs: syncTimeoutFrom(opts.syncTimeout),
         logger,
       });

@@ -353,6 +353,13 @@ describe('Helm charts', () => {
     expect(checkValues('ambit-ca', { defaultCertTTL: 'one day' })[0]).toMatch(
       /^values\.defaultCertTTL: must match pattern/,
     );
+    expect(
+      checkValues('ambit-waypoint-controller', {
+        meshConfig: { pathNormalization: { normalization: 'FULL' } },
+      }),
+    ).toEqual([
+      'values.meshConfig.pathNormalization.normalization: must be one of NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES',
+    ]);
     expect(checkValues('ambit-bpf-redirect', { failopen: true })).toEqual([
       'values: unknown option "failopen"',
     ]);
@@ -485,6 +492,11 @@ describe('Helm charts', () => {
     expect(
       podSpecs(render('ambit-waypoint-controller'))[0]!.spec.containers[0]!.args!.join(' '),
     ).not.toContain('tracing');
+    // meshConfig.pathNormalization reaches every waypoint through the controller; Istio's default is BASE.
+    expect(controller.args).toContain('--waypoint-path-normalization=DECODE_AND_MERGE_SLASHES');
+    expect(podSpecs(render('ambit-waypoint-controller'))[0]!.spec.containers[0]!.args).toContain(
+      '--waypoint-path-normalization=BASE',
+    );
     // The labels waypoint/controller.ts puts on every waypoint pod, whose container port `metrics` is 15020.
     expect(wpMonitor.spec.selector.matchLabels).toEqual({ [MANAGED_LABEL]: MANAGED_VALUE });
     expect(wpMonitor.spec.podMetricsEndpoints[0]).toMatchObject({

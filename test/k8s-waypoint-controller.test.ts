@@ -169,6 +169,28 @@ describe('waypoint controller', () => {
     );
   });
 
+  it("passes the mesh's path normalization to every waypoint's --path-normalization", () => {
+    const owner = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name: 'w', uid: 'u1' };
+    const args = (d: Record<string, unknown>) =>
+      (d as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template
+        .spec.containers[0]!.args;
+    const strict = deploymentFor('w', 'shop', {}, owner, {
+      image: 'ambit:test',
+      tracingEndpoint: 'http://collector.obs:4318/v1/traces',
+      pathNormalization: 'DECODE_AND_MERGE_SLASHES',
+    });
+    expect(args(strict).slice(-4)).toEqual([
+      '--tracing-endpoint',
+      'http://collector.obs:4318/v1/traces',
+      '--path-normalization',
+      'DECODE_AND_MERGE_SLASHES',
+    ]);
+    // Unset: the waypoint's own default (BASE, as Istio) applies.
+    expect(args(deploymentFor('w', 'shop', {}, owner, { image: 'ambit:test' }))).not.toContain(
+      '--path-normalization',
+    );
+  });
+
   it('leaves Gateways of other classes alone', async () => {
     await custom.createNamespacedCustomObject(gateway('ingress', 'istio'));
     await new Promise((r) => setTimeout(r, 200));

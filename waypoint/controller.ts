@@ -27,6 +27,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import { type Logger, pino } from 'pino';
+import type { PathNormalization } from '../core/http/request-target.js';
 import { DEFAULT_SYNC_TIMEOUT_MS } from '../core/sources/sync-timeout.js';
 
 export const WAYPOINT_CLASS = 'istio-waypoint';
@@ -56,6 +57,11 @@ export interface WaypointControllerOptions {
    * for meshConfig.extensionProviders[].opentelemetry. Unset: waypoints do not trace.
    */
   tracingEndpoint?: string;
+  /**
+   * Istio meshConfig.pathNormalization.normalization given to every waypoint (`--path-normalization`,
+   * core/http/request-target.ts). Unset: the waypoint's default, BASE, as Istio.
+   */
+  pathNormalization?: PathNormalization;
   /** Container resources (requests/limits), passed through. */
   resources?: Record<string, unknown>;
   /** Cluster DNS suffix for status hostnames. Default cluster.local. */
@@ -486,13 +492,15 @@ export function deploymentFor(
   owner: Owner,
   o: Pick<
     WaypointControllerOptions,
-    'image' | 'args' | 'imagePullPolicy' | 'resources' | 'caAddress' | 'tracingEndpoint'
+    'image' | 'args' | 'imagePullPolicy' | 'resources' | 'caAddress' | 'tracingEndpoint' | 'pathNormalization'
   >,
 ): Obj {
   const caAddress = o.caAddress ?? 'istiod.istio-system.svc:15012';
-  const template = o.tracingEndpoint
-    ? [...(o.args ?? DEFAULT_ARGS), '--tracing-endpoint', o.tracingEndpoint]
-    : (o.args ?? DEFAULT_ARGS);
+  const template = [
+    ...(o.args ?? DEFAULT_ARGS),
+    ...(o.tracingEndpoint ? ['--tracing-endpoint', o.tracingEndpoint] : []),
+    ...(o.pathNormalization ? ['--path-normalization', o.pathNormalization] : []),
+  ];
   const args = template.map((a) =>
     a.replaceAll('{name}', name).replaceAll('{namespace}', namespace).replaceAll('{caAddress}', caAddress),
   );
