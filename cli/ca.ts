@@ -30,6 +30,7 @@ interface RunOptions {
   kubeconfig?: string;
   namespace?: string;
   leaderElection?: boolean;
+  discovery?: boolean;
   syncTimeout?: string;
   dir: string;
   cacerts?: string;
@@ -64,6 +65,7 @@ async function runKubernetesCa(
     kubeConfig,
     namespace: opts.namespace,
     leaderElection: opts.leaderElection ?? false,
+    discovery: opts.discovery !== false,
     syncTimeoutMs: syncTimeoutFrom(opts.syncTimeout),
     ...(process.env.POD_NAME ? { identity: process.env.POD_NAME } : {}),
     config: {
@@ -124,6 +126,10 @@ export function registerCa(program: Command): void {
       process.env.POD_NAMESPACE ?? 'istio-system',
     )
     .option('--leader-election', 'elect a leader on a Lease (run with more than one replica)')
+    .option(
+      '--no-discovery',
+      "with --kubernetes: do not serve the discovery tier (Istio's WDS); watch only Namespaces and Pods",
+    )
     .option('--sync-timeout <duration>', `with --kubernetes: ${SYNC_TIMEOUT_HELP}`)
     .action(async (opts: RunOptions) => {
       const logger = pino({ name: 'ambit-ca' });

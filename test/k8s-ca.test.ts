@@ -13,6 +13,7 @@ import { certificatesOf } from '../ca/pem.js';
 import { type KubernetesCa, startKubernetesCa } from '../ca/server/kube-ca.js';
 import { LeaseLeaderElector } from '../ca/server/kube-leader.js';
 import { parseSpiffeId } from '../core/identity/spiffe.js';
+import { WdsSource, WdsSyncTimeout } from '../core/sources/wds.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
 
 const logger = pino({ level: 'silent' });
@@ -230,6 +231,67 @@ describe('CA on Kubernetes', () => {
       await a.stop();
       await b.stop();
     }
+  });
+});
+
+describe('the discovery tier beside the CA (istiod: XDS and CA on 15012)', () => {
+  const wds = (token: string, syncTimeoutMs = 5000) =>
+    new WdsSource({
+      address: ca.server.address,
+      rootsPem: () => ca.server.rootsPem(),
+      token: () => token,
+      nodeId: 'ztunnel~0.0.0.0~ztunnel-a.istio-system~istio-system.svc.cluster.local',
+      nodeMetadata: { NODE_NAME: 'node-a' },
+      syncTimeoutMs,
+      logger,
+    });
+
+  it("serves the cluster's workloads and services over Istio's WDS to a ztunnel's token, and follows changes", async () => {
+    const z = wds('tok-zt-a');
+    await z.start();
+    try {
+      // What the API server holds, as a ztunnel on node A receives it: no API-server watch of its own.
+      const sleep = z.state.workloadByIp('10.1.0.5');
+      expect(sleep?.name).toBe('sleep');
+      expect(sleep?.namespace).toBe('shop');
+      expect(sleep?.node).toBe('node-a');
+      expect(sleep?.serviceAccount).toBe('sleep');
+      // A Service and its EndpointSlice added to the cluster reach the ztunnel as deltas.
+      await core.createNamespacedService({
+        namespace: 'shop',
+        body: {
+          metadata: { name: 'sleep' },
+          spec: {
+            clusterIP: '10.96.7.7',
+            selector: { app: 'sleep' },
+            ports: [{ port: 80, targetPort: 8080 }],
+          },
+        },
+      });
+      await until(
+        'the ztunnel sees the Service VIP',
+        () => z.state.serviceByVip('10.96.7.7', 80) !== undefined,
+      );
+      expect(z.state.serviceByVip('10.96.7.7', 80)?.service.name).toBe('sleep');
+      await pod('shop', 'sleep-wds', 'sleep', 'node-b', '10.1.1.9');
+      await until('the ztunnel sees the new pod', () => z.state.workloadByIp('10.1.1.9') !== undefined);
+      expect(z.state.workloadByIp('10.1.1.9')?.node).toBe('node-b');
+      await core.deleteNamespacedPod({ namespace: 'shop', name: 'sleep-wds' });
+      await until('the ztunnel drops the deleted pod', () => z.state.workloadByIp('10.1.1.9') === undefined);
+    } finally {
+      await z.stop();
+    }
+  });
+
+  it('refuses a subscriber whose token the API server does not know (the first sync never completes)', async () => {
+    const z = wds('tok-nobody', 1500);
+    const err = await z.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(WdsSyncTimeout);
+    expect(String(err)).toMatch(/UNAUTHENTICATED|authentication/i);
+    await z.stop();
   });
 });
 

@@ -446,8 +446,24 @@ describe('Helm charts', () => {
     expect(pod.containers[0]!.ports!.map((p) => p.containerPort).sort()).toEqual([
       15001, 15006, 15008, 15020, 15021,
     ]);
-    const role = r.objects.find((x) => x.object.kind === 'ClusterRole')!
+    // Default: the state comes from the discovery tier over WDS (XDS_ADDRESS = the CA's address, as
+    // istiod serves both), so ztunnel gets no API-server role at all.
+    expect(pod.containers[0]!.args).toContain('--discovery=istiod.istio-system.svc:15012');
+    expect(pod.containers[0]!.args).not.toContain('--kubernetes');
+    expect(pod.containers[0]!.env!.find((e) => e.name === 'XDS_ADDRESS')?.value).toBe(
+      'istiod.istio-system.svc:15012',
+    );
+    expect(r.objects.filter((x) => x.object.kind.includes('Role'))).toEqual([]);
+    // stateSource=kubernetes: ztunnel watches the API server itself, read-only.
+    const kube = render('ambit-ztunnel', fullValues('ambit-ztunnel'));
+    const kubePod = (
+      kube.objects.find((x) => x.object.kind === 'DaemonSet')!.object as unknown as k8s.V1DaemonSet
+    ).spec!.template.spec!;
+    expect(kubePod.containers[0]!.args).toContain('--kubernetes');
+    expect(kubePod.containers[0]!.args!.some((a) => a.startsWith('--discovery'))).toBe(false);
+    const role = kube.objects.find((x) => x.object.kind === 'ClusterRole')!
       .object as unknown as k8s.V1ClusterRole;
+    expect(role.rules!.length).toBeGreaterThan(0);
     for (const rule of role.rules ?? [])
       expect(rule.verbs.every((v) => ['get', 'list', 'watch'].includes(v))).toBe(true);
   });
@@ -539,5 +555,25 @@ describe('Helm charts', () => {
       .object as unknown as k8s.V1Role;
     const named = role.rules!.filter((x) => x.resourceNames).flatMap((x) => x.resourceNames!);
     expect(named.sort()).toEqual(['ambit-ca-leader', 'istio-ca-secret']);
+  });
+
+  it('the CA chart serves the discovery tier by default and may read every kind the ztunnel chart no longer reads; off, only Namespaces and Pods', () => {
+    const rendered = (file?: string) => render('ambit-ca', file);
+    const args = (r: Rendered) =>
+      (r.objects.find((x) => x.object.kind === 'Deployment')!.object as unknown as k8s.V1Deployment).spec!
+        .template.spec!.containers[0]!.args!;
+    const readable = (r: Rendered) =>
+      (r.objects.find((x) => x.object.kind === 'ClusterRole')!.object as unknown as k8s.V1ClusterRole)
+        .rules!.filter((x) => x.verbs.includes('watch') && !x.resources!.includes('configmaps'))
+        .flatMap((x) => x.resources!)
+        .sort();
+    expect(args(rendered())).not.toContain('--no-discovery');
+    // What a ztunnel with stateSource=kubernetes reads is what the discovery tier reads for it.
+    const ztRole = render('ambit-ztunnel', fullValues('ambit-ztunnel')).objects.find(
+      (x) => x.object.kind === 'ClusterRole',
+    )!.object as unknown as k8s.V1ClusterRole;
+    expect(readable(rendered())).toEqual(ztRole.rules!.flatMap((x) => x.resources!).sort());
+    expect(args(rendered(fullValues('ambit-ca')))).toContain('--no-discovery');
+    expect(readable(rendered(fullValues('ambit-ca')))).toEqual(['namespaces', 'pods']);
   });
 });

@@ -1,12 +1,15 @@
 // The CA on Kubernetes, composed in one place: the root in Secret `istio-ca-secret` (or a plugged-in
 // `cacerts` Secret mounted as a directory, hot-reloaded), TokenReview authentication (audience
 // istio-ca), the pod-on-node impersonation check answered by a Kubernetes informer's MeshState,
-// `istio-ca-root-cert` published to every namespace, and Lease leader election when more than one
-// replica runs (the leader creates/renews the root and publishes ConfigMaps; every replica signs).
+// `istio-ca-root-cert` published to every namespace, Lease leader election when more than one
+// replica runs (the leader creates/renews the root and publishes ConfigMaps; every replica signs), and
+// the discovery tier: Istio's WDS (discovery/) fed by the same informers, served beside the CA on one
+// TLS port, as istiod serves XDS and CA together on 15012. Every replica serves discovery.
 import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type Logger, pino } from 'pino';
 import { KubernetesSource } from '../../core/sources/kubernetes.js';
+import type { Discovery } from '../../discovery/discovery.js';
 import { podLocatorOf } from './auth.js';
 import { CaServer } from './ca-server.js';
 import type { CaServerConfigInput } from './config.js';
@@ -29,6 +32,11 @@ export interface KubernetesCaOptions {
   lease?: { durationSeconds?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
   /** First-sync deadline of the pod informer, ms (core/sources/sync-timeout.ts; default 120 s). */
   syncTimeoutMs?: number;
+  /**
+   * Serve the discovery tier (Istio's WDS, `ambit ztunnel --discovery`) from a watch of every kind the
+   * mesh reads. Default true; false watches only Namespaces and Pods (enough for the CA's node check).
+   */
+  discovery?: boolean;
   /** Publish `istio-ca-root-cert` to namespaces. Default true. */
   publishRoots?: boolean;
   logger?: Logger;
@@ -37,6 +45,8 @@ export interface KubernetesCaOptions {
 export interface KubernetesCa {
   server: CaServer;
   source: KubernetesSource;
+  /** The discovery tier, when served. */
+  discovery: Discovery | undefined;
   publisher: RootCertPublisher | undefined;
   elector: LeaseLeaderElector | undefined;
   close(): Promise<void>;
@@ -68,10 +78,12 @@ export async function startKubernetesCa(o: KubernetesCaOptions): Promise<Kuberne
       cleanups.push(() => elector!.stop());
     }
     const isLeader = () => !elector || elector.isLeader();
-    // Namespaces and Pods only: enough for "does a pod with this identity run on that node?".
+    // Without discovery, Namespaces and Pods are enough for "does a pod with this identity run on that
+    // node?"; with it, every kind the Translator reads (the ztunnels' state comes from here).
+    const serveDiscovery = o.discovery ?? true;
     const source = new KubernetesSource({
       kubeConfig: o.kubeConfig,
-      kinds: ['Namespace', 'Pod'],
+      ...(serveDiscovery ? {} : { kinds: ['Namespace', 'Pod'] as const }),
       ...(o.syncTimeoutMs ? { syncTimeoutMs: o.syncTimeoutMs } : {}),
       translatorOptions: o.config.trustDomain ? { trustDomain: o.config.trustDomain } : {},
       logger,
@@ -79,6 +91,12 @@ export async function startKubernetesCa(o: KubernetesCaOptions): Promise<Kuberne
     await source.start();
     cleanups.push(() => source.stop());
     const trustDomain = o.config.trustDomain ?? 'cluster.local';
+    const discovery = serveDiscovery
+      ? (await import('../../discovery/discovery.js')).createDiscovery(
+          source.state,
+          logger.child({ component: 'discovery' }),
+        )
+      : undefined;
     const server = await CaServer.start(
       { ...o.config, dir: `secret:${namespace}/istio-ca-secret` },
       {
@@ -86,9 +104,15 @@ export async function startKubernetesCa(o: KubernetesCaOptions): Promise<Kuberne
         store: new KubeSecretCaStore({ kubeConfig: o.kubeConfig, namespace, mayCreate: isLeader, logger }),
         authenticator: new TokenReviewAuthenticator({ kubeConfig: o.kubeConfig, trustDomain, logger }),
         podLocator: podLocatorOf(source.state),
+        ...(discovery ? { services: (authenticator) => [discovery.grpcService(authenticator)] } : {}),
       },
     );
     cleanups.push(() => server.close());
+    // Run before server.close() (cleanups run in reverse): open WDS streams would hold its shutdown.
+    if (discovery)
+      cleanups.push(async () => {
+        discovery.close();
+      });
     let publisher: RootCertPublisher | undefined;
     if (o.publishRoots ?? true) {
       publisher = new RootCertPublisher({
@@ -102,7 +126,7 @@ export async function startKubernetesCa(o: KubernetesCaOptions): Promise<Kuberne
       server.authority.on('changed', () => publisher?.syncAll());
       elector?.on('leading', () => publisher?.syncAll());
     }
-    return { server, source, publisher, elector, close };
+    return { server, source, discovery, publisher, elector, close };
   } catch (err) {
     await close();
     throw err;
