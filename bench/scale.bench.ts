@@ -5,8 +5,10 @@
 //   first sync time (and CPU per pod synced), heap and RSS after a full GC and at peak, bytes the
 //   subject received from the API server, watch streams open on the server, and CPU per pod
 //   lifecycle (create Pending → Running with IP → EndpointSlice add → delete → slice remove).
-// A subject is one entry of SUBJECTS (how to start it inside the measuring child, and its targets);
-// the discovery tier becomes a second entry once it exists.
+// A subject is one entry of SUBJECTS (how to start it inside the measuring child, and its targets):
+// `ztunnel` watching the API server itself, `discovery` (the CA with the discovery tier, which watches
+// once for the cluster) and `ztunnel-wds`, a ztunnel fed by that tier over Istio's WDS (the tier runs in
+// a process of its own, not counted; the ztunnel's received bytes are its WDS bytes, from /proc/self/io).
 // Knobs (env): AMBIT_SCALE_SIZES=0,1000,10000,50000 (0 = the empty-cluster baseline the per-pod
 // figures subtract); AMBIT_SCALE_LARGE=1 adds 100000 and 150000; AMBIT_SCALE_LIFECYCLES (300);
 // AMBIT_SCALE_SUBJECTS=ztunnel,... ; AMBIT_SCALE_SUBJECT_NODE_ARGS (extra node flags for subjects).
@@ -41,6 +43,10 @@ const MiB = 1024 * 1024;
 
 interface Subject {
   name: string;
+  /** Runs before the measured start (e.g. the discovery tier a subject subscribes to). */
+  prepare?(kubeconfig: string, dir: string): Promise<void>;
+  /** Its state comes over WDS: bytes received are counted at the subject, not at the API server. */
+  viaDiscovery?: boolean;
   /** Starts the component against `kubeconfig`; resolves once it has synced. */
   start(kubeconfig: string, dir: string): Promise<{ stop(): Promise<void> }>;
   /** Targets (issue 15), when the issue sets one: heap per pod of the cluster, CPU per pod lifecycle at 50k pods. */
@@ -86,27 +92,92 @@ const SUBJECTS: Subject[] = [
     },
   },
   {
-    // `ambit ca --kubernetes` (startKubernetesCa): Namespaces and Pods for the pod-on-node check; the
-    // root in Secret istio-ca-secret on the test API server. Root publishing to namespaces is off
-    // (it writes, not watches). No target in the issue: its figures size the chart.
-    name: 'ca',
-    async start(kubeconfig) {
-      const { KubeConfig } = await import('@kubernetes/client-node');
-      const { pino } = await import('pino');
-      const { startKubernetesCa } = await import('../ca/server/kube-ca.js');
-      const kubeConfig = new KubeConfig();
-      kubeConfig.loadFromFile(kubeconfig);
-      const ca = await startKubernetesCa({
-        kubeConfig,
-        config: { listen: '127.0.0.1:0' },
-        publishRoots: false,
-        syncTimeoutMs: 600_000,
-        logger: pino({ level: 'warn' }),
+    // `ambit ca --kubernetes` (startKubernetesCa) with the discovery tier on (its default): one watch of
+    // every kind for the whole cluster, Istio's WDS table kept from it; the root in Secret istio-ca-secret
+    // on the test API server. Root publishing to namespaces is off (it writes, not watches). Measured
+    // without subscribers (ztunnel-wds adds one).
+    name: 'discovery',
+    heapPerPodKiB: 8,
+    cpuPerLifecycleMs: 3,
+    start: (kubeconfig) => startDiscoveryTier(kubeconfig, '127.0.0.1:0'),
+  },
+  {
+    // `ambit ztunnel --discovery` (runZtunnel): the state over Istio's WDS from the discovery tier, started
+    // in its own process by prepare(); the ztunnel's token is known to the test API server's TokenReview.
+    name: 'ztunnel-wds',
+    heapPerPodKiB: 3,
+    cpuPerLifecycleMs: 0.5,
+    viaDiscovery: true,
+    async prepare(kubeconfig, dir) {
+      const tier = fork(SELF, [], {
+        env: { ...process.env, AMBIT_SCALE_CHILD: 'discovery', AMBIT_SCALE_KUBECONFIG: kubeconfig },
+        execArgv: ['--max-old-space-size=8192'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
-      return { stop: () => ca.close() };
+      process.once('exit', () => tier.kill('SIGKILL'));
+      const ready = await ask<{ address: string; roots: string }>(tier, undefined, (m) => !!m.address);
+      writeFileSync(join(dir, 'root.pem'), ready.roots);
+      writeFileSync(join(dir, 'discovery'), ready.address);
+    },
+    async start(_kubeconfig, dir) {
+      const { configFromEnv } = await import('../ztunnel/config.js');
+      const { runZtunnel } = await import('../ztunnel/ztunnel.js');
+      writeFileSync(join(dir, 'token'), ZTUNNEL_TOKEN);
+      const config = configFromEnv({
+        node: 'node-bench',
+        discoveryAddress: readFileSync(join(dir, 'discovery'), 'utf8'),
+        discoverySyncTimeoutMs: 600_000,
+        caAddress: '127.0.0.1:9',
+        caRootFile: join(dir, 'root.pem'),
+        tokenFile: join(dir, 'token'),
+        transparent: false,
+        preserveSourceIp: false,
+        listenAddress: '127.0.0.1',
+        outboundPort: 0,
+        inboundPlaintextPort: 0,
+        inboundPort: 0,
+        adminPort: 0,
+        statsPort: 0,
+        readinessPort: 0,
+        logLevel: 'warn',
+      });
+      const { stop } = await runZtunnel(config, { exit: () => {} });
+      return { stop };
     },
   },
 ];
+
+/** The token the ztunnel-wds subject presents (TokenReview on the test API server knows it). */
+const ZTUNNEL_TOKEN = 'bench-ztunnel-token';
+
+/** The discovery tier as `ambit ca --kubernetes` runs it. */
+async function startDiscoveryTier(
+  kubeconfig: string,
+  listen: string,
+): Promise<{ stop(): Promise<void>; address: string; roots: string }> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { pino } = await import('pino');
+  const { startKubernetesCa } = await import('../ca/server/kube-ca.js');
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(kubeconfig);
+  const ca = await startKubernetesCa({
+    kubeConfig,
+    config: { listen },
+    publishRoots: false,
+    syncTimeoutMs: 600_000,
+    logger: pino({ level: 'warn' }),
+  });
+  return { stop: () => ca.close(), address: ca.server.address, roots: ca.server.rootsPem() };
+}
+
+/** Child: the discovery tier a ztunnel-wds subject subscribes to (not measured). */
+async function discoveryChild(kubeconfig: string): Promise<void> {
+  const tier = await startDiscoveryTier(kubeconfig, '127.0.0.1:0');
+  process.send?.({ address: tier.address, roots: tier.roots });
+  process.on('disconnect', () => {
+    tier.stop().finally(() => process.exit(0));
+  });
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Child: the loaded API server.
@@ -155,6 +226,12 @@ async function apiServerChild(pods: number): Promise<void> {
     const slice = realisticSlice(s, pods);
     store.create(SLICE, (slice.metadata as { namespace: string }).namespace, slice as never);
   }
+  server.addToken({
+    token: ZTUNNEL_TOKEN,
+    namespace: 'istio-system',
+    serviceAccount: 'ztunnel',
+    node: 'node-bench',
+  });
   const url = await server.listen();
   process.send?.({ ready: true, url, kubeconfig: server.kubeconfig(), loadMs: performance.now() - t0 });
 
@@ -218,6 +295,12 @@ async function apiServerChild(pods: number): Promise<void> {
 
 type SubjectMsg = { op: 'measure' } | { op: 'cpu' } | { op: 'exit' };
 
+/** Bytes this process has read (all read syscalls; after start-up, its sockets): /proc/self/io rchar. */
+function bytesRead(): number {
+  const m = /rchar:\s+(\d+)/.exec(readFileSync('/proc/self/io', 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
 function vmHwmBytes(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * KiB : Number.NaN;
@@ -249,15 +332,21 @@ async function subjectChild(name: string, kubeconfig: string): Promise<void> {
   const sampler = setInterval(() => {
     peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
   }, 50);
-  // The first sync alone (every kind listed into the state), apart from the component's start-up.
+  // The first sync alone (every kind listed into the state, or the first WDS answers), apart from the
+  // component's start-up.
   const { KubernetesSource } = await import('../core/sources/kubernetes.js');
-  const sourceStart = KubernetesSource.prototype.start;
+  const { WdsSource } = await import('../core/sources/wds.js');
   let syncMs = Number.NaN;
-  KubernetesSource.prototype.start = async function (this: InstanceType<typeof KubernetesSource>) {
-    const t = performance.now();
-    await sourceStart.call(this);
-    syncMs = performance.now() - t;
-  };
+  for (const proto of [KubernetesSource.prototype, WdsSource.prototype] as { start(): Promise<void> }[]) {
+    const sourceStart = proto.start;
+    proto.start = async function (this: unknown) {
+      const t = performance.now();
+      await sourceStart.call(this);
+      syncMs = performance.now() - t;
+    };
+  }
+  await subject.prepare?.(kubeconfig, dir);
+  const read0 = bytesRead();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const running = await subject.start(kubeconfig, dir);
@@ -270,6 +359,7 @@ async function subjectChild(name: string, kubeconfig: string): Promise<void> {
     startMs,
     syncCpuMs: (cpu1.user + cpu1.system) / 1000,
     syncGc: gcSnapshot(),
+    syncBytesRead: bytesRead() - read0,
   });
   process.on('message', async (m: SubjectMsg) => {
     if (m.op === 'measure') {
@@ -287,7 +377,7 @@ async function subjectChild(name: string, kubeconfig: string): Promise<void> {
       });
     } else if (m.op === 'cpu') {
       const c = process.cpuUsage();
-      process.send?.({ cpuMs: (c.user + c.system) / 1000, gc: { ...gcs } });
+      process.send?.({ cpuMs: (c.user + c.system) / 1000, gc: { ...gcs }, bytesRead: bytesRead() });
     } else if (m.op === 'exit') {
       await running.stop().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
@@ -385,11 +475,13 @@ async function measure(subject: Subject, pods: number): Promise<Row> {
       ...extra,
     ]);
     try {
-      const synced = await ask<{ syncMs: number; startMs: number; syncCpuMs: number; syncGc: GcStats }>(
-        sub,
-        undefined,
-        (m) => !!m.synced,
-      );
+      const synced = await ask<{
+        syncMs: number;
+        startMs: number;
+        syncCpuMs: number;
+        syncGc: GcStats;
+        syncBytesRead: number;
+      }>(sub, undefined, (m) => !!m.synced);
       // Let the watches open and the last batch settle before measuring.
       await new Promise((r) => setTimeout(r, 1500));
       const afterSync = await stats();
@@ -401,6 +493,8 @@ async function measure(subject: Subject, pods: number): Promise<Row> {
         youngGen: number;
       }>(sub, { op: 'measure' }, (m) => 'heapAfterGc' in m);
       const cpu = async () => (await ask<{ cpuMs: number }>(sub, { op: 'cpu' }, (m) => 'cpuMs' in m)).cpuMs;
+      const subjectRead = async () =>
+        (await ask<{ bytesRead: number }>(sub, { op: 'cpu' }, (m) => 'bytesRead' in m)).bytesRead;
       // Quiet first (the sync's last batches and finalizers done), then the idle rate (bookmarks,
       // timers), which is subtracted from the churn's CPU.
       const quiet = async (rate: number) => {
@@ -421,7 +515,7 @@ async function measure(subject: Subject, pods: number): Promise<Row> {
       let bytesPerEvent = Number.NaN;
       if (LIFECYCLES > 0 && pods > 0) {
         const c0 = await cpu();
-        const b0 = (await stats()).bytes;
+        const b0 = subject.viaDiscovery ? await subjectRead() : (await stats()).bytes;
         const t0 = performance.now();
         await ask(api, { op: 'lifecycles', count: LIFECYCLES, perSecond: 50 }, (m) => !!m.done);
         await quiet(idleRate);
@@ -429,7 +523,8 @@ async function measure(subject: Subject, pods: number): Promise<Row> {
         const used = (await cpu()) - c0 - idleRate * elapsed;
         lifecycleCpuMs = used / LIFECYCLES;
         churnGc = (await ask<{ gc: GcStats }>(sub, { op: 'cpu' }, (m) => 'gc' in m)).gc;
-        bytesPerEvent = ((await stats()).bytes - b0) / (LIFECYCLES * 5);
+        const b1 = subject.viaDiscovery ? await subjectRead() : (await stats()).bytes;
+        bytesPerEvent = (b1 - b0) / (LIFECYCLES * 5);
       }
       return {
         subject: subject.name,
@@ -442,7 +537,8 @@ async function measure(subject: Subject, pods: number): Promise<Row> {
         peakHeapMiB: mem.peakHeap / MiB,
         peakRssMiB: mem.peakRss / MiB,
         youngMiB: mem.youngGen / MiB,
-        receivedMB: (afterSync.bytes - before.bytes) / 1e6,
+        // Over WDS the subject's own reads; otherwise what the API server sent (to every client: the subject).
+        receivedMB: (subject.viaDiscovery ? synced.syncBytesRead : afterSync.bytes - before.bytes) / 1e6,
         watches: afterSync.watches,
         lifecycleCpuMs,
         bytesPerEvent,
@@ -581,5 +677,6 @@ export default scenario;
 
 const child = process.env.AMBIT_SCALE_CHILD;
 if (child === 'apiserver') await apiServerChild(Number(process.env.AMBIT_SCALE_PODS ?? 0));
+else if (child === 'discovery') await discoveryChild(process.env.AMBIT_SCALE_KUBECONFIG ?? '');
 else if (child?.startsWith('subject:'))
   await subjectChild(child.slice('subject:'.length), process.env.AMBIT_SCALE_KUBECONFIG ?? '');
