@@ -53,6 +53,9 @@ export class WdsSyncTimeout extends Error {
 
 const TYPES = [ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL] as const;
 
+/** Largest DeltaDiscoveryResponse accepted: room for ~500k workloads. */
+export const MAX_WDS_MESSAGE_BYTES = 200 * 1024 * 1024;
+
 type DeltaClient = grpc.Client & {
   DeltaAggregatedResources(
     md: grpc.Metadata,
@@ -157,6 +160,10 @@ export class WdsSource implements StateSource {
     const client = new Ctor(this.#opts.address, grpc.credentials.createSsl(Buffer.from(roots)), {
       'grpc.ssl_target_name_override': serverName,
       'grpc.default_authority': serverName,
+      // The first answer holds the whole cluster (~420 bytes a workload: 4 MiB, gRPC's default receive
+      // limit, is ~10k pods). The tier is authenticated by the mesh root, so its size is bounded only
+      // to keep one answer from exhausting memory.
+      'grpc.max_receive_message_length': MAX_WDS_MESSAGE_BYTES,
       // Notice a discovery tier that vanished without closing the connection.
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
