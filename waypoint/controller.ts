@@ -2,7 +2,7 @@
 // Deployment and a Service named after the Gateway, and writes the Gateway's status — what istiod's
 // gateway deployment controller does for waypoints (istio/istio
 // pilot/pkg/config/kube/gateway/deploymentcontroller.go + templates/waypoint.yaml):
-// - identity = ServiceAccount named after the Gateway (DESIGN.md §6);
+// - identity = ServiceAccount named after the Gateway (docs/architecture.md §6);
 // - Service ports: 15021 status-port, 15008 mesh (HBONE), 15020 metrics; selector
 //   `gateway.networking.k8s.io/gateway-name: <name>`;
 // - every generated object carries `gateway.istio.io/managed: istio.io-mesh-controller` and an
