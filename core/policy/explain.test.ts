@@ -4,36 +4,22 @@ import { MeshState } from '../state/state.js';
 import { compileAuthorizationPolicy } from './compile.js';
 import { ExplainInputError, explain } from './explain.js';
 import type { AuthorizationPolicySpec } from './istio-api.js';
+import { testWorkload } from '../../test/mesh-model.js';
 
-function workload(
+const workload = (
   name: string,
   namespace: string,
   ip: string,
   sa: string,
   extra: Partial<Workload> = {},
-): Workload {
-  return {
-    uid: `Kubernetes//v1/Pod/${namespace}/${name}`,
-    name,
+): Workload =>
+  testWorkload(name, ip, {
     namespace,
-    addresses: [ip],
-    node: 'node-a',
     serviceAccount: sa,
-    trustDomain: 'cluster.local',
-    tunnelProtocol: 'HBONE',
-    services: {},
-    authorizationPolicies: [],
     labels: { app: name },
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
     workloadType: 'DEPLOYMENT',
-    status: 'HEALTHY',
-    networkMode: 'STANDARD',
-    nativeTunnel: false,
     ...extra,
-  };
-}
+  });
 
 function addPolicy(state: MeshState, name: string, namespace: string, spec: AuthorizationPolicySpec): void {
   const c = compileAuthorizationPolicy(
