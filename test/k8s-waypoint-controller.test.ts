@@ -10,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WaypointController, deploymentFor } from '../waypoint/controller.js';
+import { WaypointController, deploymentFor } from '../controllers/waypoint.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
 
 let api: TestKubernetesApiServer;
