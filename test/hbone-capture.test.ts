@@ -17,7 +17,7 @@ import {
   createTransparentSocket,
   nativeAvailable,
   transparentSocketFactory,
-} from '../bpf-redirect/native/index.js';
+} from '../ztunnel/native/index.js';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
 import { HboneServer, type InboundConnect } from '../core/hbone/server.js';
 import { trustedSourceAddress } from '../core/hbone/source-address.js';

@@ -243,7 +243,7 @@ export async function hboneProbe(
   const net = await import('node:net');
   const tls = await import('node:tls');
   const http2 = await import('node:http2');
-  const { createTransparentSocket } = await import('../bpf-redirect/native/index.js');
+  const { createTransparentSocket } = await import('../ztunnel/native/index.js');
   const { nsPath } = await import('./harness/topology.js');
   const fd = createTransparentSocket(w.ip(fromPod), 0, nsPath(w.topo.pod(fromPod).ns));
   const raw = new net.Socket({ fd, readable: true, writable: true });

@@ -29,12 +29,12 @@ export class NativeAddonError extends Error {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-// Source (vitest runs bpf-redirect/native/index.ts) and dist (dist/bpf-redirect/native/index.js)
+// Source (vitest runs ztunnel/native/index.ts) and dist (dist/ztunnel/native/index.js)
 // both find the one build output under the source tree.
 const CANDIDATES = [
   process.env.AMBIT_NATIVE_ADDON,
   resolve(here, 'build/ambit_native.node'),
-  resolve(here, '../../../bpf-redirect/native/build/ambit_native.node'),
+  resolve(here, '../../../ztunnel/native/build/ambit_native.node'),
 ].filter((p): p is string => typeof p === 'string' && p.length > 0);
 
 let loaded: AmbitNative | undefined;
