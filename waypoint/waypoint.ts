@@ -13,7 +13,7 @@ import { type SpiffeId, formatSpiffeId } from '../core/identity/spiffe.js';
 import type { Waypoint as WaypointModel } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
-import type { PeerLabels } from '../core/telemetry/metrics.js';
+import { type PeerLabels, TrafficMetrics } from '../core/telemetry/metrics.js';
 import { DEFAULT_ADMIN_PORT, WaypointAdmin, certificateDumpOf } from './admin.js';
 import { RequestAuthorizer } from './authz.js';
 import {
@@ -56,6 +56,8 @@ export class WaypointProxy {
   readonly config: WaypointConfig;
   readonly identity: SpiffeId;
   readonly metrics = new RequestMetrics();
+  /** Istio's TCP metrics of the opaque TCP path (reporter="waypoint"), on the same registry. */
+  readonly traffic = new TrafficMetrics({ component: 'waypoint', registry: this.metrics.registry });
   /** One event per request (method, path, status, deciding policy) for `ambit demo`'s flow view. */
   readonly flows = new FlowEvents();
   readonly hboneServer: HboneServer;
@@ -191,7 +193,13 @@ export class WaypointProxy {
     else if (protocol === 'http2') this.h2.serve(tunnel, ctx);
     else
       void relayOpaque(
-        { state: this.deps.state, authorizer: this.authorizer, upstream: this.upstream, log: this.log },
+        {
+          state: this.deps.state,
+          authorizer: this.authorizer,
+          upstream: this.upstream,
+          log: this.log,
+          traffic: this.traffic,
+        },
         ctx,
         tunnel,
         head,
