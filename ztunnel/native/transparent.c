@@ -164,6 +164,22 @@ static int get_optional_string(napi_env env, napi_value v, char *buf, size_t siz
   return 0;
 }
 
+// Parses ip:port for `fn` and opens a TCP socket of that family in `netns` ("" = this namespace).
+// Returns the fd, or -1 after throwing a JavaScript error naming `fn` and what failed.
+static int address_socket(napi_env env, const char *fn, const char *netns, const char *ip, int32_t port,
+                          struct sockaddr_storage *ss, socklen_t *sslen, int *family) {
+  *family = parse_addr(ip, port, ss, sslen);
+  if (*family < 0) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: \"%s\" is not an IPv4 or IPv6 address", fn, ip);
+    napi_throw_type_error(env, "EINVAL", msg);
+    return -1;
+  }
+  int fd = socket_in_netns(netns, *family);
+  if (fd < 0) throw_errno(env, netns[0] ? "socket in network namespace" : "socket", errno);
+  return fd;
+}
+
 // createTransparentSocket(ip: string, port: number, netnsPath?: string): number
 // A non-blocking TCP socket with IP_TRANSPARENT set BEFORE bind(ip, port), ready for
 // `new net.Socket({ fd }).connect(...)`. The caller owns the fd (Node closes it with the socket).
@@ -192,18 +208,9 @@ static napi_value CreateTransparentSocket(napi_env env, napi_callback_info info)
   }
   struct sockaddr_storage ss;
   socklen_t sslen;
-  int family = parse_addr(ip, port, &ss, &sslen);
-  if (family < 0) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "createTransparentSocket: \"%s\" is not an IPv4 or IPv6 address", ip);
-    napi_throw_type_error(env, "EINVAL", msg);
-    return NULL;
-  }
-  int fd = socket_in_netns(netns, family);
-  if (fd < 0) {
-    throw_errno(env, netns[0] ? "socket in network namespace" : "socket", errno);
-    return NULL;
-  }
+  int family;
+  int fd = address_socket(env, "createTransparentSocket", netns, ip, port, &ss, &sslen, &family);
+  if (fd < 0) return NULL;
   if (set_transparent(fd, family) != 0) {
     int err = errno;
     close(fd);
@@ -250,18 +257,9 @@ static napi_value ListenInNetns(napi_env env, napi_callback_info info) {
   }
   struct sockaddr_storage ss;
   socklen_t sslen;
-  int family = parse_addr(ip, port, &ss, &sslen);
-  if (family < 0) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "listenInNetns: \"%s\" is not an IPv4 or IPv6 address", ip);
-    napi_throw_type_error(env, "EINVAL", msg);
-    return NULL;
-  }
-  int fd = socket_in_netns(netns, family);
-  if (fd < 0) {
-    throw_errno(env, netns[0] ? "socket in network namespace" : "socket", errno);
-    return NULL;
-  }
+  int family;
+  int fd = address_socket(env, "listenInNetns", netns, ip, port, &ss, &sslen, &family);
+  if (fd < 0) return NULL;
   int one = 1;
   const char *what = NULL;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) what = "setsockopt(SO_REUSEADDR)";
