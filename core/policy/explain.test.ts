@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { Service, Workload } from '../state/model.js';
+import type { Workload } from '../state/model.js';
 import { MeshState } from '../state/state.js';
 import { compileAuthorizationPolicy } from './compile.js';
 import { ExplainInputError, explain } from './explain.js';
 import type { AuthorizationPolicySpec } from './istio-api.js';
-import { testWorkload } from '../../test/mesh-model.js';
+import { testService, testWorkload } from '../../test/mesh-model.js';
 
 const workload = (
   name: string,
@@ -31,15 +31,9 @@ function addPolicy(state: MeshState, name: string, namespace: string, spec: Auth
 
 function fixture(): MeshState {
   const state = new MeshState();
-  const svc: Service = {
-    name: 'backend',
-    namespace: 'shop',
-    hostname: 'backend.shop.svc.cluster.local',
-    addresses: ['10.96.0.10'],
+  const svc = testService('backend', 'shop', '10.96.0.10', {
     ports: [{ servicePort: 80, targetPort: 8080, appProtocol: 'HTTP11' }],
-    subjectAltNames: [],
-    labels: {},
-  };
+  });
   state.upsertService(svc);
   const ports = { 'shop/backend.shop.svc.cluster.local': [{ servicePort: 80, targetPort: 8080 }] };
   state.upsertWorkload(workload('backend-1', 'shop', '10.0.2.7', 'backend', { services: ports }));
