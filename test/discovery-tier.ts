@@ -16,6 +16,15 @@ import { type Discovery, createDiscovery } from '../discovery/discovery.js';
 export const WDS_TOKEN = 'ztunnel-node1-token-0123456789abcdef';
 const logger = pino({ level: 'silent' });
 
+/** A policy the WDS tests add to the demo's manifests: DENY for shop/batch's identity. */
+export const DENY_BATCH_YAML = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-batch, namespace: shop }
+spec:
+  action: DENY
+  rules: [{ from: [{ source: { principals: [cluster.local/ns/shop/sa/batch] } }] }]
+`;
+
 export class DiscoveryTier {
   readonly dir: string;
   readonly manifests: string;

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CaClient, CaRequestFailed } from '../ca/client/ca-client.js';
+import { CaClient } from '../ca/client/ca-client.js';
 import { createKeyAndCsr } from '../ca/client/csr.js';
 import { certificatesOf } from '../ca/pem.js';
 import { type KubernetesCa, startKubernetesCa } from '../ca/server/kube-ca.js';
@@ -15,6 +15,7 @@ import { LeaseLeaderElector } from '../ca/server/kube-leader.js';
 import { parseSpiffeId } from '../core/identity/spiffe.js';
 import { startTestCluster } from './k8s-api-server/cluster.js';
 import type { TestKubernetesApiServer } from './k8s-api-server/server.js';
+import { refusal } from './ca-refusal.js';
 
 const logger = pino({ level: 'silent' });
 let api: TestKubernetesApiServer;
@@ -49,16 +50,6 @@ async function pod(ns: string, name: string, sa: string, node: string, ip: strin
 
 const client = (token: string) =>
   new CaClient({ address: ca.server.address, rootsPem: () => ca.server.rootsPem(), token: () => token });
-
-async function refusal(p: Promise<unknown>): Promise<CaRequestFailed> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof CaRequestFailed) return err;
-    throw err;
-  }
-  throw new Error('expected the CA to refuse');
-}
 
 async function rootConfigMap(ns: string): Promise<string | undefined> {
   try {

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CaServer } from '../ca/server/ca-server.js';
-import { DiscoveryTier, WDS_TOKEN } from './discovery-tier.js';
+import { DENY_BATCH_YAML, DiscoveryTier, WDS_TOKEN } from './discovery-tier.js';
 
 const PROTO_DIR = join(import.meta.dirname, '..', 'proto');
 const FILES = ['envoy/service/discovery/v3/ads.proto', 'workload.proto', 'authorization.proto'];
@@ -217,16 +217,7 @@ describe('discovery tier over Istio WDS (an independent client)', () => {
       );
       const seen = c.responses.length;
       // A new DENY policy: one Authorization resource arrives, nothing else is re-sent.
-      writeFileSync(
-        join(manifests, 'deny.yaml'),
-        `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: deny-batch, namespace: shop }
-spec:
-  action: DENY
-  rules: [{ from: [{ source: { principals: [cluster.local/ns/shop/sa/batch] } }] }]
-`,
-      );
+      writeFileSync(join(manifests, 'deny.yaml'), DENY_BATCH_YAML);
       await c.until(
         () => c.responses.slice(seen).some((r) => r.resources.some((x) => x.name === 'shop/deny-batch')),
         'policy delta',

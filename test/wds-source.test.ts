@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CaServer } from '../ca/server/ca-server.js';
 import { WdsSource } from '../core/sources/wds.js';
 import type { MeshState, StateChange } from '../core/state/state.js';
-import { DiscoveryTier, WDS_TOKEN } from './discovery-tier.js';
+import { DENY_BATCH_YAML, DiscoveryTier, WDS_TOKEN } from './discovery-tier.js';
 
 const logger = pino({ level: 'silent' });
 let tier: DiscoveryTier;
@@ -95,16 +95,7 @@ describe("Ambit's WDS client", () => {
       server = undefined;
       await until(() => !wds.connected, 'notice the outage');
       expect(wds.state.workloads()).toHaveLength(before);
-      writeFileSync(
-        join(tier.manifests, 'while-down.yaml'),
-        `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: deny-batch, namespace: shop }
-spec:
-  action: DENY
-  rules: [{ from: [{ source: { principals: [cluster.local/ns/shop/sa/batch] } }] }]
-`,
-      );
+      writeFileSync(join(tier.manifests, 'while-down.yaml'), DENY_BATCH_YAML);
       await until(
         () => tier.source.state.authorizationByKey('shop/deny-batch') !== undefined,
         'source sees the file',
