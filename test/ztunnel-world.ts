@@ -191,6 +191,32 @@ export function series(
   return out;
 }
 
+/**
+ * The closed-connection series both ztunnels report for a client → server connection counted as mutual
+ * TLS between the two SPIFFE identities (reporter=source on node a, destination on node b). Metrics are
+ * recorded at close: polls briefly (bounded) until both sides have one.
+ */
+export async function mtlsClosedSeries(
+  metrics: (node: string) => Promise<string>,
+): Promise<{ src: { value: number }[]; dst: { value: number }[] }> {
+  const want = {
+    source_principal: CLIENT_ID,
+    destination_principal: SERVER_ID,
+    connection_security_policy: 'mutual_tls',
+  };
+  let src: { value: number }[] = [];
+  let dst: { value: number }[] = [];
+  for (let i = 0; i < 50 && (src.length === 0 || dst.length === 0); i++) {
+    src = series(await metrics('a'), 'istio_tcp_connections_closed_total', { reporter: 'source', ...want });
+    dst = series(await metrics('b'), 'istio_tcp_connections_closed_total', {
+      reporter: 'destination',
+      ...want,
+    });
+    if (src.length === 0 || dst.length === 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  return { src, dst };
+}
+
 /** A leaf for `identity` signed by the running CA's own root (read from its store), for hand-written clients. */
 export async function signProbeCertificate(
   caDir: string,
