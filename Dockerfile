@@ -46,14 +46,14 @@ RUN if command -v ip && command -v tc && command -v nft && command -v bpftool; t
     else apt-get update && apt-get install -y --no-install-recommends iproute2 nftables bpftool \
       && rm -rf /var/lib/apt/lists/*; fi
 WORKDIR /app
-# The layout the code resolves at run time: dist/ next to proto/ and bpf-redirect/{build,native/build}.
+# The layout the code resolves at run time: dist/ next to proto/ and bpf-redirect/build and ztunnel/native/build.
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/proto ./proto
 COPY --from=build /src/examples ./examples
 COPY --from=build /src/bpf-redirect/build/*.bpf.o /src/bpf-redirect/build/ambit_bpfmap.node ./bpf-redirect/build/
-COPY --from=build /src/bpf-redirect/native/build/ambit_native.node ./bpf-redirect/native/build/
+COPY --from=build /src/ztunnel/native/build/ambit_native.node ./ztunnel/native/build/
 ENV NODE_ENV=production
 # Non-root by default (uid 1337, Istio's proxy uid): ca, waypoint and the waypoint controller run as
 # it. ztunnel needs NET_ADMIN + NET_RAW (IP_TRANSPARENT listeners, binds to pod addresses) and the

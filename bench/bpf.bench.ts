@@ -300,7 +300,7 @@ async function runBench(): Promise<void> {
         }
       }
     }
-    // iptables-nft leaves an empty `table ip nat` behind (research pitfall 21).
+    // iptables-nft leaves an empty `table ip nat` behind (docs/capture.md §7).
     try {
       inNode('nft', ['delete', 'table', 'ip', 'nat']);
     } catch {

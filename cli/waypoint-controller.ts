@@ -1,5 +1,5 @@
 // `ambit waypoint-controller`: keeps a Deployment + Service + ServiceAccount for every Gateway of
-// class istio-waypoint (waypoint/controller.ts). Runs in the cluster (the ambit-waypoint-controller
+// class istio-waypoint (controllers/waypoint.ts). Runs in the cluster (the ambit-waypoint-controller
 // chart) or against any kubeconfig.
 import type { Command } from 'commander';
 import { pino } from 'pino';
@@ -52,7 +52,7 @@ export function registerWaypointController(program: Command): void {
         throw new Error(
           `--waypoint-path-normalization: "${pathNormalization}" is not one of ${PATH_NORMALIZATIONS.join(' | ')}`,
         );
-      const { WaypointController } = await import('../waypoint/controller.js');
+      const { WaypointController } = await import('../controllers/waypoint.js');
       const kubeConfig = await loadKubeConfig(opts.kubeconfig);
       const logger = pino({ name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' });
       const controller = new WaypointController({

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 
 const CORE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(CORE, '..');
-const COMPONENTS = ['ztunnel', 'waypoint', 'ca', 'bpf-redirect', 'cli', 'bench'];
+const COMPONENTS = ['ztunnel', 'waypoint', 'ca', 'controllers', 'discovery', 'bpf-redirect', 'cli', 'bench'];
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -33,7 +33,7 @@ function importsLeavingCore(): string[] {
 }
 
 describe('core/ layering', () => {
-  it('imports no component (ztunnel, waypoint, ca, bpf-redirect, cli, bench)', () => {
+  it('imports no component (ztunnel, waypoint, ca, controllers, discovery, bpf-redirect, cli, bench)', () => {
     const leaving = importsLeavingCore();
     const intoComponents = leaving.filter((l) =>
       COMPONENTS.some((c) => l.split(' → ')[1]!.startsWith(`${c}/`)),

@@ -13,7 +13,7 @@ const RUNTIME_FILES = [
   ['bpf-redirect/build/steer_tc.bpf.o', 'npm run build:bpf'],
   ['bpf-redirect/build/sock_connect.bpf.o', 'npm run build:bpf'],
   ['bpf-redirect/build/ambit_bpfmap.node', 'npm run build:bpf'],
-  ['bpf-redirect/native/build/ambit_native.node', 'npm run build:native'],
+  ['ztunnel/native/build/ambit_native.node', 'npm run build:native'],
 ];
 const missing = RUNTIME_FILES.filter(([file]) => !existsSync(join(root, file)));
 if (missing.length > 0) {

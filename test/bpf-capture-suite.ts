@@ -220,7 +220,7 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
         expect(r.ok, r.error).toBe(true);
         expect(peerOf(r.line)).toBe(nodeIp('a'));
         // tc runs before netfilter: without the agent's notrack rule the SYN would be DNATed after
-        // being assigned and the flow would hang (research pitfall 4).
+        // being assigned and the flow would hang (docs/capture.md §1).
         expect(relays.get('a')!.acceptedFor(`${vip}:80`).length).toBeGreaterThan(0);
         // A non-enrolled pod still goes through kube-proxy's DNAT, direct to the server.
         const direct = await clients.get('plain')!.whoami(vip, 80);

@@ -8,11 +8,12 @@ import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SpiffeId, formatSpiffeId, parseSpiffeId } from '../core/identity/spiffe.js';
-import { CaClient, CaRequestFailed } from '../ca/client/ca-client.js';
+import { CaClient } from '../ca/client/ca-client.js';
 import { buildCsr, createKeyAndCsr } from '../ca/client/csr.js';
 import type { PodLocator } from '../ca/server/auth.js';
 import { CaServer } from '../ca/server/ca-server.js';
 import { certificatesOf } from '../ca/pem.js';
+import { refusal } from './ca-refusal.js';
 
 const logger = pino({ level: 'silent' });
 const NODE_A_TOKEN = 'ztunnel-node-a-token-0123456789';
@@ -32,16 +33,6 @@ let server: CaServer;
 
 function client(token: string | undefined): CaClient {
   return new CaClient({ address: server.address, rootsPem: () => server.rootsPem(), token: () => token });
-}
-
-async function refusal(p: Promise<unknown>): Promise<CaRequestFailed> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof CaRequestFailed) return err;
-    throw err;
-  }
-  throw new Error('expected the CA to refuse');
 }
 
 function opensslVerify(chain: string[], where: string): string {

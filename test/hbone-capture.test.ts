@@ -7,8 +7,8 @@
 // Node A steers the pod's connections to its transparent 15001 listener with nftables TPROXY (the
 // fallback capture; tc sk_assign delivers into the same listener), and the outbound handler opens
 // HBONE to node B from a transparent socket bound to the POD's IP, so node B sees the pod as the TCP
-// peer (istio-ambient.md §1.3). Replies to the pod's IP reach node A's socket through the
-// `socket transparent 1` mark + `ip rule fwmark → local` route (research/ebpf-redirect.md §3.3).
+// peer (docs/capture.md §3). Replies to the pod's IP reach node A's socket through the
+// `socket transparent 1` mark + `ip rule fwmark → local` route (docs/capture.md §2).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
@@ -17,7 +17,7 @@ import {
   createTransparentSocket,
   nativeAvailable,
   transparentSocketFactory,
-} from '../bpf-redirect/native/index.js';
+} from '../ztunnel/native/index.js';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
 import { HboneServer, type InboundConnect } from '../core/hbone/server.js';
 import { trustedSourceAddress } from '../core/hbone/source-address.js';
@@ -80,7 +80,7 @@ function buildTopology(): void {
   ]);
   for (const ns of Object.values(NS)) {
     ipn(ns, 'link', 'set', 'lo', 'up');
-    // DESIGN §7: test with early demux off, so it cannot mask a missing steering rule.
+    // docs/capture.md §4: test with early demux off, so it cannot mask a missing steering rule.
     sh(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_early_demux=0']);
   }
   ipn(NS.pod, 'addr', 'add', `${POD_IP}/24`, 'dev', `ah${r}pp`);

@@ -21,10 +21,17 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunningAgent } from './harness/capture.js';
-import { keepLogs, startMeshAgents, teardownMeshAgents, writeMeshTokens } from './harness/mesh.js';
+import {
+  demoClusterYaml,
+  keepLogs,
+  startMeshAgents,
+  teardownMeshAgents,
+  writeMeshTokens,
+} from './harness/mesh.js';
 import { PodClient, startEchoServer } from './harness/processes.js';
 import { HarnessError, type Topology, nsPath } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
+import { ztunnelArgs } from './harness/ztunnel-nodes.js';
 
 export const VIP = '10.96.0.10';
 export const APP_PORT = 8080;
@@ -94,17 +101,18 @@ export class ImageWorld {
   }
 
   private clusterYaml(): string {
-    const pod = (name: string, node: string, sa: string, app: string) =>
-      `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: demo\n  labels:\n    app: ${app}\n` +
-      `spec:\n  nodeName: ${node}\n  serviceAccountName: ${sa}\n  containers: [{ name: app, image: example/app:1 }]\n` +
-      `status:\n  phase: Running\n  podIP: ${this.ip(name)}\n`;
-    return [
-      'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n',
-      'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels:\n    istio.io/dataplane-mode: ambient\n',
-      pod('a1', 'a', 'client', 'client'),
-      pod('b1', 'b', 'server', 'echo'),
-      `apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: demo\nspec:\n  clusterIP: ${VIP}\n  selector:\n    app: echo\n  ports:\n    - { name: tcp, port: 80, targetPort: ${APP_PORT} }\n`,
-    ].join('---\n');
+    const pod = (name: string, node: string, serviceAccount: string, app: string) => ({
+      name,
+      node,
+      serviceAccount,
+      labels: { app },
+      ip: this.ip(name),
+    });
+    return demoClusterYaml(
+      [pod('a1', 'a', 'client', 'client'), pod('b1', 'b', 'server', 'echo')],
+      VIP,
+      APP_PORT,
+    );
   }
 
   private async build(): Promise<void> {
@@ -228,21 +236,7 @@ export class ImageWorld {
         '-v',
         `${this.dir}:${this.dir}:ro`,
       ],
-      [
-        'ztunnel',
-        '--node',
-        node,
-        '-m',
-        this.manifests,
-        '--ca',
-        this.caAddress,
-        '--ca-root',
-        this.caRoot,
-        '--token',
-        join(this.dir, `token-${node}`),
-        '--drain-deadline',
-        '3000',
-      ],
+      ztunnelArgs(node, ['-m', this.manifests], this),
     );
     await this.until(c, `ztunnel on ${node}`, async () => {
       const r = await this.curl(node, 'http://127.0.0.1:15021/healthz/ready', [

@@ -7,17 +7,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { series } from './ztunnel-world.js';
-import {
-  APP_PORT,
-  CLIENT_ID,
-  ImageWorld,
-  MESH_UID,
-  SERVER_ID,
-  VIP,
-  podmanArgs,
-  podmanRunLimits,
-} from './image-world.js';
+import { mtlsClosedSeries } from './ztunnel-world.js';
+import { APP_PORT, ImageWorld, MESH_UID, VIP, podmanArgs, podmanRunLimits } from './image-world.js';
 
 const execFileP = promisify(execFile);
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -134,32 +125,7 @@ describe.skipIf(missing.length > 0)('the image, built with buildah and booted wi
     await a1.close(c.conn!);
 
     // Both container ztunnels count it as mutual TLS between the two SPIFFE identities.
-    const want = {
-      source_principal: CLIENT_ID,
-      destination_principal: SERVER_ID,
-      connection_security_policy: 'mutual_tls',
-    };
-    let src: { value: number }[] = [];
-    let dst: { value: number }[] = [];
-    for (let i = 0; i < 50 && (src.length === 0 || dst.length === 0); i++) {
-      src = series(
-        await w.curl('a', 'http://127.0.0.1:15020/metrics'),
-        'istio_tcp_connections_closed_total',
-        {
-          reporter: 'source',
-          ...want,
-        },
-      );
-      dst = series(
-        await w.curl('b', 'http://127.0.0.1:15020/metrics'),
-        'istio_tcp_connections_closed_total',
-        {
-          reporter: 'destination',
-          ...want,
-        },
-      );
-      if (src.length === 0 || dst.length === 0) await new Promise((r) => setTimeout(r, 100));
-    }
+    const { src, dst } = await mtlsClosedSeries((n) => w.curl(n, 'http://127.0.0.1:15020/metrics'));
     expect(src[0]?.value).toBeGreaterThanOrEqual(1);
     expect(dst[0]?.value).toBeGreaterThanOrEqual(1);
   }, 180_000);

@@ -1,6 +1,6 @@
 // The node agent's pod annotation ambient.istio.io/redirection, written to the test API server
 // (a test double for the apiserver) from the agent's pod states.
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CAPTURE_FAILED_EVENT_REASON,
@@ -9,7 +9,8 @@ import {
   REDIRECTION_ANNOTATION,
   RedirectionAnnotator,
 } from '../bpf-redirect/agent/k8s-annotate.js';
-import { TestKubernetesApiServer } from './k8s-api-server/server.js';
+import { startTestCluster } from './k8s-api-server/cluster.js';
+import type { TestKubernetesApiServer } from './k8s-api-server/server.js';
 
 let api: TestKubernetesApiServer;
 let kc: KubeConfig;
@@ -21,12 +22,7 @@ async function annotation(name: string): Promise<string | undefined> {
 }
 
 beforeAll(async () => {
-  api = new TestKubernetesApiServer();
-  await api.listen();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
-  core = kc.makeApiClient(CoreV1Api);
-  await core.createNamespace({ body: { metadata: { name: 'shop' } } });
+  ({ api, kc, core } = await startTestCluster(['shop']));
   for (const name of ['a', 'b', 'c', 'd'])
     await core.createNamespacedPod({
       namespace: 'shop',

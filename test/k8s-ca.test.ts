@@ -4,17 +4,19 @@
 // Lease leader election.
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CaClient, CaRequestFailed } from '../ca/client/ca-client.js';
+import { CaClient } from '../ca/client/ca-client.js';
 import { createKeyAndCsr } from '../ca/client/csr.js';
 import { certificatesOf } from '../ca/pem.js';
 import { type KubernetesCa, startKubernetesCa } from '../ca/server/kube-ca.js';
 import { LeaseLeaderElector } from '../ca/server/kube-leader.js';
 import { parseSpiffeId } from '../core/identity/spiffe.js';
 import { WdsSource, WdsSyncTimeout } from '../core/sources/wds.js';
-import { TestKubernetesApiServer } from './k8s-api-server/server.js';
+import { startTestCluster } from './k8s-api-server/cluster.js';
+import type { TestKubernetesApiServer } from './k8s-api-server/server.js';
+import { refusal } from './ca-refusal.js';
 
 const logger = pino({ level: 'silent' });
 let api: TestKubernetesApiServer;
@@ -50,16 +52,6 @@ async function pod(ns: string, name: string, sa: string, node: string, ip: strin
 const client = (token: string) =>
   new CaClient({ address: ca.server.address, rootsPem: () => ca.server.rootsPem(), token: () => token });
 
-async function refusal(p: Promise<unknown>): Promise<CaRequestFailed> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof CaRequestFailed) return err;
-    throw err;
-  }
-  throw new Error('expected the CA to refuse');
-}
-
 async function rootConfigMap(ns: string): Promise<string | undefined> {
   try {
     return (await core.readNamespacedConfigMap({ namespace: ns, name: 'istio-ca-root-cert' })).data?.[
@@ -71,13 +63,7 @@ async function rootConfigMap(ns: string): Promise<string | undefined> {
 }
 
 beforeAll(async () => {
-  api = new TestKubernetesApiServer();
-  await api.listen();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
-  core = kc.makeApiClient(CoreV1Api);
-  for (const name of ['istio-system', 'shop', 'kube-system'])
-    await core.createNamespace({ body: { metadata: { name } } });
+  ({ api, kc, core } = await startTestCluster(['istio-system', 'shop', 'kube-system']));
   const ztA = await pod('istio-system', 'ztunnel-a', 'ztunnel', 'node-a', '10.0.0.2');
   await pod('istio-system', 'ztunnel-b', 'ztunnel', 'node-b', '10.0.1.2');
   await pod('shop', 'sleep', 'sleep', 'node-a', '10.1.0.5');
@@ -297,12 +283,7 @@ describe('the discovery tier beside the CA (istiod: XDS and CA on 15012)', () =>
 
 describe('CA replicas with leader election', () => {
   it('two replicas share one root; only the leader publishes; when it stops, the other takes over', async () => {
-    const api2 = new TestKubernetesApiServer();
-    await api2.listen();
-    const kc2 = new KubeConfig();
-    kc2.loadFromString(api2.kubeconfig());
-    const core2 = kc2.makeApiClient(CoreV1Api);
-    await core2.createNamespace({ body: { metadata: { name: 'istio-system' } } });
+    const { api: api2, kc: kc2, core: core2 } = await startTestCluster(['istio-system']);
     const lease = { durationSeconds: 2, renewDeadlineMs: 1000, retryPeriodMs: 100 };
     const start = (identity: string) =>
       startKubernetesCa({

@@ -18,7 +18,7 @@ import { PodMonitor, PrometheusRule } from '@kubernetes-models/prometheus-operat
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MANAGED_LABEL, MANAGED_VALUE } from '../waypoint/controller.js';
+import { MANAGED_LABEL, MANAGED_VALUE } from '../controllers/waypoint.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const CHARTS = ['ambit-base', 'ambit-ca', 'ambit-ztunnel', 'ambit-bpf-redirect', 'ambit-waypoint-controller'];
@@ -513,7 +513,7 @@ describe('Helm charts', () => {
     expect(podSpecs(render('ambit-waypoint-controller'))[0]!.spec.containers[0]!.args).toContain(
       '--waypoint-path-normalization=BASE',
     );
-    // The labels waypoint/controller.ts puts on every waypoint pod, whose container port `metrics` is 15020.
+    // The labels controllers/waypoint.ts puts on every waypoint pod, whose container port `metrics` is 15020.
     expect(wpMonitor.spec.selector.matchLabels).toEqual({ [MANAGED_LABEL]: MANAGED_VALUE });
     expect(wpMonitor.spec.podMetricsEndpoints[0]).toMatchObject({
       port: 'metrics',

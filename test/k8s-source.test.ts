@@ -3,10 +3,10 @@
 // lost and no duplicated event; the agent's pod informer asks only for its node's pods.
 import {
   AppsV1Api,
-  CoreV1Api,
+  type CoreV1Api,
   CustomObjectsApi,
   DiscoveryV1Api,
-  KubeConfig,
+  type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesSource, type SourceEvent } from '../core/sources/kubernetes.js';
 import { findResource } from './k8s-api-server/resources.js';
+import { startTestCluster } from './k8s-api-server/cluster.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
 
 let server: TestKubernetesApiServer;
@@ -104,13 +105,8 @@ function assertNoDuplicates(events: SourceEvent[]): void {
 }
 
 beforeAll(async () => {
-  server = new TestKubernetesApiServer({ bookmarkIntervalMs: 200 });
-  await server.listen();
-  kc = new KubeConfig();
-  kc.loadFromString(server.kubeconfig());
-  core = kc.makeApiClient(CoreV1Api);
+  ({ api: server, kc, core } = await startTestCluster(['istio-system'], { bookmarkIntervalMs: 200 }));
   custom = kc.makeApiClient(CustomObjectsApi);
-  await core.createNamespace({ body: { metadata: { name: 'istio-system' } } });
   await core.createNamespace({
     body: { metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } },
   });

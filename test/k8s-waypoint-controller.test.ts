@@ -3,15 +3,16 @@
 // classes are left alone; a deleted Service comes back; deleting the Gateway garbage-collects them.
 import {
   AppsV1Api,
-  CoreV1Api,
+  type CoreV1Api,
   CustomObjectsApi,
-  KubeConfig,
+  type KubeConfig,
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WaypointController, deploymentFor } from '../waypoint/controller.js';
-import { TestKubernetesApiServer } from './k8s-api-server/server.js';
+import { WaypointController, deploymentFor } from '../controllers/waypoint.js';
+import { startTestCluster } from './k8s-api-server/cluster.js';
+import type { TestKubernetesApiServer } from './k8s-api-server/server.js';
 
 let api: TestKubernetesApiServer;
 let kc: KubeConfig;
@@ -45,11 +46,7 @@ const gateway = (name: string, gatewayClassName: string) => ({
 });
 
 beforeAll(async () => {
-  api = new TestKubernetesApiServer();
-  await api.listen();
-  kc = new KubeConfig();
-  kc.loadFromString(api.kubeconfig());
-  core = kc.makeApiClient(CoreV1Api);
+  ({ api, kc, core } = await startTestCluster([]));
   apps = kc.makeApiClient(AppsV1Api);
   custom = kc.makeApiClient(CustomObjectsApi);
   rbac = kc.makeApiClient(RbacAuthorizationV1Api);

@@ -13,6 +13,7 @@ import { keepLogs } from './harness/mesh.js';
 import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
 import { distPath, HarnessError, type Topology as TopologyT } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
+import { ZtunnelNodes, pollUntil } from './harness/ztunnel-nodes.js';
 
 export const VIP = '10.96.0.10';
 export const APP_PORT = 8080;
@@ -89,21 +90,18 @@ export interface Proc {
   logs(): string;
 }
 
-export class K8sWorld {
-  readonly dir: string;
+export class K8sWorld extends ZtunnelNodes {
   readonly kubeconfig: string;
   api!: ApiControl;
   apiChild: ChildProcess | undefined;
   ca: Proc | undefined;
   readonly agents = new Map<string, RunningAgent>();
-  readonly ztunnels = new Map<string, Proc>();
-  readonly clients = new Map<string, PodClient>();
 
   private constructor(
-    readonly topo: TopologyT,
+    topo: TopologyT,
     readonly mode: 'ebpf' | 'nftables',
   ) {
-    this.dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-`));
+    super(topo, mkdtempSync(join(tmpdir(), `${topo.prefix}-`)));
     this.kubeconfig = join(this.dir, 'kubeconfig');
   }
 
@@ -113,10 +111,6 @@ export class K8sWorld {
       (topo) => new K8sWorld(topo, mode),
       (w) => w.build(),
     );
-  }
-
-  ip(pod: string): string {
-    return this.topo.pod(pod).ip;
   }
 
   get apiAddress(): string {
@@ -304,95 +298,21 @@ export class K8sWorld {
   }
 
   async startZtunnel(node: string): Promise<void> {
-    const t = this.topo;
-    const p = this.spawnLogged(
-      t.node(node).ns,
-      [
-        distPath('cli/ambit.ts'),
-        'ztunnel',
-        '--kubernetes',
-        '--kubeconfig',
-        this.kubeconfig,
-        '--node',
-        node,
-        '--ca',
-        this.caAddress,
-        '--ca-root',
-        this.caRoot,
-        '--token',
-        join(this.dir, `token-${node}`),
-        '--drain-deadline',
-        '3000',
-      ],
-      true,
-    );
-    this.ztunnels.set(node, p);
-    await waitReady(p.child, `ztunnel on ${node}`, 30_000).catch((err: unknown) => {
-      throw new HarnessError('ZTUNNEL_START', `${(err as Error).message}\n${p.logs().slice(-3000)}`);
-    });
+    await this.spawnZtunnel(node, ['--kubernetes', '--kubeconfig', this.kubeconfig], { timeoutMs: 30_000 });
   }
 
   /** Polls `get` until it returns a value (bounded), naming what it waited for on failure. */
-  async waitFor<T>(
+  waitFor<T>(
     what: string,
     get: () => Promise<T | undefined>,
     timeoutMs = 10_000,
     logs?: () => string,
   ): Promise<T> {
-    const until = Date.now() + timeoutMs;
-    for (let i = 0; i < 10_000 && Date.now() < until; i++) {
-      const v = await get().catch(() => undefined);
-      if (v !== undefined && v !== null && v !== false) return v;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new HarnessError(
-      'WAIT_TIMEOUT',
-      `timed out waiting for ${what}${logs ? `\n${logs().slice(-3000)}` : ''}`,
-    );
-  }
-
-  async curl(node: string, url: string): Promise<string> {
-    const r = await this.topo.exec(this.topo.node(node).ns, 'curl', ['-sS', '--max-time', '5', url]);
-    return r.stdout;
-  }
-
-  async configDump(node: string): Promise<{
-    policies: { name: string; namespace: string }[];
-    workloads: { name: string; namespace: string }[];
-  }> {
-    return JSON.parse(await this.curl(node, 'http://127.0.0.1:15000/config_dump'));
-  }
-
-  async waitPolicy(node: string, key: string, present: boolean, timeoutMs = 10_000): Promise<void> {
-    await this.waitFor(
-      `ztunnel on ${node} ${present ? 'getting' : 'dropping'} policy ${key}`,
-      async () => {
-        const d = await this.configDump(node);
-        return d.policies.some((p) => `${p.namespace}/${p.name}` === key) === present || undefined;
-      },
-      timeoutMs,
-    );
-  }
-
-  async waitLog(node: string, text: string, timeoutMs = 5000): Promise<boolean> {
-    return this.waitFor(
-      `ztunnel ${node} log "${text}"`,
-      async () => this.ztunnels.get(node)?.logs().includes(text) || undefined,
-      timeoutMs,
-    )
-      .then(() => true)
-      .catch(() => false);
-  }
-
-  client(pod: string): PodClient {
-    const c = this.clients.get(pod);
-    if (!c) throw new HarnessError('NO_CLIENT', `no client in pod ${pod}`);
-    return c;
+    return pollUntil(what, get, timeoutMs, logs);
   }
 
   async teardown(): Promise<void> {
-    for (const z of this.ztunnels.values())
-      if (z.child.exitCode === null && z.child.signalCode === null) z.child.kill('SIGKILL');
+    this.killZtunnels();
     for (const [n, a] of this.agents) {
       await stopAgent(a, 'SIGTERM').catch(() => undefined);
       await teardownAgent(this.topo, n, {

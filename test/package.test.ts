@@ -56,7 +56,7 @@ describe('npm pack', () => {
 import { createRequire } from 'node:module';
 const pkg = process.argv[2];
 const { defaultConfig } = await import(pkg + '/dist/bpf-redirect/agent/config.js');
-const native = await import(pkg + '/dist/bpf-redirect/native/index.js');
+const native = await import(pkg + '/dist/ztunnel/native/index.js');
 const objDir = defaultConfig('n1').objDir;
 const server = net.createServer().listen(0, '127.0.0.1');
 await new Promise((r) => server.once('listening', r));
@@ -92,7 +92,7 @@ console.log(JSON.stringify({ objDir, transparent: true }));
       'dist/cli/ambit.js',
       'bpf-redirect/build/steer_tc.bpf.o',
       'bpf-redirect/build/sock_connect.bpf.o',
-      'bpf-redirect/native/build/ambit_native.node',
+      'ztunnel/native/build/ambit_native.node',
     ])
       expect(err?.stderr).toContain(`missing ${f}`);
   });

@@ -18,6 +18,7 @@ import { inboundTarget } from '../core/route/inbound.js';
 import { planOutbound } from '../core/route/outbound.js';
 import type { GatewayAddress, Service, Waypoint, Workload } from '../core/state/model.js';
 import { GATEWAY_NAME_LABEL, MeshState, identityOf, serviceKey } from '../core/state/state.js';
+import { testWorkload } from './mesh-model.js';
 import { RequestAuthorizer } from '../waypoint/authz.js';
 import { endpointOf, selectEndpoint } from '../waypoint/upstream.js';
 import { authorize } from '../ztunnel/deliver.js';
@@ -135,27 +136,15 @@ function pod(
   p: Omit<PodSpec, 'inService' | 'usesWaypoint'>,
   extra: Partial<Workload>,
 ): Workload {
-  return {
-    uid: `Kubernetes//v1/Pod/${p.namespace}/${name}`,
-    name,
+  return testWorkload(name, ip, {
     namespace: p.namespace,
-    addresses: [ip],
     node: p.node,
     serviceAccount: p.account,
-    trustDomain: 'cluster.local',
     tunnelProtocol: p.enrolled ? 'HBONE' : 'NONE',
-    services: {},
-    authorizationPolicies: [],
     labels: { 'ambit.dev/capacity': String(p.capacity) },
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
-    workloadType: 'POD',
     status: p.healthy ? 'HEALTHY' : 'UNHEALTHY',
-    networkMode: 'STANDARD',
-    nativeTunnel: false,
     ...extra,
-  };
+  });
 }
 
 const podIp = (i: number): string => `10.0.1.${i + 1}`;

@@ -500,8 +500,27 @@ describe('opaque TCP through the waypoint (L4 policy only)', () => {
     return Buffer.concat(got).toString();
   }
 
-  it('relays bytes that are neither HTTP/1.1 nor HTTP/2 to the service', async () => {
+  it('relays bytes that are neither HTTP/1.1 nor HTTP/2 to the service, counted in the TCP metrics', async () => {
     expect(await talk()).toContain('echo ready\nhello');
+    // Istio's TCP metrics with reporter="waypoint": the connection, closed, with the bytes each way
+    // (received = what the client sent, sent = what went back to it). The close is counted once the
+    // waypoint's relay ends, just after the client sees it: bounded wait.
+    const want = { reporter: 'waypoint', destination_service_name: 'tcp-echo', response_flags: '-' };
+    const total = (text: string, metric: string) =>
+      series(text, metric, want).reduce((n, x) => n + x.value, 0);
+    let metrics = '';
+    for (let i = 0; i < 100; i++) {
+      metrics = await w.metrics();
+      if (total(metrics, 'istio_tcp_connections_closed_total') >= 1) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(total(metrics, 'istio_tcp_connections_opened_total')).toBe(1);
+    expect(total(metrics, 'istio_tcp_connections_closed_total')).toBe(1);
+    expect(total(metrics, 'istio_tcp_received_bytes_total')).toBe('hello\n'.length);
+    expect(total(metrics, 'istio_tcp_sent_bytes_total')).toBeGreaterThanOrEqual('echo ready\nhello\n'.length);
+    expect(series(metrics, 'istio_tcp_connections_opened_total', want)[0]!.labels).toContain(
+      'source_principal="spiffe://cluster.local/ns/demo/sa/client"',
+    );
   });
 
   it('a DENY rule with HTTP-only fields denies TCP (fail closed); an ALLOW that needs HTTP attributes never admits it', async () => {
@@ -518,6 +537,13 @@ spec:
 `,
     );
     expect(await talk()).toBe('');
+    // The refusal is counted as a TCP connection with response_flags DENY.
+    const denied = series(await w.metrics(), 'istio_tcp_connections_failed_total', {
+      reporter: 'waypoint',
+      destination_service_name: 'tcp-echo',
+      response_flags: 'DENY',
+    });
+    expect(denied.reduce((n, x) => n + x.value, 0)).toBeGreaterThanOrEqual(1);
     await w.apply(
       'policy.yaml',
       `apiVersion: security.istio.io/v1

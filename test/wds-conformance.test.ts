@@ -3,26 +3,22 @@
 // client — subscribes over TLS on the CA's port, decodes every resource type, and sees a change as a
 // delta of only that resource, a removal as removed_resources, and on reconnect with
 // initial_resource_versions only what differs.
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { pino } from 'pino';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StaticTokenAuthenticator } from '../ca/server/auth.js';
-import { CaServer } from '../ca/server/ca-server.js';
-import { parseSpiffeId } from '../core/identity/spiffe.js';
-import { ManifestSource } from '../core/sources/manifests.js';
-import { type Discovery, createDiscovery } from '../discovery/discovery.js';
+import type { CaServer } from '../ca/server/ca-server.js';
+import { DENY_BATCH_YAML, DiscoveryTier, WDS_TOKEN } from './discovery-tier.js';
 
 const PROTO_DIR = join(import.meta.dirname, '..', 'proto');
 const FILES = ['envoy/service/discovery/v3/ads.proto', 'workload.proto', 'authorization.proto'];
-const TOKEN = 'ztunnel-node1-token-0123456789abcdef';
+const TOKEN = WDS_TOKEN;
 const ADDRESS = 'type.googleapis.com/istio.workload.Address';
 const AUTHZ = 'type.googleapis.com/istio.security.Authorization';
-const logger = pino({ level: 'silent' });
+const _logger = pino({ level: 'silent' });
 
 // --- the independent client -------------------------------------------------------------------------
 const pkgDef = protoLoader.loadSync(FILES, {
@@ -124,10 +120,8 @@ function decode(r: Resp['resources'][number]): any {
 const ip = (b: Uint8Array): string => [...b].join('.');
 
 // --- the server under test -------------------------------------------------------------------------
-let dir: string;
+let tier: DiscoveryTier;
 let manifests: string;
-let source: ManifestSource;
-let discovery: Discovery;
 let server: CaServer;
 
 async function settle(ms = 400): Promise<void> {
@@ -136,34 +130,13 @@ async function settle(ms = 400): Promise<void> {
 
 describe('discovery tier over Istio WDS (an independent client)', () => {
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ambit-wds-'));
-    manifests = join(dir, 'manifests');
-    cpSync(join(import.meta.dirname, '..', 'examples', 'demo'), manifests, {
-      recursive: true,
-      filter: (src) => !src.includes('/apps'),
-    });
-    source = new ManifestSource(manifests, { logger, debounceMs: 20 });
-    await source.start();
-    discovery = createDiscovery(source.state, logger, 'test-replica');
-    const auth = new StaticTokenAuthenticator(
-      new Map([
-        [
-          TOKEN,
-          { identity: parseSpiffeId('spiffe://cluster.local/ns/istio-system/sa/ztunnel'), node: 'node1' },
-        ],
-      ]),
-    );
-    server = await CaServer.start(
-      { dir: join(dir, 'ca'), listen: '127.0.0.1:0' },
-      { logger, authenticator: auth, services: (a) => [discovery.grpcService(a)] },
-    );
+    tier = await DiscoveryTier.start('ambit-wds-', 'test-replica');
+    manifests = tier.manifests;
+    server = tier.server!;
   });
 
   afterAll(async () => {
-    discovery?.close();
-    await server?.close(200);
-    await source?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await tier?.close();
   });
 
   it('refuses a client without a valid bearer token, before sending anything', async () => {
@@ -244,16 +217,7 @@ describe('discovery tier over Istio WDS (an independent client)', () => {
       );
       const seen = c.responses.length;
       // A new DENY policy: one Authorization resource arrives, nothing else is re-sent.
-      writeFileSync(
-        join(manifests, 'deny.yaml'),
-        `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: deny-batch, namespace: shop }
-spec:
-  action: DENY
-  rules: [{ from: [{ source: { principals: [cluster.local/ns/shop/sa/batch] } }] }]
-`,
-      );
+      writeFileSync(join(manifests, 'deny.yaml'), DENY_BATCH_YAML);
       await c.until(
         () => c.responses.slice(seen).some((r) => r.resources.some((x) => x.name === 'shop/deny-batch')),
         'policy delta',

@@ -1,50 +1,24 @@
 // Ambit's WDS client (core/sources/wds.ts) against the discovery tier over real gRPC + TLS on loopback:
 // the node's state equals what the discovery tier's sources hold, survives the tier going away, and
 // catches up from deltas when it returns.
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StaticTokenAuthenticator } from '../ca/server/auth.js';
-import { CaServer } from '../ca/server/ca-server.js';
-import { parseSpiffeId } from '../core/identity/spiffe.js';
-import { ManifestSource } from '../core/sources/manifests.js';
+import type { CaServer } from '../ca/server/ca-server.js';
 import { WdsSource } from '../core/sources/wds.js';
 import type { MeshState, StateChange } from '../core/state/state.js';
-import { type Discovery, createDiscovery } from '../discovery/discovery.js';
+import { DENY_BATCH_YAML, DiscoveryTier, WDS_TOKEN } from './discovery-tier.js';
 
-const TOKEN = 'ztunnel-node1-token-0123456789abcdef';
 const logger = pino({ level: 'silent' });
-let dir: string;
-let manifests: string;
-let source: ManifestSource;
-let discovery: Discovery;
+let tier: DiscoveryTier;
 let server: CaServer | undefined;
-let port = 0;
-
-async function startServer(): Promise<CaServer> {
-  const auth = new StaticTokenAuthenticator(
-    new Map([
-      [
-        TOKEN,
-        { identity: parseSpiffeId('spiffe://cluster.local/ns/istio-system/sa/ztunnel'), node: 'node1' },
-      ],
-    ]),
-  );
-  const s = await CaServer.start(
-    { dir: join(dir, 'ca'), listen: `127.0.0.1:${port}` },
-    { logger, authenticator: auth, services: (a) => [discovery.grpcService(a)] },
-  );
-  port = s.port;
-  return s;
-}
 
 function client(roots: string): WdsSource {
   return new WdsSource({
-    address: `127.0.0.1:${port}`,
+    address: `127.0.0.1:${tier.port}`,
     rootsPem: () => roots,
-    token: () => TOKEN,
+    token: () => WDS_TOKEN,
     nodeId: 'ztunnel~127.0.0.1~ztunnel-node1.istio-system~istio-system.svc.cluster.local',
     initialBackoffMs: 50,
     maxBackoffMs: 200,
@@ -81,23 +55,12 @@ async function until(pred: () => boolean, what: string, ms = 10_000): Promise<vo
 
 describe("Ambit's WDS client", () => {
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ambit-wds-src-'));
-    manifests = join(dir, 'manifests');
-    cpSync(join(import.meta.dirname, '..', 'examples', 'demo'), manifests, {
-      recursive: true,
-      filter: (src) => !src.includes('/apps'),
-    });
-    source = new ManifestSource(manifests, { logger, debounceMs: 20 });
-    await source.start();
-    discovery = createDiscovery(source.state, logger);
-    server = await startServer();
+    tier = await DiscoveryTier.start('ambit-wds-src-');
+    server = tier.server;
   });
 
   afterAll(async () => {
-    discovery?.close();
-    await server?.close(200);
-    await source?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await tier?.close();
   });
 
   it('holds the same workloads, services, policies and waypoints as the discovery tier', async () => {
@@ -106,7 +69,7 @@ describe("Ambit's WDS client", () => {
       await wds.start();
       expect(wds.state.workloads().length).toBeGreaterThan(5);
       expect(wds.state.waypoints()).toHaveLength(1);
-      expect(dataPlaneView(wds.state)).toEqual(dataPlaneView(source.state));
+      expect(dataPlaneView(wds.state)).toEqual(dataPlaneView(tier.source.state));
       // The questions the data path asks get the same answers.
       const frontend = wds.state.workloadByIp('10.244.1.10')!;
       expect(frontend.labels.app).toBe('frontend');
@@ -114,7 +77,7 @@ describe("Ambit's WDS client", () => {
       const catalog =
         wds.state.workloadByIp('10.244.2.20') ?? wds.state.workloads().find((w) => w.name === 'catalog')!;
       expect(wds.state.policiesFor(catalog).map((p) => p.name)).toEqual(
-        source.state.policiesFor(source.state.workloadByUid(catalog.uid)!).map((p) => p.name),
+        tier.source.state.policiesFor(tier.source.state.workloadByUid(catalog.uid)!).map((p) => p.name),
       );
       expect(wds.state.waypointByAddress('10.244.1.30')?.name).toBe('waypoint');
     } finally {
@@ -132,24 +95,15 @@ describe("Ambit's WDS client", () => {
       server = undefined;
       await until(() => !wds.connected, 'notice the outage');
       expect(wds.state.workloads()).toHaveLength(before);
-      writeFileSync(
-        join(manifests, 'while-down.yaml'),
-        `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: deny-batch, namespace: shop }
-spec:
-  action: DENY
-  rules: [{ from: [{ source: { principals: [cluster.local/ns/shop/sa/batch] } }] }]
-`,
-      );
+      writeFileSync(join(tier.manifests, 'while-down.yaml'), DENY_BATCH_YAML);
       await until(
-        () => source.state.authorizationByKey('shop/deny-batch') !== undefined,
+        () => tier.source.state.authorizationByKey('shop/deny-batch') !== undefined,
         'source sees the file',
       );
       expect(wds.state.authorizationByKey('shop/deny-batch')).toBeUndefined();
       const changes: StateChange[] = [];
       const off = wds.state.onChange((c) => changes.push(...c));
-      server = await startServer();
+      server = await tier.startServer();
       await until(
         () => wds.state.authorizationByKey('shop/deny-batch') !== undefined,
         'policy after reconnect',
@@ -158,8 +112,8 @@ spec:
       // Only the policy came across: the client sent the versions it held, nothing else was re-sent.
       expect(changes).toEqual([{ kind: 'authorization', key: 'shop/deny-batch', op: 'upsert' }]);
       expect(wds.connections).toBeGreaterThanOrEqual(2);
-      expect(dataPlaneView(wds.state)).toEqual(dataPlaneView(source.state));
-      expect(discovery.service.streamCount).toBe(1);
+      expect(dataPlaneView(wds.state)).toEqual(dataPlaneView(tier.source.state));
+      expect(tier.discovery.service.streamCount).toBe(1);
     } finally {
       await wds.stop();
     }
@@ -173,18 +127,14 @@ spec:
       const off = wds.state.onChange((c) => changes.push(...c));
       // Replica 2: its own manifest source and discovery tier, same manifests, same port (a Service).
       await server!.close(100);
-      discovery.close();
-      await source.stop();
-      source = new ManifestSource(manifests, { logger, debounceMs: 20 });
-      await source.start();
-      discovery = createDiscovery(source.state, logger, 'replica-2');
+      await tier.startReplica('replica-2');
       const reconnects = wds.connections;
-      server = await startServer();
+      server = await tier.startServer();
       await until(() => wds.connections > reconnects && wds.connected, 'reconnect to replica 2');
       await new Promise((r) => setTimeout(r, 300));
       off();
       expect(changes).toEqual([]);
-      expect(dataPlaneView(wds.state)).toEqual(dataPlaneView(source.state));
+      expect(dataPlaneView(wds.state)).toEqual(dataPlaneView(tier.source.state));
     } finally {
       await wds.stop();
     }
@@ -194,7 +144,7 @@ spec:
     const wds = new WdsSource({
       address: '127.0.0.1:1',
       rootsPem: () => server!.rootsPem(),
-      token: () => TOKEN,
+      token: () => WDS_TOKEN,
       nodeId: 'ztunnel~x',
       syncTimeoutMs: 500,
       initialBackoffMs: 50,

@@ -14,6 +14,7 @@ import {
   VIP,
   ZtunnelWorld,
   hboneProbe,
+  mtlsClosedSeries,
   series,
   signProbeCertificate,
 } from './ztunnel-world.js';
@@ -117,19 +118,7 @@ describe.skipIf(!root).each([
       destination_principal: SERVER_ID,
       connection_security_policy: 'mutual_tls',
     };
-    let src: { value: number }[] = [];
-    let dst: { value: number }[] = [];
-    for (let i = 0; i < 50 && (src.length === 0 || dst.length === 0); i++) {
-      src = series(await w.metrics('a'), 'istio_tcp_connections_closed_total', {
-        reporter: 'source',
-        ...want,
-      });
-      dst = series(await w.metrics('b'), 'istio_tcp_connections_closed_total', {
-        reporter: 'destination',
-        ...want,
-      });
-      if (src.length === 0 || dst.length === 0) await new Promise((r) => setTimeout(r, 100));
-    }
+    const { src, dst } = await mtlsClosedSeries((n) => w.metrics(n));
     expect(src[0]?.value).toBeGreaterThanOrEqual(1);
     expect(dst[0]?.value).toBeGreaterThanOrEqual(1);
     const opened = series(await w.metrics('b'), 'istio_tcp_connections_opened_total', {

@@ -9,17 +9,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunningAgent } from './harness/capture.js';
 import {
+  type DemoPod,
   NODE_TOKEN,
-  keepLogs,
+  demoClusterYaml,
   startMeshAgents,
   startMeshCa,
   teardownMeshAgents,
   writeMeshTokens,
   ztunnelStateArgs,
 } from './harness/mesh.js';
-import { PodClient, startEchoServer, waitReady } from './harness/processes.js';
-import { HarnessError, type PodWiring, type Topology as TopologyT, distPath } from './harness/topology.js';
+import { PodClient, startEchoServer } from './harness/processes.js';
+import { HarnessError, type PodWiring, type Topology as TopologyT } from './harness/topology.js';
 import { createWorld } from './harness/world.js';
+import { ZtunnelNodes, type ZtunnelProc } from './harness/ztunnel-nodes.js';
+export type { ZtunnelProc };
 
 export const VIP = '10.96.0.10';
 export const APP_PORT = 8080;
@@ -28,26 +31,17 @@ export { NODE_TOKEN };
 export const CLIENT_ID = 'spiffe://cluster.local/ns/demo/sa/client';
 export const SERVER_ID = 'spiffe://cluster.local/ns/demo/sa/server';
 
-export interface ZtunnelProc {
-  child: ChildProcess;
-  logs(): string;
-  exit: Promise<number | null>;
-}
-
 /** Pods: a1 (sa client) and a2 (sa other) on node a; b1 (sa server, behind Service echo) and b2 (not in the mesh) on node b. */
-export class ZtunnelWorld {
-  readonly dir: string;
+export class ZtunnelWorld extends ZtunnelNodes {
   readonly manifests: string;
-  readonly ztunnels = new Map<string, ZtunnelProc>();
   agents = new Map<string, RunningAgent>();
-  readonly clients = new Map<string, PodClient>();
   ca: ChildProcess | undefined;
 
   private constructor(
-    readonly topo: TopologyT,
+    topo: TopologyT,
     readonly mode: 'nftables' | 'ebpf',
   ) {
-    this.dir = mkdtempSync(join(tmpdir(), `${topo.prefix}-`));
+    super(topo, mkdtempSync(join(tmpdir(), `${topo.prefix}-`)));
     this.manifests = join(this.dir, 'cluster');
     mkdirSync(this.manifests);
   }
@@ -60,10 +54,6 @@ export class ZtunnelWorld {
       (w) => w.build(),
       cni ? { cni } : {},
     );
-  }
-
-  ip(pod: string): string {
-    return this.topo.pod(pod).ip;
   }
 
   node(name: string) {
@@ -96,31 +86,24 @@ export class ZtunnelWorld {
   }
 
   private clusterYaml(): string {
-    const pod = (name: string, node: string, sa: string, appLabels: Record<string, string>) => {
-      const labels: Record<string, string> = this.optedOut.has(name)
-        ? { ...appLabels, 'istio.io/dataplane-mode': 'none' }
-        : appLabels;
-      return (
-        `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: demo\n  labels:\n${Object.entries(
-          labels,
-        )
-          .map(([k, v]) => `    ${k}: ${v}\n`)
-          .join(
-            '',
-          )}spec:\n  nodeName: ${node}\n  serviceAccountName: ${sa}\n  containers: [{ name: app, image: example/app:1 }]\n` +
-        `status:\n  phase: Running\n  podIP: ${this.ip(name)}\n`
-      );
-    };
-    return [
-      'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n',
-      'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels:\n    istio.io/dataplane-mode: ambient\n',
-      pod('a1', 'a', 'client', { app: 'client' }),
-      pod('a2', 'a', 'other', { app: 'other' }),
-      pod('b1', 'b', 'server', { app: 'echo' }),
+    const pod = (name: string, node: string, serviceAccount: string, app: string): DemoPod => ({
+      name,
+      node,
+      serviceAccount,
       // Opted out of the mesh by its own label: plain TCP destination and plaintext client.
-      pod('b2', 'b', 'plain', { app: 'plain' }),
-      `apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: demo\nspec:\n  clusterIP: ${VIP}\n  selector:\n    app: echo\n  ports:\n    - { name: tcp, port: 80, targetPort: ${APP_PORT} }\n`,
-    ].join('---\n');
+      labels: this.optedOut.has(name) ? { app, 'istio.io/dataplane-mode': 'none' } : { app },
+      ip: this.ip(name),
+    });
+    return demoClusterYaml(
+      [
+        pod('a1', 'a', 'client', 'client'),
+        pod('a2', 'a', 'other', 'other'),
+        pod('b1', 'b', 'server', 'echo'),
+        pod('b2', 'b', 'plain', 'plain'),
+      ],
+      VIP,
+      APP_PORT,
+    );
   }
 
   private async build(): Promise<void> {
@@ -167,93 +150,22 @@ export class ZtunnelWorld {
     return join(this.dir, 'ca', 'root-cert.pem');
   }
 
-  async startZtunnel(node: string, extra: string[] = []): Promise<ZtunnelProc> {
-    const t = this.topo;
-    // Profiling hook for benchmarks: AZT_ZTUNNEL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p".
-    const nodeArgs = (process.env.AZT_ZTUNNEL_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = t.spawnIn(
-      t.node(node).ns,
-      process.execPath,
-      [
-        ...nodeArgs,
-        distPath('cli/ambit.ts'),
-        'ztunnel',
-        '--node',
-        node,
-        ...ztunnelStateArgs(this.manifests, `${t.node('a').ip}:15012`),
-        '--ca',
-        `${t.node('a').ip}:15012`,
-        '--ca-root',
-        this.caRoot,
-        '--token',
-        join(this.dir, `token-${node}`),
-        '--drain-deadline',
-        '3000',
-        ...extra,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
-    );
-    const logs = keepLogs(child);
-    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    await waitReady(child, `ztunnel on ${node}`, 20_000).catch((err: unknown) => {
-      throw new HarnessError('ZTUNNEL_START', `${(err as Error).message}\n${logs().slice(-3000)}`);
-    });
-    const proc = { child, logs, exit };
-    this.ztunnels.set(node, proc);
-    return proc;
+  get caAddress(): string {
+    return `${this.topo.node('a').ip}:15012`;
   }
 
-  /** `curl` inside the node netns (admin and metrics ports listen there). */
-  async curl(node: string, url: string): Promise<string> {
-    const r = await this.topo.exec(this.topo.node(node).ns, 'curl', ['-sS', '--max-time', '5', url]);
-    return r.stdout;
+  startZtunnel(node: string, extra: string[] = []): Promise<ZtunnelProc> {
+    // Profiling hook for benchmarks: AZT_ZTUNNEL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p".
+    const nodeArgs = (process.env.AZT_ZTUNNEL_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    return this.spawnZtunnel(node, ztunnelStateArgs(this.manifests, this.caAddress), { extra, nodeArgs });
   }
 
   metrics(node: string): Promise<string> {
     return this.curl(node, 'http://127.0.0.1:15020/metrics');
   }
 
-  async configDump(node: string): Promise<{ policies: { name: string; namespace: string }[] }> {
-    return JSON.parse(await this.curl(node, 'http://127.0.0.1:15000/config_dump')) as {
-      policies: { name: string; namespace: string }[];
-    };
-  }
-
-  /** Waits (bounded) until node's ztunnel has / no longer has policy `ns/name`. */
-  async waitPolicy(node: string, key: string, present: boolean, timeoutMs = 10_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
-      const d = await this.configDump(node);
-      const has = d.policies.some((p) => `${p.namespace}/${p.name}` === key);
-      if (has === present) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new HarnessError(
-      'POLICY_TIMEOUT',
-      `ztunnel on ${node} never ${present ? 'got' : 'dropped'} policy ${key}`,
-    );
-  }
-
-  /** Waits (bounded) until node's ztunnel has logged `text` (logs arrive through a pipe, after the fact). */
-  async waitLog(node: string, text: string, timeoutMs = 5000): Promise<boolean> {
-    const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
-      if (this.ztunnels.get(node)?.logs().includes(text)) return true;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    return false;
-  }
-
-  client(pod: string): PodClient {
-    const c = this.clients.get(pod);
-    if (!c) throw new HarnessError('NO_CLIENT', `no client in pod ${pod}`);
-    return c;
-  }
-
   async teardown(): Promise<void> {
-    for (const z of this.ztunnels.values()) {
-      if (z.child.exitCode === null && z.child.signalCode === null) z.child.kill('SIGKILL');
-    }
+    this.killZtunnels();
     await teardownMeshAgents(this.topo, this.dir, this.agents, 'zt');
     this.ca?.kill('SIGKILL');
     await this.topo.teardown();
@@ -277,6 +189,32 @@ export function series(
     }
   }
   return out;
+}
+
+/**
+ * The closed-connection series both ztunnels report for a client → server connection counted as mutual
+ * TLS between the two SPIFFE identities (reporter=source on node a, destination on node b). Metrics are
+ * recorded at close: polls briefly (bounded) until both sides have one.
+ */
+export async function mtlsClosedSeries(
+  metrics: (node: string) => Promise<string>,
+): Promise<{ src: { value: number }[]; dst: { value: number }[] }> {
+  const want = {
+    source_principal: CLIENT_ID,
+    destination_principal: SERVER_ID,
+    connection_security_policy: 'mutual_tls',
+  };
+  let src: { value: number }[] = [];
+  let dst: { value: number }[] = [];
+  for (let i = 0; i < 50 && (src.length === 0 || dst.length === 0); i++) {
+    src = series(await metrics('a'), 'istio_tcp_connections_closed_total', { reporter: 'source', ...want });
+    dst = series(await metrics('b'), 'istio_tcp_connections_closed_total', {
+      reporter: 'destination',
+      ...want,
+    });
+    if (src.length === 0 || dst.length === 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  return { src, dst };
 }
 
 /** A leaf for `identity` signed by the running CA's own root (read from its store), for hand-written clients. */
@@ -331,7 +269,7 @@ export async function hboneProbe(
   const net = await import('node:net');
   const tls = await import('node:tls');
   const http2 = await import('node:http2');
-  const { createTransparentSocket } = await import('../bpf-redirect/native/index.js');
+  const { createTransparentSocket } = await import('../ztunnel/native/index.js');
   const { nsPath } = await import('./harness/topology.js');
   const fd = createTransparentSocket(w.ip(fromPod), 0, nsPath(w.topo.pod(fromPod).ns));
   const raw = new net.Socket({ fd, readable: true, writable: true });

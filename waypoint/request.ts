@@ -90,7 +90,8 @@ function readBody(req: Req, limit: number): Promise<Buffer> {
 const serviceByName = (state: MeshState, ns: string, name: string): Service | undefined =>
   state.servicesByHostname(`${name}.${ns}.svc.cluster.local`).find((s) => s.namespace === ns);
 
-function peerOf(ep: UpstreamEndpoint | undefined): PeerLabels {
+/** The destination labels of a metric: the endpoint's workload (empty before one is chosen). */
+export function peerOf(ep: UpstreamEndpoint | undefined): PeerLabels {
   const w = ep?.workload;
   if (!w) return {};
   return {

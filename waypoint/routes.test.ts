@@ -1,8 +1,9 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { HttpRoute, Service, Waypoint } from '../core/state/model.js';
+import type { HttpRoute, Waypoint } from '../core/state/model.js';
 import { MeshState } from '../core/state/state.js';
 import { WaypointError } from './errors.js';
+import { testService } from '../test/mesh-model.js';
 import { RouteError, Router, parseDuration, pickBackend } from './routes.js';
 
 const wp: Waypoint = {
@@ -12,15 +13,9 @@ const wp: Waypoint = {
   trafficType: 'service',
   hostname: 'waypoint.shop.svc.cluster.local',
 };
-const svc: Service = {
-  name: 'backend',
-  namespace: 'shop',
-  hostname: 'backend.shop.svc.cluster.local',
-  addresses: ['10.96.0.10'],
+const svc = testService('backend', 'shop', '10.96.0.10', {
   ports: [{ servicePort: 80, targetPort: 8080, appProtocol: 'HTTP11' }],
-  subjectAltNames: [],
-  labels: {},
-};
+});
 
 function router(
   rules: unknown[],

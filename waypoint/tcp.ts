@@ -3,33 +3,60 @@
 // (Istio's waypoint does the same with a TCP proxy filter chain). The relay is the one every ztunnel path
 // uses (core/relay/relay.ts: half-close and reset semantics of istio/ztunnel src/copy.rs), and, as in
 // ztunnel's connection manager, a policy change re-checks an open connection and closes it when denied.
+// Each connection is counted in Istio's TCP metrics with reporter="waypoint" (istio.io Istio Standard
+// Metrics: istio_tcp_connections_opened/closed_total, istio_tcp_sent/received_bytes_total), a refused
+// one with response_flags DENY (policy) or CONNECT (no upstream), as ztunnel flags its own.
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { relay } from '../core/relay/relay.js';
 import type { MeshState } from '../core/state/state.js';
+import { type ResponseFlags, type TrafficMetrics, trafficLabels } from '../core/telemetry/metrics.js';
 import type { RequestAuthorizer } from './authz.js';
 import { asWaypointError } from './errors.js';
-import type { TunnelContext } from './request.js';
-import { type Upstream, endpointOf, selectEndpoint } from './upstream.js';
+import { type TunnelContext, peerOf } from './request.js';
+import { type Upstream, type UpstreamEndpoint, endpointOf, selectEndpoint } from './upstream.js';
 
 export async function relayOpaque(
-  deps: { state: MeshState; authorizer: RequestAuthorizer; upstream: Upstream; log: Logger },
+  deps: {
+    state: MeshState;
+    authorizer: RequestAuthorizer;
+    upstream: Upstream;
+    log: Logger;
+    traffic: TrafficMetrics;
+  },
   ctx: TunnelContext,
   client: Duplex,
   head: Buffer,
   ended: boolean,
 ): Promise<void> {
   const dst = ctx.destination;
-  const decision = deps.authorizer.authorizeTcp(ctx.conn, dst.service);
+  const svc = dst.service;
+  let ep: UpstreamEndpoint | undefined;
+  const labels = (responseFlags: ResponseFlags) =>
+    trafficLabels({
+      reporter: 'waypoint',
+      source: ctx.source,
+      destination: peerOf(ep),
+      ...(svc ? { service: { hostname: svc.hostname, namespace: svc.namespace, name: svc.name } } : {}),
+      securityPolicy: 'mutual_tls',
+      responseFlags,
+    });
+  const refused = (flags: ResponseFlags): void => {
+    const l = labels(flags);
+    deps.traffic.connectionOpened(l);
+    deps.traffic.connectionClosed(l, 0, 0);
+    client.destroy();
+  };
+  const decision = deps.authorizer.authorizeTcp(ctx.conn, svc);
   if (!decision.allow) {
     deps.log.info({ src: ctx.sourcePrincipal, reason: decision.reason }, 'TCP connection denied');
-    client.destroy();
+    refused('DENY');
     return;
   }
   let upstream: Duplex;
   try {
-    const ep = dst.service
-      ? selectEndpoint(deps.state, dst.service, dst.port, deps.upstream.random)
+    ep = svc
+      ? selectEndpoint(deps.state, svc, dst.port, deps.upstream.random)
       : dst.workload
         ? endpointOf(dst.workload, dst.port)
         : undefined;
@@ -37,9 +64,11 @@ export async function relayOpaque(
     upstream = await deps.upstream.dial(ep);
   } catch (err) {
     deps.log.info({ err: asWaypointError(err).message }, 'TCP upstream failed');
-    client.destroy();
+    refused('CONNECT');
     return;
   }
+  const opened = labels('-');
+  deps.traffic.connectionOpened(opened);
   // istio/ztunnel connection_manager.rs: a policy change re-evaluates open connections.
   let closedBy: string | undefined;
   const unsubscribe = deps.state.onChange((changes) => {
@@ -69,6 +98,7 @@ export async function relayOpaque(
     { downstreamEnded: ended },
   );
   unsubscribe();
+  deps.traffic.connectionClosed(opened, requestBytes, responseBytes);
   deps.log.info(
     {
       src: ctx.sourcePrincipal,

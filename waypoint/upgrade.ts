@@ -7,6 +7,7 @@
 // upgrade request were held back, and are parsed, authorized and routed as requests of their own.
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { relay } from '../core/relay/relay.js';
 import { WaypointError, asWaypointError } from './errors.js';
 import { HOP_BY_HOP, forwardableHeaders, readRequestHead } from './request-head.js';
 import { type RequestDeps, type TunnelContext, endpointPicker, recordRequest } from './request.js';
@@ -121,23 +122,6 @@ function sendUpgrade(
   });
 }
 
-/** Byte tunnel both ways until either side closes. */
-function pipeBoth(a: Duplex, b: Duplex): Promise<void> {
-  return new Promise<void>((resolve) => {
-    a.pipe(b);
-    b.pipe(a);
-    const done = (): void => {
-      a.destroy();
-      b.destroy();
-      resolve();
-    };
-    a.once('close', done);
-    b.once('close', done);
-    a.once('error', done);
-    b.once('error', done);
-  });
-}
-
 /**
  * A WebSocket upgrade request. `held` is what the client sent after the request head: written upstream
  * only once the tunnel exists; otherwise `resumeHttp(held)` hands the connection back to the HTTP parser.
@@ -159,6 +143,8 @@ export async function handleUpgrade(
   let status = 0;
   let flag = '-';
   let reason: string | undefined;
+  let requestBytes = 0;
+  let responseBytes = 0;
   try {
     ({ method, path, authority } = readRequestHead(
       req,
@@ -191,7 +177,18 @@ export async function handleUpgrade(
       socket.write(responseHead(answer.res, true));
       if (answer.head.length > 0) socket.write(answer.head);
       if (held.length > 0) answer.socket.write(held);
-      await pipeBoth(socket, answer.socket);
+      requestBytes = held.length;
+      responseBytes = answer.head.length;
+      // The one relay (core/relay): a FIN one way half-closes the other, a reset stays a reset.
+      // The upgraded stream's bytes count as the request's and the response's (istio_request_bytes).
+      await relay(socket, answer.socket, {
+        onRequestBytes: (n) => {
+          requestBytes += n;
+        },
+        onResponseBytes: (n) => {
+          responseBytes += n;
+        },
+      });
       return;
     }
     // Not upgraded: the answer goes back as a plain response and the connection stays HTTP.
@@ -217,6 +214,8 @@ export async function handleUpgrade(
       path,
       authority,
       protocol: 'HTTP/1.1',
+      requestBytes,
+      responseBytes,
       grpc: false,
       status,
       grpcStatus: '',

@@ -13,7 +13,7 @@ import { type SpiffeId, formatSpiffeId } from '../core/identity/spiffe.js';
 import type { Waypoint as WaypointModel } from '../core/state/model.js';
 import type { MeshState } from '../core/state/state.js';
 import { FlowEvents } from '../core/telemetry/flow-events.js';
-import type { PeerLabels } from '../core/telemetry/metrics.js';
+import { type PeerLabels, TrafficMetrics } from '../core/telemetry/metrics.js';
 import { DEFAULT_ADMIN_PORT, WaypointAdmin, certificateDumpOf } from './admin.js';
 import { RequestAuthorizer } from './authz.js';
 import {
@@ -34,7 +34,6 @@ import { waypointDestination } from '../core/route/inbound.js';
 import { tracingForWaypoint } from '../core/telemetry/telemetry-api.js';
 import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
-import { loadKubeConfig } from '../core/sources/kubeconfig.js';
 
 /** The waypoint's own certificate (ca/client CertificateManager with impersonate:false, or a test CA). */
 export interface WaypointCertificates {
@@ -56,6 +55,8 @@ export class WaypointProxy {
   readonly config: WaypointConfig;
   readonly identity: SpiffeId;
   readonly metrics = new RequestMetrics();
+  /** Istio's TCP metrics of the opaque TCP path (reporter="waypoint"), on the same registry. */
+  readonly traffic = new TrafficMetrics({ component: 'waypoint', registry: this.metrics.registry });
   /** One event per request (method, path, status, deciding policy) for `ambit demo`'s flow view. */
   readonly flows = new FlowEvents();
   readonly hboneServer: HboneServer;
@@ -191,7 +192,13 @@ export class WaypointProxy {
     else if (protocol === 'http2') this.h2.serve(tunnel, ctx);
     else
       void relayOpaque(
-        { state: this.deps.state, authorizer: this.authorizer, upstream: this.upstream, log: this.log },
+        {
+          state: this.deps.state,
+          authorizer: this.authorizer,
+          upstream: this.upstream,
+          log: this.log,
+          traffic: this.traffic,
+        },
         ctx,
         tunnel,
         head,
@@ -319,71 +326,44 @@ export interface RunWaypointOptions extends WaypointConfigInput {
   onQuit?: () => void;
 }
 
-/** The Kubernetes source (informers on every kind the state needs), loaded only in Kubernetes mode. */
-async function kubernetesSource(
-  kubeconfig: string | undefined,
-  trustDomain: string,
-  logger: Logger,
-  syncTimeoutMs: number | undefined,
-) {
-  const { KubernetesSource } = await import('../core/sources/kubernetes.js');
-  let kubeConfig: Awaited<ReturnType<typeof loadKubeConfig>>;
-  try {
-    kubeConfig = await loadKubeConfig(kubeconfig);
-  } catch (err) {
-    throw new WaypointConfigError(
-      `waypoint config: kubeconfig ${kubeconfig ?? '(default)'}: ${(err as Error).message}`,
-    );
-  }
-  return new KubernetesSource({
-    kubeConfig,
-    ...(syncTimeoutMs ? { syncTimeoutMs } : {}),
-    translatorOptions: { trustDomain },
-    logger: logger.child({ scope: 'kubernetes' }),
-  });
-}
-
 /** `ambit waypoint`: state from the manifest directory, its own certificate from the CA, then serve. */
 export async function runWaypoint(
   opts: RunWaypointOptions,
 ): Promise<{ waypoint: WaypointProxy; admin: WaypointAdmin; stop(): Promise<void> }> {
-  const { ManifestSource } = await import('../core/sources/manifests.js');
-  const { CaClient } = await import('../ca/client/ca-client.js');
-  const { CertificateManager } = await import('../ca/client/cert-manager.js');
+  const { openStateSource } = await import('../core/sources/open.js');
+  const { certificatesFromCa } = await import('../ca/client/from-files.js');
   const { HboneClientPool } = await import('../core/hbone/client-pool.js');
-  const { readFile } = await import('node:fs/promises');
   const config = resolveConfig(opts);
   const logger = pino({ level: config.logLevel, base: { component: 'waypoint' } });
   if (!opts.manifestsDir && !opts.kubernetes)
     throw new WaypointConfigError(
       'waypoint config: manifestsDir: a manifest directory (-m DIR) or --kubernetes is required',
     );
-  const source = opts.kubernetes
-    ? await kubernetesSource(opts.kubeconfig, config.trustDomain, logger, opts.syncTimeoutMs)
-    : new ManifestSource(opts.manifestsDir!, {
-        logger: logger.child({ scope: 'manifests' }),
-        translatorOptions: { trustDomain: config.trustDomain },
-      });
-  await source.start();
-  const ca = new CaClient({
-    address: opts.caAddress,
-    rootsPem: () => readFile(opts.caRootFile, 'utf8'),
-    token: async () => (await readFile(opts.tokenFile, 'utf8')).trim(),
-    clusterId: config.clusterId,
+  const source = await openStateSource({
+    ...(opts.kubernetes
+      ? {
+          kubernetes: {
+            ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+            ...(opts.syncTimeoutMs ? { syncTimeoutMs: opts.syncTimeoutMs } : {}),
+          },
+        }
+      : { manifestsDir: opts.manifestsDir! }),
+    trustDomain: config.trustDomain,
+    loggerFor: (scope) => logger.child({ scope }),
+    configError: (m) => new WaypointConfigError(m),
+    component: 'waypoint config',
   });
+  await source.start();
   // A waypoint asks for its OWN identity with its own token: no ImpersonatedIdentity.
-  const manager = new CertificateManager({
-    source: ca,
+  const certificates = certificatesFromCa({
+    address: opts.caAddress,
+    rootFile: opts.caRootFile,
+    tokenFile: opts.tokenFile,
+    clusterId: config.clusterId,
     impersonate: false,
     logger: logger.child({ scope: 'certificates' }),
   });
-  const certificates: WaypointCertificates = {
-    fetch: (id) => manager.fetch(id),
-    close: () => {
-      manager.close();
-      ca.close();
-    },
-  };
+  const manager = certificates.manager;
   const pool = new HboneClientPool({
     certificateFor: (id) => certificates.fetch(id),
     logger: logger.child({ scope: 'hbone-client' }),

@@ -4,7 +4,7 @@
 // (istio/ztunnel ENABLE_ORIG_SRC; docs/architecture.md §7 "Source IP"); replies come back to this node's socket
 // through the capture's `socket transparent` / fwmark local-route rules.
 import net from 'node:net';
-import { createTransparentSocket, nativeAvailable } from '../bpf-redirect/native/index.js';
+import { createTransparentSocket, nativeAvailable } from './native/index.js';
 import { UpstreamConnectFailed } from '../core/hbone/errors.js';
 import { formatAddr } from '../core/route/address.js';
 import type { SocketAddr } from '../core/route/address.js';

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { type Logger, pino } from 'pino';
-import { getOriginalDst, listenInNetns } from '../bpf-redirect/native/index.js';
+import { getOriginalDst, listenInNetns } from './native/index.js';
 import {
   CAPTURE_PORTS,
   type CaptureContext,

@@ -4,8 +4,7 @@
 // place", like linkerd2-proxy's app crate and istio/ztunnel src/app.rs).
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
-import { CaClient } from '../ca/client/ca-client.js';
-import { CertificateManager } from '../ca/client/cert-manager.js';
+import { certificatesFromCa } from '../ca/client/from-files.js';
 import { HboneClientPool } from '../core/hbone/client-pool.js';
 import { HboneServer } from '../core/hbone/server.js';
 import type { HboneCertificate } from '../core/hbone/tls.js';
@@ -35,7 +34,7 @@ import { LoggerFamily } from './logging.js';
 import { type HboneDialer, type OutboundContext, handleOutbound } from './outbound.js';
 import { tuneZtunnelProcess } from './runtime.js';
 import { TransparentListener } from './transparent-listener.js';
-import { loadKubeConfig } from '../core/sources/kubeconfig.js';
+import { type OpenStateSourceOptions, openStateSource } from '../core/sources/open.js';
 
 /** Workload certificates (ca/client CertificateManager, or a test double holding real certs). */
 export interface CertificateProvider {
@@ -385,54 +384,47 @@ export function createHbonePool(
 }
 
 /**
- * The Kubernetes source (issue 7): informers on every kind the state needs, all pods of the cluster —
- * ztunnel routes to and verifies identities of pods on every node, so no node field selector here.
- * Loaded lazily, so local mode does not load the Kubernetes client.
+ * Where ztunnel's state comes from: the discovery tier (Istio's WDS, istiod's role), verified with the CA
+ * roots and authenticated with the node token, as istio/ztunnel does (XDS_ROOT_CA defaults to the CA's
+ * roots; the same token for CA and XDS); else the Kubernetes API — informers on every kind, all pods of
+ * the cluster: ztunnel routes to and verifies identities of pods on every node, so no node field
+ * selector; else a manifest directory.
  */
-async function kubernetesSource(config: ZtunnelConfig, logs: LoggerFamily) {
-  const { KubernetesSource } = await import('../core/sources/kubernetes.js');
-  const { inClusterConfig } = await import('../core/sources/in-cluster.js');
-  let kubeConfig: import('../core/sources/kubernetes.js').ClusterAccess | undefined;
-  try {
-    // In a pod (the DaemonSet) the service account is the config, without loading KubeConfig and the
-    // generated API clients behind it (core/sources/in-cluster.ts: ~18 MB of heap).
-    kubeConfig = config.kubeconfig ? undefined : inClusterConfig();
-    if (!kubeConfig) kubeConfig = await loadKubeConfig(config.kubeconfig);
-  } catch (err) {
-    throw new ConfigError(
-      `ztunnel config: kubeconfig ${config.kubeconfig ?? '(default)'}: ${(err as Error).message}`,
-    );
+function stateSourceOptions(config: ZtunnelConfig, logs: LoggerFamily): OpenStateSourceOptions {
+  const base = {
+    trustDomain: config.trustDomain,
+    loggerFor: (scope: string) => logs.child({ scope }),
+    configError: (m: string) => new ConfigError(m),
+    component: 'ztunnel config',
+  };
+  if (config.discoveryAddress) {
+    const { caRootFile, tokenFile } = config;
+    if (!caRootFile || !tokenFile)
+      throw new ConfigError(
+        'ztunnel config: --discovery needs --ca-root and --token (they authenticate both ways)',
+      );
+    return {
+      ...base,
+      discovery: {
+        address: config.discoveryAddress,
+        rootsPem: () => readFile(caRootFile, 'utf8'),
+        token: async () => (await readFile(tokenFile, 'utf8')).trim(),
+        // istio/ztunnel node id: <type>~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local
+        nodeId: `ztunnel~0.0.0.0~ztunnel-${config.node}.istio-system~istio-system.svc.cluster.local`,
+        nodeMetadata: { NODE_NAME: config.node, CLUSTER_ID: config.clusterId },
+        syncTimeoutMs: config.discoverySyncTimeoutMs,
+      },
+    };
   }
-  return new KubernetesSource({
-    kubeConfig,
-    ...(config.kubernetesSyncTimeoutMs ? { syncTimeoutMs: config.kubernetesSyncTimeoutMs } : {}),
-    translatorOptions: { trustDomain: config.trustDomain },
-    logger: logs.child({ scope: 'kubernetes' }),
-  });
-}
-
-/**
- * The discovery source: Istio's WDS from the discovery tier (istiod's role), verified with the CA
- * roots and authenticated with the node token, as istio/ztunnel does (XDS_ROOT_CA defaults to the
- * CA's roots; the same token for CA and XDS). Loaded lazily like the others.
- */
-async function discoverySource(config: ZtunnelConfig, logs: LoggerFamily) {
-  const { WdsSource } = await import('../core/sources/wds.js');
-  const { caRootFile, tokenFile } = config;
-  if (!caRootFile || !tokenFile)
-    throw new ConfigError(
-      'ztunnel config: --discovery needs --ca-root and --token (they authenticate both ways)',
-    );
-  return new WdsSource({
-    address: config.discoveryAddress!,
-    rootsPem: () => readFile(caRootFile, 'utf8'),
-    token: async () => (await readFile(tokenFile, 'utf8')).trim(),
-    // istio/ztunnel node id: <type>~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local
-    nodeId: `ztunnel~0.0.0.0~ztunnel-${config.node}.istio-system~istio-system.svc.cluster.local`,
-    nodeMetadata: { NODE_NAME: config.node, CLUSTER_ID: config.clusterId },
-    syncTimeoutMs: config.discoverySyncTimeoutMs,
-    logger: logs.child({ scope: 'discovery' }),
-  });
+  if (config.kubernetes)
+    return {
+      ...base,
+      kubernetes: {
+        ...(config.kubeconfig ? { kubeconfig: config.kubeconfig } : {}),
+        ...(config.kubernetesSyncTimeoutMs ? { syncTimeoutMs: config.kubernetesSyncTimeoutMs } : {}),
+      },
+    };
+  return { ...base, ...(config.manifestsDir ? { manifestsDir: config.manifestsDir } : {}) };
 }
 
 /**
@@ -456,36 +448,21 @@ export async function runZtunnel(
   if (!tokenFile)
     throw new ConfigError('ztunnel config: tokenFile: the node token file (--token FILE) is required');
   const logs = opts.logs ?? new LoggerFamily(config.logLevel);
-  const source = config.discoveryAddress
-    ? await discoverySource(config, logs)
-    : config.kubernetes
-      ? await kubernetesSource(config, logs)
-      : // Loaded only in manifest mode: with --kubernetes the YAML parser is never needed.
-        new (await import('../core/sources/manifests.js')).ManifestSource(manifestsDir!, {
-          logger: logs.child({ scope: 'manifests' }),
-          translatorOptions: { trustDomain: config.trustDomain },
-        });
+  const source = await openStateSource(stateSourceOptions(config, logs));
   await source.start();
   // The relay tuning (runtime.ts) after the first sync: a first list is one burst of short-lived
   // objects, which V8's defaults (incremental marking, a growing young generation) collect as it
   // goes; under the relay tuning the 50k-pod sync peaked at 2.8x its settled heap (bench/scale).
   tuneZtunnelProcess();
-  const ca = new CaClient({
+  // The node token impersonates local workloads, as istio/ztunnel does.
+  const certificates: CertificateProvider = certificatesFromCa({
     address: caAddress,
-    // Re-read per request: a rotated root or token is picked up without a restart.
-    rootsPem: () => readFile(caRootFile, 'utf8'),
-    token: async () => (await readFile(tokenFile, 'utf8')).trim(),
+    rootFile: caRootFile,
+    tokenFile,
     clusterId: config.clusterId,
+    impersonate: true,
+    logger: logs.child({ scope: 'certificates' }),
   });
-  const manager = new CertificateManager({ source: ca, logger: logs.child({ scope: 'certificates' }) });
-  const certificates: CertificateProvider = {
-    fetch: (id) => manager.fetch(id),
-    forget: (id) => manager.forget(id),
-    close: () => {
-      manager.close();
-      ca.close();
-    },
-  };
   const pool = createHbonePool(config, certificates, logs);
   const ztunnel = new Ztunnel(config, {
     state: source.state,

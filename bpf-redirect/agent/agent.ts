@@ -2,8 +2,8 @@
 // enrolled", live. Enrollment is a map write effective from the pod's next SYN; flows opened before
 // keep going direct. Opt-out is DRAIN (new connections direct, proxied ones still steered), then the
 // entry goes back to NONE once the node netns holds no socket of that pod any more — i.e. the proxy has
-// no live connection for it — or after the grace period (DESIGN.md §7; deleting at once resets
-// proxied flows, research pitfall 5). A pod is written to the maps as soon as the state has its IP and
+// no live connection for it — or after the grace period (docs/capture.md §4; deleting at once resets
+// proxied flows). A pod is written to the maps as soon as the state has its IP and
 // its veth exists, before its app can connect (no bypass at pod start, istio/istio#48286).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';

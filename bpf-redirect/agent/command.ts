@@ -1,5 +1,5 @@
 // Every kernel change the agent makes goes through a child process (`bpftool`, `tc`, `ip`, `nft`,
-// `ss`): ~3 ms a call on this machine (research/ebpf-redirect.md §4), no native code, and JSON output
+// `ss`): ~3 ms a call on this machine (docs/capture.md §5), no native code, and JSON output
 // that parses directly. Each call has a timeout so a wedged tool cannot stall reconciliation.
 import { execFile } from 'node:child_process';
 import { BpfAgentError } from './errors.js';

@@ -1,4 +1,4 @@
-// eBPF capture (DESIGN.md §7 base design): the pinned `steer` program on tc ingress of every pod veth
+// eBPF capture (docs/capture.md §1): the pinned `steer` program on tc ingress of every pod veth
 // and uplink, driven through the pinned maps. Restart-safe: maps are reused, the new program
 // generation replaces the old one with `tc filter replace`, and only our filter (pref/handle) and
 // qdiscs we created are ever removed.

@@ -1,6 +1,6 @@
 // Loads steer_tc.bpf.o once into a bpffs directory the agent owns and pins its maps, so every tc
 // attachment shares one set of maps (`tc … bpf obj` would give each interface private copies,
-// research pitfall 10). Each start loads a new program *generation* that reuses the pinned maps
+// docs/capture.md §5). Each start loads a new program *generation* that reuses the pinned maps
 // (`bpftool prog loadall … map name X pinned P`); the agent then `tc filter replace`s it onto every
 // interface — an atomic swap that keeps map state, so an upgrade or a restart never drops a flow —
 // and unpins older generations (attached filters hold their own reference).
@@ -14,7 +14,7 @@ import { MAP_NAMES } from './maps.js';
 export const STEER_OBJECT = 'steer_tc.bpf.o';
 const BPFFS = '/sys/fs/bpf';
 
-/** Mount bpffs at /sys/fs/bpf when missing (not mounted by default here; research §1). */
+/** Mount bpffs at /sys/fs/bpf when missing (not mounted by default here; docs/capture.md §5). */
 export async function ensureBpffs(): Promise<void> {
   const found = await runCommand('findmnt', ['-n', '-t', 'bpf', BPFFS]).catch(() => '');
   if (found.trim()) return;

@@ -1,6 +1,6 @@
 // Writes to pinned BPF maps. In-process through the tiny ambit_bpfmap addon (native/bpf_map.c: the
 // bpf(2) syscall, 4-7 µs a write) when it is built, else one `bpftool batch` per call (~3 ms plus
-// ~15 µs a write, research/ebpf-redirect.md §4). Same semantics either way: update = BPF_ANY, delete
+// ~15 µs a write, docs/capture.md §5). Same semantics either way: update = BPF_ANY, delete
 // of an absent key is not an error.
 import { existsSync } from 'node:fs';
 import { closeSync } from 'node:fs';

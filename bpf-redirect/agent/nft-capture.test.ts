@@ -1,5 +1,5 @@
 // The nftables fallback's ruleset: TPROXY into the same listeners as eBPF, anti-spoofing, and the
-// explicit reject that keeps TPROXY from failing open when no listener exists (research pitfall 2).
+// explicit reject that keeps TPROXY from failing open when no listener exists (docs/capture.md §2).
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from './config.js';
 import { POD_CAPTURE, POD_DRAIN, POD_NONE } from './maps.js';

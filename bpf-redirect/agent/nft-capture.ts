@@ -1,7 +1,7 @@
 // Fallback capture where eBPF cannot load (old kernel, no BPF privileges, no BTF): nftables TPROXY
-// into the same transparent listeners, so ztunnel's code is identical in both modes (research §3.3).
+// into the same transparent listeners, so ztunnel's code is identical in both modes (docs/capture.md §2).
 // TPROXY fails OPEN silently when no transparent listener exists (the statement just does not match,
-// pitfall 2), so a forward-hook chain explicitly rejects, with a TCP reset, any SYN of an enrolled pod
+// docs/capture.md §2), so a forward-hook chain explicitly rejects, with a TCP reset, any SYN of an enrolled pod
 // that TPROXY did not take — fail closed, and faster than a drop. `--fail-open` leaves that chain out.
 // The whole table (family inet, so it also sees IPv6) is rendered from the desired state and replaced
 // atomically in one `nft -f`.
@@ -68,7 +68,7 @@ export function renderTproxyTable(
     // raw (-300) runs before conntrack and kube-proxy's DNAT (-100). Captured SYNs and every packet of
     // a flow a transparent socket owns skip conntrack, so the proxy's sockets are keyed by the address
     // the app dialled (a ClusterIP stays the original destination) and later packets still find them
-    // — the nftables twin of the eBPF mode's notrack-on-mark rule (research pitfall 4). Known cost:
+    // — the nftables twin of the eBPF mode's notrack-on-mark rule (docs/capture.md §1). Known cost:
     // with --fail-open and the proxy down, an untracked SYN to a ClusterIP misses kube-proxy's DNAT
     // and fails (eBPF mode marks only SYNs it assigns, so it has no such gap).
     '  chain raw {',

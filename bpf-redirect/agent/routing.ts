@@ -1,9 +1,9 @@
 // Node set-up shared by both capture modes. bpf_sk_assign and TPROXY both need the packets they hand
-// to a local socket to be routed locally, for every packet of the flow (research pitfall 3; kernel
+// to a local socket to be routed locally, for every packet of the flow (docs/capture.md §1; kernel
 // commit "bpf: Add socket assign support": "must be routed towards that socket via local route"):
 // `ip rule fwmark M/M lookup T` → table T holds `local 0.0.0.0/0 dev lo` (Cilium does the same).
 // In eBPF mode a raw-table `notrack` for marked packets keeps kube-proxy's DNAT away from flows the
-// proxy owns, so the proxy sees the ClusterIP as original destination (pitfall 4).
+// proxy owns, so the proxy sees the ClusterIP as original destination (docs/capture.md §1).
 import { parseJson, runCommand } from './command.js';
 import { BpfAgentError } from './errors.js';
 

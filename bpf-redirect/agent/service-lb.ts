@@ -1,6 +1,6 @@
 // Socket-level service load balancing with the pinned service map (bpf/sock_connect.bpf.c): a
 // connect() to a ClusterIP:port from a process in one of the given cgroups is rewritten to a backend
-// with one hash lookup (Cilium's socket LB; flat in the number of services, research §5 and
+// with one hash lookup (Cilium's socket LB; flat in the number of services, docs/capture.md §6 and
 // bench/bpf.bench.ts). Off unless cgroups are given: it is a kube-proxy replacement for pods OUTSIDE
 // the mesh — an enrolled pod must keep dialling the VIP so ztunnel sees the service (waypoints, SANs).
 import { existsSync } from 'node:fs';

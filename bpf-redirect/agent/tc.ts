@@ -1,6 +1,6 @@
 // tc clsact ingress attachment of the pinned `steer` program. The clsact qdisc is shared with other
 // tools (a CNI's own programs live there too), so we only ever add/replace/delete OUR filter, by
-// pref + handle (research pitfall 19); a qdisc is deleted only if this agent created it and nothing
+// pref + handle (docs/capture.md §5); a qdisc is deleted only if this agent created it and nothing
 // else is attached to it. `tc filter replace` swaps programs atomically (upgrade without a gap).
 import { parseJson, runCommand } from './command.js';
 import { BpfAgentError } from './errors.js';

@@ -1,7 +1,7 @@
 /* Maps shared by every attachment of steer_tc (pinned once by the agent with
  * `bpftool prog loadall ... pinmaps <dir>`, then every `tc filter ... bpf da pinned` uses the same set)
  * and the value layouts the agent writes (bpf-redirect/agent/maps.ts mirrors them byte for byte).
- * Names carry an `ambit_` prefix: a bare `config` clashes with a vmlinux.h type (research pitfall 12). */
+ * Names carry an `ambit_` prefix: a bare `config` clashes with a vmlinux.h type (docs/capture.md §7). */
 #ifndef AMBIT_MAPS_H
 #define AMBIT_MAPS_H
 

@@ -1,7 +1,7 @@
 /* svc_connect4: cgroup/connect4 service translation (socket-level load balancing, the core of
  * Cilium's cil_sock4_connect in bpf/bpf_sock.c): a connect() to a service VIP:port is rewritten to one
  * of its backends with one hash lookup, before any packet or conntrack entry exists, so the cost stays
- * flat in the number of services (research §5). Used for ClusterIP translation where the node runs no
+ * flat in the number of services (docs/capture.md §6). Used for ClusterIP translation where the node runs no
  * kube-proxy, and by bench/bpf.bench.ts. Capture into ztunnel stays in steer_tc (it also covers inbound
  * and cannot be bypassed by a pod's raw sockets); this hook does not redirect to the proxy. */
 #include "vmlinux.h"

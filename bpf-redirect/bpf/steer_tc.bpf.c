@@ -129,7 +129,7 @@ int steer(struct __sk_buff *skb)
 	if (!cfg)
 		return TC_ACT_OK; /* agent has not configured us yet: it writes cfg before any pod */
 
-	/* A flow the proxy already owns: mark every packet so it is routed locally (pitfall 3). */
+	/* A flow the proxy already owns: mark every packet so it is routed locally (docs/capture.md §1). */
 	struct bpf_sock_tuple tuple = {};
 	tuple.ipv4.saddr = ip->saddr;
 	tuple.ipv4.daddr = ip->daddr;

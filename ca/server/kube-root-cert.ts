@@ -17,6 +17,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { RetryQueue } from '../../core/queue/retry-queue.js';
 
 export const ROOT_CERT_CONFIGMAP = 'istio-ca-root-cert';
 export const ROOT_CERT_KEY = 'root-cert.pem';
@@ -41,8 +42,7 @@ export class RootCertPublisher {
   readonly #o: RootCertPublisherOptions;
   #namespaces: ListWatch<V1Namespace> | undefined;
   #configMaps: ListWatch<V1ConfigMap> | undefined;
-  readonly #pending = new Set<string>();
-  #flushing: Promise<void> | undefined;
+  #queue: RetryQueue | undefined;
   #resync: NodeJS.Timeout | undefined;
   readonly #retries = new Set<NodeJS.Timeout>();
   #stopped = false;
@@ -54,6 +54,15 @@ export class RootCertPublisher {
 
   async start(): Promise<void> {
     this.#stopped = false;
+    this.#queue = new RetryQueue({
+      work: (ns) => this.#publish(ns),
+      firstRetryMs: 2000,
+      onError: (namespace, err, retryInMs) =>
+        this.#o.logger?.warn(
+          { namespace, err: (err as Error).message.split('\n')[0], retryInMs },
+          'ca: could not write istio-ca-root-cert; will retry',
+        ),
+    });
     const watch = new Watch(this.#o.kubeConfig);
     const nsInformer = new ListWatch<V1Namespace>(
       '/api/v1/namespaces',
@@ -103,7 +112,7 @@ export class RootCertPublisher {
     for (const t of this.#retries) clearTimeout(t);
     await this.#namespaces?.stop();
     await this.#configMaps?.stop();
-    await this.#flushing;
+    await this.#queue?.stop();
   }
 
   /** Re-check every namespace (on root change, on becoming leader, on resync). */
@@ -113,39 +122,17 @@ export class RootCertPublisher {
 
   /** Resolves when nothing is pending (tests). */
   async idle(): Promise<void> {
-    for (let i = 0; i < 100 && (this.#flushing || this.#pending.size > 0); i++)
-      await (this.#flushing ?? Promise.resolve());
+    await this.#queue?.idle();
   }
 
   #enqueue(ns: string | undefined): void {
-    if (!ns || this.#stopped || IGNORED_NAMESPACES.includes(ns)) return;
-    this.#pending.add(ns);
-    this.#flushing ??= this.#flush().finally(() => {
-      this.#flushing = undefined;
-    });
+    if (!ns || IGNORED_NAMESPACES.includes(ns)) return;
+    this.#queue?.add(ns);
   }
 
-  async #flush(): Promise<void> {
-    await new Promise((r) => setImmediate(r));
-    while (this.#pending.size > 0 && !this.#stopped) {
-      const ns = this.#pending.values().next().value as string;
-      this.#pending.delete(ns);
-      if (this.#o.isLeader && !this.#o.isLeader()) continue;
-      try {
-        await this.#reconcile(ns);
-      } catch (err) {
-        this.#o.logger?.warn(
-          { namespace: ns, err: (err as Error).message.split('\n')[0] },
-          'ca: could not write istio-ca-root-cert; will retry',
-        );
-        const t = setTimeout(() => {
-          this.#retries.delete(t);
-          this.#enqueue(ns);
-        }, 2000);
-        t.unref();
-        this.#retries.add(t);
-      }
-    }
+  async #publish(ns: string): Promise<void> {
+    if (this.#o.isLeader && !this.#o.isLeader()) return;
+    await this.#reconcile(ns);
   }
 
   async #reconcile(ns: string): Promise<void> {
@@ -165,13 +152,11 @@ export class RootCertPublisher {
       else await this.#api.createNamespacedConfigMap({ namespace: ns, body });
     } catch (err) {
       // Exists (our cache was behind) → replace next round; namespace gone → nothing to do.
-      if (code(err) === 409) this.#pending.add(ns);
-      else if (code(err) !== 404) throw err;
+      if (code(err) !== 409 && code(err) !== 404) throw err;
       if (code(err) === 409) {
         const fresh = await this.#api.readNamespacedConfigMap({ namespace: ns, name: ROOT_CERT_CONFIGMAP });
         if (fresh.data?.[ROOT_CERT_KEY] !== roots)
           await this.#api.replaceNamespacedConfigMap({ namespace: ns, name: ROOT_CERT_CONFIGMAP, body });
-        this.#pending.delete(ns);
       }
       return;
     }

@@ -85,7 +85,7 @@ export type SocketFactory = (opts: { host: string; port: number; sourceIp?: stri
 export interface HboneClientPoolOptions {
   /** Our workload certificate for an identity; called for every NEW connection, so rotation is picked up. */
   certificateFor(identity: SpiffeId): Promise<HboneCertificate>;
-  /** Needed when requests carry `sourceIp` (e.g. bpf-redirect/native `transparentConnect`). */
+  /** Needed when requests carry `sourceIp` (e.g. ztunnel/native `transparentSocketFactory`). */
   createSocket?: SocketFactory;
   settings?: Partial<HboneSettings>;
   logger?: Logger;

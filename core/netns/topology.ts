@@ -444,7 +444,7 @@ export class Topology {
   }
 
   /** Synchronous teardown (also run from the process 'exit' hook). Kills children first so their
-   *  sockets do not keep deleted namespaces alive (pitfall 25). */
+   *  sockets do not keep deleted namespaces alive (docs/capture.md §7). */
   teardownSync(): void {
     if (this.torn) return;
     this.torn = true;
@@ -492,7 +492,7 @@ export class Topology {
     await this.exec(ns, 'ip', ['link', 'set', 'lo', 'up']);
   }
 
-  /** ip_early_demux=0 so early demux cannot hide a missing steer (pitfall 5); nodes forward. */
+  /** ip_early_demux=0 so early demux cannot hide a missing steer (docs/capture.md §4); nodes forward. */
   private async sysctls(ns: string, isNode: boolean): Promise<void> {
     const keys = [
       'net.ipv4.ip_early_demux=0',

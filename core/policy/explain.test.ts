@@ -1,39 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import type { Service, Workload } from '../state/model.js';
+import type { Workload } from '../state/model.js';
 import { MeshState } from '../state/state.js';
 import { compileAuthorizationPolicy } from './compile.js';
 import { ExplainInputError, explain } from './explain.js';
 import type { AuthorizationPolicySpec } from './istio-api.js';
+import { testService, testWorkload } from '../../test/mesh-model.js';
 
-function workload(
+const workload = (
   name: string,
   namespace: string,
   ip: string,
   sa: string,
   extra: Partial<Workload> = {},
-): Workload {
-  return {
-    uid: `Kubernetes//v1/Pod/${namespace}/${name}`,
-    name,
+): Workload =>
+  testWorkload(name, ip, {
     namespace,
-    addresses: [ip],
-    node: 'node-a',
     serviceAccount: sa,
-    trustDomain: 'cluster.local',
-    tunnelProtocol: 'HBONE',
-    services: {},
-    authorizationPolicies: [],
     labels: { app: name },
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
     workloadType: 'DEPLOYMENT',
-    status: 'HEALTHY',
-    networkMode: 'STANDARD',
-    nativeTunnel: false,
     ...extra,
-  };
-}
+  });
 
 function addPolicy(state: MeshState, name: string, namespace: string, spec: AuthorizationPolicySpec): void {
   const c = compileAuthorizationPolicy(
@@ -45,15 +31,9 @@ function addPolicy(state: MeshState, name: string, namespace: string, spec: Auth
 
 function fixture(): MeshState {
   const state = new MeshState();
-  const svc: Service = {
-    name: 'backend',
-    namespace: 'shop',
-    hostname: 'backend.shop.svc.cluster.local',
-    addresses: ['10.96.0.10'],
+  const svc = testService('backend', 'shop', '10.96.0.10', {
     ports: [{ servicePort: 80, targetPort: 8080, appProtocol: 'HTTP11' }],
-    subjectAltNames: [],
-    labels: {},
-  };
+  });
   state.upsertService(svc);
   const ports = { 'shop/backend.shop.svc.cluster.local': [{ servicePort: 80, targetPort: 8080 }] };
   state.upsertWorkload(workload('backend-1', 'shop', '10.0.2.7', 'backend', { services: ports }));

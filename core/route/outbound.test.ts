@@ -4,6 +4,7 @@ import type { Service, Workload } from '../state/model.js';
 import { MeshState } from '../state/state.js';
 import { selectEndpoint } from './endpoint.js';
 import { type OutboundPlan, planOutbound } from './outbound.js';
+import { testService, testWorkload } from '../../test/mesh-model.js';
 
 const ids = (plan: OutboundPlan): string[] =>
   plan.kind === 'hbone' ? plan.expectedIdentities.map(formatSpiffeId) : [];
@@ -11,42 +12,11 @@ const ids = (plan: OutboundPlan): string[] =>
 const ILLEGAL = new Set([15001, 15006, 15008]);
 const SVC_KEY = 'default/echo.default.svc.cluster.local';
 
-function pod(name: string, ip: string, node: string, over: Partial<Workload> = {}): Workload {
-  return {
-    uid: `Kubernetes//v1/Pod/default/${name}`,
-    name,
-    namespace: 'default',
-    addresses: [ip],
-    node,
-    serviceAccount: name,
-    trustDomain: 'cluster.local',
-    tunnelProtocol: 'HBONE',
-    services: {},
-    authorizationPolicies: [],
-    labels: {},
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
-    workloadType: 'POD',
-    status: 'HEALTHY',
-    networkMode: 'STANDARD',
-    nativeTunnel: false,
-    ...over,
-  };
-}
+const pod = (name: string, ip: string, node: string, over: Partial<Workload> = {}): Workload =>
+  testWorkload(name, ip, { node, ...over });
 
-function echoService(over: Partial<Service> = {}): Service {
-  return {
-    name: 'echo',
-    namespace: 'default',
-    hostname: 'echo.default.svc.cluster.local',
-    addresses: ['10.96.0.10'],
-    ports: [{ servicePort: 80, targetPort: 8080, appProtocol: 'TCP' }],
-    subjectAltNames: [],
-    labels: {},
-    ...over,
-  };
-}
+const echoService = (over: Partial<Service> = {}): Service =>
+  testService('echo', 'default', '10.96.0.10', over);
 
 function world(): MeshState {
   const s = new MeshState();

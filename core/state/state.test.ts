@@ -1,43 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import type { Authorization, Service, Workload } from './model.js';
 import { MeshState, type StateChange } from './state.js';
+import { testService, testWorkload } from '../../test/mesh-model.js';
 
-function workload(name: string, ns: string, ip: string, over: Partial<Workload> = {}): Workload {
-  return {
-    uid: `Kubernetes//v1/Pod/${ns}/${name}`,
-    name,
-    namespace: ns,
-    addresses: [ip],
-    node: 'node-a',
-    serviceAccount: 'default',
-    trustDomain: 'cluster.local',
-    tunnelProtocol: 'HBONE',
-    services: {},
-    authorizationPolicies: [],
-    labels: {},
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
-    workloadType: 'POD',
-    status: 'HEALTHY',
-    networkMode: 'STANDARD',
-    nativeTunnel: false,
-    ...over,
-  };
-}
+const workload = (name: string, ns: string, ip: string, over: Partial<Workload> = {}): Workload =>
+  testWorkload(name, ip, { namespace: ns, serviceAccount: 'default', ...over });
 
-function service(name: string, ns: string, vip: string, over: Partial<Service> = {}): Service {
-  return {
-    name,
-    namespace: ns,
-    hostname: `${name}.${ns}.svc.cluster.local`,
-    addresses: [vip],
+const service = (name: string, ns: string, vip: string, over: Partial<Service> = {}): Service =>
+  testService(name, ns, vip, {
     ports: [{ name: 'http', servicePort: 80, targetPort: 8080, appProtocol: 'HTTP11' }],
-    subjectAltNames: [],
-    labels: {},
     ...over,
-  };
-}
+  });
 
 function policy(name: string, ns: string, scope: Authorization['scope']): Authorization {
   return { name, namespace: ns, scope, action: 'ALLOW', rules: [], dryRun: false, notes: [] };

@@ -18,7 +18,8 @@ type Registry = PromClient.Registry;
 type Counter<T extends string> = PromClient.Counter<T>;
 type Gauge<T extends string> = PromClient.Gauge<T>;
 
-export type Reporter = 'source' | 'destination';
+/** `waypoint`: what Istio's waypoint proxies report (istio.io Istio Standard Metrics). */
+export type Reporter = 'source' | 'destination' | 'waypoint';
 export type ConnectionSecurityPolicy = 'mutual_tls' | 'unknown';
 
 /** istio/ztunnel `ResponseFlags`: `-` means no failure. */

@@ -151,3 +151,31 @@ export function waypointArgs(
     ...extra,
   ];
 }
+
+export interface DemoPod {
+  name: string;
+  node: string;
+  serviceAccount: string;
+  labels: Record<string, string>;
+  ip: string;
+}
+
+/**
+ * The manifests of the end-to-end worlds: namespaces istio-system and demo (ambient), the Running
+ * `pods`, and Service `echo` at `vip` port 80 → `appPort` selecting app=echo.
+ */
+export function demoClusterYaml(pods: DemoPod[], vip: string, appPort: number): string {
+  const pod = (p: DemoPod) =>
+    `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${p.name}\n  namespace: demo\n  labels:\n` +
+    Object.entries(p.labels)
+      .map(([k, v]) => `    ${k}: ${v}\n`)
+      .join('') +
+    `spec:\n  nodeName: ${p.node}\n  serviceAccountName: ${p.serviceAccount}\n  containers: [{ name: app, image: example/app:1 }]\n` +
+    `status:\n  phase: Running\n  podIP: ${p.ip}\n`;
+  return [
+    'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n',
+    'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels:\n    istio.io/dataplane-mode: ambient\n',
+    ...pods.map(pod),
+    `apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: demo\nspec:\n  clusterIP: ${vip}\n  selector:\n    app: echo\n  ports:\n    - { name: tcp, port: 80, targetPort: ${appPort} }\n`,
+  ].join('---\n');
+}

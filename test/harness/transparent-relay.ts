@@ -1,11 +1,11 @@
 // Child process: a stand-in for ztunnel's capture listeners, so capture tests do not depend on the
 // real ztunnel. Runs in a node netns; listens on 15001/15006/15008 (or the ports given) with
-// IP_TRANSPARENT (bpf-redirect/native), so an accepted socket's localAddress:localPort IS the original
+// IP_TRANSPARENT (ztunnel/native), so an accepted socket's localAddress:localPort IS the original
 // destination and remoteAddress the real client; relays each connection to that original destination
 // as plain TCP and reports {accepted: {port, src, dst}} over IPC. The proof a connection went through
 // the proxy: the server sees the node as its peer, and the relay reports the pod and the destination.
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { setIpTransparent } from '../../bpf-redirect/native/index.js';
+import { setIpTransparent } from '../../ztunnel/native/index.js';
 
 const ports = (process.argv.slice(2).length ? process.argv.slice(2) : ['15001', '15006', '15008']).map((p) =>
   Number.parseInt(p, 10),

@@ -1,5 +1,5 @@
 /* ambit_bpfmap: the bpf(2) map calls the node agent makes often, in-process (4-7 us a write instead of
- * a ~3 ms `bpftool` exec, research/ebpf-redirect.md section 4), with no libbpf: BPF_OBJ_GET on a
+ * a ~3 ms `bpftool` exec, docs/capture.md section 5), with no libbpf: BPF_OBJ_GET on a
  * pinned map, then BPF_MAP_UPDATE_ELEM / BPF_MAP_DELETE_ELEM on its fd. Loading, pinning and
  * attaching stay with bpftool/tc. Optional: the agent falls back to bpftool when this is not built. */
 #include <errno.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# Builds the ambit_native N-API addon (transparent.c) into bpf-redirect/native/build/ambit_native.node.
+# Builds the ambit_native N-API addon (transparent.c) into ztunnel/native/build/ambit_native.node.
 # Plain cc against the headers that ship with Node (node_api.h is ABI-stable), so no node-gyp, no
 # header download and no install hook (npm 11 blocks those; we build explicitly from `npm run build`).
 set -eu

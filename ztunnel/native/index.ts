@@ -29,12 +29,12 @@ export class NativeAddonError extends Error {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-// Source (vitest runs bpf-redirect/native/index.ts) and dist (dist/bpf-redirect/native/index.js)
+// Source (vitest runs ztunnel/native/index.ts) and dist (dist/ztunnel/native/index.js)
 // both find the one build output under the source tree.
 const CANDIDATES = [
   process.env.AMBIT_NATIVE_ADDON,
   resolve(here, 'build/ambit_native.node'),
-  resolve(here, '../../../bpf-redirect/native/build/ambit_native.node'),
+  resolve(here, '../../../ztunnel/native/build/ambit_native.node'),
 ].filter((p): p is string => typeof p === 'string' && p.length > 0);
 
 let loaded: AmbitNative | undefined;
@@ -95,7 +95,7 @@ export function fdOf(target: net.Server | net.Socket): number {
 
 /**
  * Sets IP_TRANSPARENT (IPV6_TRANSPARENT for v6) on a listening server or a raw fd. After listen() is
- * enough (ebpf-redirect.md §3.2): the flag is checked when a SYN for a non-local address arrives.
+ * enough (docs/capture.md §1; kernel Documentation/networking/tproxy.rst): the flag is checked when a SYN for a non-local address arrives.
  * Needs CAP_NET_ADMIN (or CAP_NET_RAW); fails with errno EPERM otherwise.
  */
 export function setIpTransparent(server: net.Server | number): void {
@@ -117,7 +117,7 @@ export function setIpTransparent(server: net.Server | number): void {
  * set before bind(). Wrap it with `new net.Socket({ fd })` and `connect()`; the peer then sees `ip` as
  * the client. Return packets must be routed to this host's socket: tc steering marks packets of
  * sockets it finds (`bpf_skc_lookup_tcp`), nftables uses `socket transparent 1` + fwmark, both with
- * `ip rule fwmark → local 0.0.0.0/0 dev lo` (ebpf-redirect.md §3.2/§3.3).
+ * `ip rule fwmark → local 0.0.0.0/0 dev lo` (docs/capture.md §1, §2).
  */
 export function createTransparentSocket(ip: string, port = 0, netnsPath?: string): number {
   const native = addon();
@@ -155,7 +155,7 @@ export function getOriginalDst(socket: net.Socket | number): { address: string; 
 /**
  * A socket factory for HboneClientPool (core/hbone `createSocket`): with `sourceIp`, the connection
  * leaves from that address (IP_TRANSPARENT set before bind, so the destination sees the source pod's
- * IP, istio-ambient.md §1.3 "Note for an eBPF design"); with `netnsPath`, the socket lives in that
+ * IP, docs/capture.md §3); with `netnsPath`, the socket lives in that
  * network namespace. Neither → a plain `net.connect`.
  */
 export function transparentSocketFactory(

@@ -2,7 +2,7 @@
 // Deployment and a Service named after the Gateway, and writes the Gateway's status — what istiod's
 // gateway deployment controller does for waypoints (istio/istio
 // pilot/pkg/config/kube/gateway/deploymentcontroller.go + templates/waypoint.yaml):
-// - identity = ServiceAccount named after the Gateway (DESIGN.md §6);
+// - identity = ServiceAccount named after the Gateway (docs/architecture.md §6);
 // - Service ports: 15021 status-port, 15008 mesh (HBONE), 15020 metrics; selector
 //   `gateway.networking.k8s.io/gateway-name: <name>`;
 // - every generated object carries `gateway.istio.io/managed: istio.io-mesh-controller` and an
@@ -28,6 +28,7 @@ import {
 } from '@kubernetes/client-node';
 import { type Logger, pino } from 'pino';
 import type { PathNormalization } from '../core/http/request-target.js';
+import { RetryQueue } from '../core/queue/retry-queue.js';
 import { DEFAULT_SYNC_TIMEOUT_MS } from '../core/sources/sync-timeout.js';
 
 export const WAYPOINT_CLASS = 'istio-waypoint';
@@ -118,10 +119,8 @@ export class WaypointController {
   readonly #core: CoreV1Api;
   #gateways: ListWatch<GatewayObject> | undefined;
   #services: ListWatch<Obj> | undefined;
-  readonly #queue = new Set<string>();
-  readonly #retryDelay = new Map<string, number>();
+  #queue: RetryQueue | undefined;
   readonly #timers = new Set<NodeJS.Timeout>();
-  #running: Promise<void> | undefined;
   #stopped = false;
 
   constructor(opts: WaypointControllerOptions) {
@@ -134,6 +133,15 @@ export class WaypointController {
 
   async start(): Promise<void> {
     this.#stopped = false;
+    this.#queue = new RetryQueue({
+      work: (key) => this.reconcile(key),
+      firstRetryMs: this.#o.retryMs ?? 500,
+      onError: (key, err, retryInMs) =>
+        this.#log.warn(
+          { gateway: key, err: (err as Error).message.split('\n')[0], retryInMs },
+          'waypoint: reconcile failed',
+        ),
+    });
     const watch = new Watch(this.#o.kubeConfig);
     const gateways = new ListWatch<GatewayObject>(
       '/apis/gateway.networking.k8s.io/v1/gateways',
@@ -252,13 +260,12 @@ export class WaypointController {
     this.#timers.clear();
     await this.#gateways?.stop();
     await this.#services?.stop();
-    await this.#running;
+    await this.#queue?.stop();
   }
 
   /** Resolves when the work queue is empty (tests, status). */
   async idle(): Promise<void> {
-    for (let i = 0; i < 1000 && (this.#running || this.#queue.size > 0); i++)
-      await (this.#running ?? new Promise((r) => setTimeout(r, 5)));
+    await this.#queue?.idle();
   }
 
   #later(fn: () => void, ms: number): void {
@@ -271,31 +278,7 @@ export class WaypointController {
   }
 
   #enqueue(key: string): void {
-    if (this.#stopped) return;
-    this.#queue.add(key);
-    this.#running ??= this.#drain().finally(() => {
-      this.#running = undefined;
-    });
-  }
-
-  async #drain(): Promise<void> {
-    await new Promise((r) => setImmediate(r));
-    while (this.#queue.size > 0 && !this.#stopped) {
-      const key = this.#queue.values().next().value as string;
-      this.#queue.delete(key);
-      try {
-        await this.reconcile(key);
-        this.#retryDelay.delete(key);
-      } catch (err) {
-        const delay = Math.min(30_000, (this.#retryDelay.get(key) ?? (this.#o.retryMs ?? 500) / 2) * 2);
-        this.#retryDelay.set(key, delay);
-        this.#log.warn(
-          { gateway: key, err: (err as Error).message.split('\n')[0], retryInMs: delay },
-          'waypoint: reconcile failed',
-        );
-        this.#later(() => this.#enqueue(key), delay);
-      }
-    }
+    this.#queue?.add(key);
   }
 
   /** Brings one Gateway's objects and status to the desired state. `key` is `namespace/name`. */

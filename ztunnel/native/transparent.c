@@ -1,17 +1,17 @@
 // ambit_native: the few socket options Node cannot set itself, for ztunnel's transparent sockets.
 //
-// Why native code at all (research/ebpf-redirect.md §3.2, §3.4, §6 "Minimal native code"):
+// Why native code at all (docs/capture.md §1, §3):
 //  - tc bpf_sk_assign and nftables TPROXY hand a SYN for a NON-local address to ztunnel's wildcard
 //    listener; the kernel only answers it (SYN-ACK from the original destination) when the listener
 //    has IP_TRANSPARENT. Node has no API for it; one setsockopt per listener, after listen(), is enough.
-//  - Source-IP preservation (DESIGN §7, istio/ztunnel "transparent" mode): an outgoing HBONE socket
+//  - Source-IP preservation (docs/capture.md §3, istio/ztunnel "transparent" mode): an outgoing HBONE socket
 //    bound to the source pod's IP. bind() to a non-local address needs IP_TRANSPARENT (or
 //    IP_FREEBIND / ip_nonlocal_bind), and connect() from it needs IP_TRANSPARENT: the kernel's output
 //    route lookup accepts a non-local source only with FLOWI_FLAG_ANYSRC, which it sets for
 //    transparent sockets only (inet_sk_flowi_flags). libuv creates the socket inside bind(), so the
 //    option cannot be set between socket() and bind() from JavaScript: we create the socket here.
 //  - SO_ORIGINAL_DST for the REDIRECT (conntrack NAT) capture: a 16-byte getsockopt result that no
-//    int-only sockopt binding can return (ebpf-redirect.md pitfall 8).
+//    int-only sockopt binding can return (the `sockopt` npm package passes 4-byte ints only).
 // Plain node_api.h (ABI-stable across Node versions), no node-addon-api, built by build.sh.
 
 #define _GNU_SOURCE
@@ -164,6 +164,22 @@ static int get_optional_string(napi_env env, napi_value v, char *buf, size_t siz
   return 0;
 }
 
+// Parses ip:port for `fn` and opens a TCP socket of that family in `netns` ("" = this namespace).
+// Returns the fd, or -1 after throwing a JavaScript error naming `fn` and what failed.
+static int address_socket(napi_env env, const char *fn, const char *netns, const char *ip, int32_t port,
+                          struct sockaddr_storage *ss, socklen_t *sslen, int *family) {
+  *family = parse_addr(ip, port, ss, sslen);
+  if (*family < 0) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: \"%s\" is not an IPv4 or IPv6 address", fn, ip);
+    napi_throw_type_error(env, "EINVAL", msg);
+    return -1;
+  }
+  int fd = socket_in_netns(netns, *family);
+  if (fd < 0) throw_errno(env, netns[0] ? "socket in network namespace" : "socket", errno);
+  return fd;
+}
+
 // createTransparentSocket(ip: string, port: number, netnsPath?: string): number
 // A non-blocking TCP socket with IP_TRANSPARENT set BEFORE bind(ip, port), ready for
 // `new net.Socket({ fd }).connect(...)`. The caller owns the fd (Node closes it with the socket).
@@ -192,18 +208,9 @@ static napi_value CreateTransparentSocket(napi_env env, napi_callback_info info)
   }
   struct sockaddr_storage ss;
   socklen_t sslen;
-  int family = parse_addr(ip, port, &ss, &sslen);
-  if (family < 0) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "createTransparentSocket: \"%s\" is not an IPv4 or IPv6 address", ip);
-    napi_throw_type_error(env, "EINVAL", msg);
-    return NULL;
-  }
-  int fd = socket_in_netns(netns, family);
-  if (fd < 0) {
-    throw_errno(env, netns[0] ? "socket in network namespace" : "socket", errno);
-    return NULL;
-  }
+  int family;
+  int fd = address_socket(env, "createTransparentSocket", netns, ip, port, &ss, &sslen, &family);
+  if (fd < 0) return NULL;
   if (set_transparent(fd, family) != 0) {
     int err = errno;
     close(fd);
@@ -250,18 +257,9 @@ static napi_value ListenInNetns(napi_env env, napi_callback_info info) {
   }
   struct sockaddr_storage ss;
   socklen_t sslen;
-  int family = parse_addr(ip, port, &ss, &sslen);
-  if (family < 0) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "listenInNetns: \"%s\" is not an IPv4 or IPv6 address", ip);
-    napi_throw_type_error(env, "EINVAL", msg);
-    return NULL;
-  }
-  int fd = socket_in_netns(netns, family);
-  if (fd < 0) {
-    throw_errno(env, netns[0] ? "socket in network namespace" : "socket", errno);
-    return NULL;
-  }
+  int family;
+  int fd = address_socket(env, "listenInNetns", netns, ip, port, &ss, &sslen, &family);
+  if (fd < 0) return NULL;
   int one = 1;
   const char *what = NULL;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) what = "setsockopt(SO_REUSEADDR)";
@@ -307,7 +305,7 @@ static napi_value GetOriginalDst(napi_env env, napi_callback_info info) {
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
-  // napi_enumerable so Object.keys(addon) lists them (ebpf-redirect.md pitfall 15).
+  // napi_enumerable so Object.keys(addon) lists them (docs/capture.md §7).
   napi_property_descriptor props[] = {
       {"setIpTransparent", NULL, SetIpTransparent, NULL, NULL, NULL, napi_enumerable, NULL},
       {"createTransparentSocket", NULL, CreateTransparentSocket, NULL, NULL, NULL, napi_enumerable, NULL},

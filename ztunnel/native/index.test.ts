@@ -14,6 +14,19 @@ const hasV6Loopback = Object.values(os.networkInterfaces()).some((ifs) =>
   (ifs ?? []).some((i) => i.family === 'IPv6' && i.address === '::1'),
 );
 
+/** Connects to host:port and returns everything the server sent before it closed. */
+function readReply(port: number, host: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const c = net.connect(port, host);
+    let buf = '';
+    c.on('data', (d) => {
+      buf += d;
+    });
+    c.on('end', () => resolve(buf));
+    c.on('error', reject);
+  });
+}
+
 describe.skipIf(!nativeAvailable() || !root)('ambit native addon', () => {
   it('sets IP_TRANSPARENT on a listening server', async () => {
     const server = net.createServer();
@@ -43,15 +56,7 @@ describe.skipIf(!nativeAvailable() || !root)('ambit native addon', () => {
     const server = net.createServer((s) => s.end('ok'));
     await new Promise<void>((r) => server.listen({ fd }, r));
     const port = (server.address() as net.AddressInfo).port;
-    const reply = await new Promise<string>((resolve, reject) => {
-      const c = net.connect(port, '127.0.0.1');
-      let buf = '';
-      c.on('data', (d) => {
-        buf += d;
-      });
-      c.on('end', () => resolve(buf));
-      c.on('error', reject);
-    });
+    const reply = await readReply(port, '127.0.0.1');
     server.close();
     expect(reply).toBe('ok');
   });
@@ -64,15 +69,7 @@ describe.skipIf(!nativeAvailable() || !root)('ambit native addon', () => {
     // A client bound to a v6 address this host does not own (documentation prefix 2001:db8::/32).
     const cfd = createTransparentSocket('2001:db8::7', 0);
     new net.Socket({ fd: cfd }).destroy();
-    const reply = await new Promise<string>((resolve, reject) => {
-      const c = net.connect(port, '::1');
-      let buf = '';
-      c.on('data', (d) => {
-        buf += d;
-      });
-      c.on('end', () => resolve(buf));
-      c.on('error', reject);
-    });
+    const reply = await readReply(port, '::1');
     server.close();
     expect(reply).toBe('::1');
   });
