@@ -207,8 +207,20 @@ interface ZcFlags extends TargetFlags {
   level?: string;
 }
 
+/**
+ * The one ztunnel to read. Every node runs its own ztunnel with its own view (its node's workloads and
+ * certificates), so with several and no --node/--pod/--admin the command cannot pick one for the user:
+ * it names the choices and exits 2 (a usage mistake), where a single-node demo needs no flag.
+ */
 function target(f: ZcFlags): AdminTarget {
   const ts = ztunnelTargets(f);
+  if (ts.length > 1) {
+    const st = readDemoState(demoDir(f.dir));
+    const nodes = st ? st.nodes.map((n) => n.name).join(', ') : ts.map((t) => t.label).join(', ');
+    throw new UsageError(
+      `${ts.length} ztunnels run, one per node, each with its own view: pass --node (${nodes}) or --pod ns/name`,
+    );
+  }
   return ts[0]!;
 }
 
@@ -222,20 +234,8 @@ function filterNamespace(d: ConfigDump, ns?: string): ConfigDump {
   };
 }
 
-/** With no --node/--pod/--admin, point at the demo's nodes in the error instead of a bare ECONNREFUSED. */
 async function dumpOf(f: ZcFlags): Promise<ConfigDump> {
-  const t = target(f);
-  try {
-    return filterNamespace(await adminJson<ConfigDump>(t, '/config_dump'), f.namespace);
-  } catch (err) {
-    const st = !f.node && !f.pod && !f.admin ? readDemoState(demoDir(f.dir)) : undefined;
-    if (st) {
-      throw new UsageError(
-        `no ztunnel admin on 127.0.0.1:15000; the demo's ztunnels run per node: pass --node (${st.nodes.map((n) => n.name).join(', ')}) or --pod ns/name`,
-      );
-    }
-    throw err;
-  }
+  return filterNamespace(await adminJson<ConfigDump>(target(f), '/config_dump'), f.namespace);
 }
 
 function targetOptions(c: Command): Command {
