@@ -19,13 +19,17 @@ const nn = (o: { namespace: string; name: string }) => `${o.namespace}/${o.name}
 
 /** Conditions worth showing: every False one (something is not as written) — True ones are quiet. */
 export function meshFindings(state: MeshState, manifestErrors: string[]): Finding[] {
-  const out: Finding[] = manifestErrors.map((message) => ({
-    object: /^([^:]+):/.exec(message)?.[1] ?? 'manifest',
-    type: 'Accepted',
-    status: 'False' as const,
-    reason: 'Invalid',
-    message,
-  }));
+  const out: Finding[] = manifestErrors.map((text) => {
+    // `file: document N Kind ns/name: field: problem` (core/sources/schema.ts formatLocation).
+    const m = /^([^:]+\.ya?ml):\s*(.*)$/s.exec(text);
+    return {
+      object: m?.[1] ?? 'manifest',
+      type: 'Accepted',
+      status: 'False' as const,
+      reason: 'Invalid',
+      message: m?.[2] ?? text,
+    };
+  });
   for (const a of state.authorizations()) {
     for (const n of a.notes) {
       if (n.kind === 'warning') continue;
