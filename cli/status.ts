@@ -188,7 +188,7 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
     // File names relative to the manifests directory, as the operator dropped them there.
     const rel = `${state.manifestsDir.replace(/\/+$/, '')}/`;
     findings = meshFindings(
-      loaded.state,
+      loaded.translator,
       loaded.errors.map((e) => (e.message.startsWith(rel) ? e.message.slice(rel.length) : e.message)),
     );
   } catch (err) {
