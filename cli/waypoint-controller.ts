@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { PATH_NORMALIZATIONS, isPathNormalization } from '../core/http/request-target.js';
 import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import { loadKubeConfig } from '../core/sources/kubeconfig.js';
+import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 interface Options {
   kubeconfig?: string;
@@ -60,7 +61,10 @@ export function registerWaypointController(program: Command): void {
         );
       const { WaypointController } = await import('../waypoint/controller.js');
       const kubeConfig = await loadKubeConfig(opts.kubeconfig);
-      const logger = pino({ name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' });
+      const logger = pino(
+        { name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' },
+        terminalLogStream(1),
+      );
       const controller = new WaypointController({
         kubeConfig,
         image: opts.image,

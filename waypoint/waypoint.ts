@@ -35,6 +35,7 @@ import { tracingForWaypoint } from '../core/telemetry/telemetry-api.js';
 import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
 import { loadKubeConfig } from '../core/sources/kubeconfig.js';
+import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 /** The waypoint's own certificate (ca/client CertificateManager with impersonate:false, or a test CA). */
 export interface WaypointCertificates {
@@ -353,7 +354,7 @@ export async function runWaypoint(
   const { HboneClientPool } = await import('../core/hbone/client-pool.js');
   const { readFile } = await import('node:fs/promises');
   const config = resolveConfig(opts);
-  const logger = pino({ level: config.logLevel, base: { component: 'waypoint' } });
+  const logger = pino({ level: config.logLevel, base: { component: 'waypoint' } }, terminalLogStream(1));
   if (!opts.manifestsDir && !opts.kubernetes)
     throw new WaypointConfigError(
       'waypoint config: manifestsDir: a manifest directory (-m DIR) or --kubernetes is required',
