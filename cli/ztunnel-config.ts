@@ -210,7 +210,9 @@ interface ZcFlags extends TargetFlags {
 /**
  * The one ztunnel to read. Every node runs its own ztunnel with its own view (its node's workloads and
  * certificates), so with several and no --node/--pod/--admin the command cannot pick one for the user:
- * it names the choices and exits 2 (a usage mistake), where a single-node demo needs no flag.
+ * it names the choices and exits 2 (a usage mistake), where a single-node demo needs no flag. istioctl
+ * does the same: "ztunnel pod name or --node must be set" unless exactly one ztunnel pod matches
+ * (istio/istio istioctl/pkg/ztunnelconfig, getPodNameWithNamespace with enforceSinglePod).
  */
 function target(f: ZcFlags): AdminTarget {
   const ts = ztunnelTargets(f);
