@@ -11,6 +11,10 @@
 //   Service                                  istio.io/WaypointBound: True/WaypointAccepted "Successfully
 //       attached to waypoint ns/name"; False when istio.io/use-waypoint names no waypoint; removed otherwise.
 // Gateways' Accepted/Programmed are the waypoint controller's (waypoint/controller.ts).
+// An AuthorizationPolicy Ambit rejects (istiod's validating webhook would have refused it at admission;
+// Ambit installs none, so it reaches the informer) gets the same condition type False with reason
+// Invalid and the field and problem: without it the rejection would only be in the logs.
+import type { InvalidObjectError } from '../core/sources/schema.js';
 import type { AuthorizationPolicyObject } from '../core/sources/schema.js';
 import type { Translator } from '../core/sources/translate.js';
 
@@ -47,7 +51,10 @@ interface TargetBinding {
   ancestor: string;
 }
 
-export function desiredStatuses(translator: Translator): ObjectStatus[] {
+export function desiredStatuses(
+  translator: Translator,
+  invalid: readonly InvalidObjectError[] = [],
+): ObjectStatus[] {
   const state = translator.state;
   const notes = new Map<string, string[]>();
   for (const n of translator.notes()) notes.set(n.object, [...(notes.get(n.object) ?? []), n.message]);
@@ -62,10 +69,42 @@ export function desiredStatuses(translator: Translator): ObjectStatus[] {
     return s?.waypoint ? waypointByHost.get(`${s.waypoint.namespace}/${s.waypoint.hostname}`) : undefined;
   };
 
-  for (const o of translator.objectsOf('AuthorizationPolicy') as AuthorizationPolicyObject[]) {
+  const rejected = new Map<string, InvalidObjectError>();
+  for (const e of invalid)
+    if (e.location.kind === 'AuthorizationPolicy' && e.location.name)
+      rejected.set(`${e.location.namespace ?? 'default'}/${e.location.name}`, e);
+  const applied = new Map(
+    (translator.objectsOf('AuthorizationPolicy') as AuthorizationPolicyObject[]).map((o) => [
+      `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`,
+      o,
+    ]),
+  );
+  for (const [key, e] of rejected) {
+    const [ns, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
+    const lastGood = applied.get(key);
+    const waypoint =
+      e.field.startsWith('spec.targetRef') ||
+      (lastGood?.spec?.targetRefs?.length ?? 0) > 0 ||
+      !!lastGood?.spec?.targetRef;
+    out.push({
+      kind: 'AuthorizationPolicy',
+      namespace: ns,
+      name,
+      conditions: [
+        {
+          type: waypoint ? 'WaypointAccepted' : 'ZtunnelAccepted',
+          status: 'False',
+          reason: 'Invalid',
+          message: `${e.field}: ${e.problem}`,
+        },
+      ],
+    });
+  }
+
+  for (const [key, o] of applied) {
+    if (rejected.has(key)) continue;
     const ns = o.metadata.namespace ?? 'default';
     const name = o.metadata.name;
-    const key = `${ns}/${name}`;
     const targetRefs = o.spec?.targetRefs ?? (o.spec?.targetRef ? [o.spec.targetRef] : []);
     if (targetRefs.length === 0) {
       const why = notes.get(`AuthorizationPolicy/${key}`) ?? [];

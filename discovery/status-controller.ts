@@ -68,7 +68,7 @@ export class StatusController {
     this.#timer = undefined;
     let desired: ObjectStatus[];
     try {
-      desired = desiredStatuses(this.#o.source.translator);
+      desired = desiredStatuses(this.#o.source.translator, this.#o.source.errors());
     } catch (err) {
       this.#o.logger?.error({ err }, 'status conditions could not be computed');
       return;

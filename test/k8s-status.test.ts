@@ -161,6 +161,26 @@ describe('status conditions written to Kubernetes (as istiod writes them for amb
     });
   });
 
+  it('a policy Ambit rejects says so on the object (Invalid, naming the field); fixing it makes it Accepted', async () => {
+    await policy('typo', {
+      selector: { matchLabels: { app: 'catalog' } },
+      action: 'ALOW',
+      rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/frontend'] } }] }],
+    });
+    const bad = await condition('typo', 'ZtunnelAccepted', { status: 'False' });
+    expect(bad.reason).toBe('Invalid');
+    expect(bad.message).toMatch(/^spec\.action: .*ALOW/);
+    await custom.patchNamespacedCustomObject(
+      { ...AP, name: 'typo', body: { spec: { action: 'ALLOW' } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    expect(await condition('typo', 'ZtunnelAccepted', { status: 'True' })).toMatchObject({
+      reason: 'Accepted',
+      message: 'attached to ztunnel',
+      observedGeneration: 2,
+    });
+  });
+
   it('targetRefs policies get WaypointAccepted: bound, not bound, target not found', async () => {
     await policy('web-no-admin', {
       targetRefs: [{ kind: 'Service', group: '', name: 'web' }],
