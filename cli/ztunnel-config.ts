@@ -3,9 +3,13 @@
 // same `/config_dump`; it has no separate /certs API). `connections` lists the open connections the
 // admin `/flows` history holds; `log` reads or sets the level through `/logging` as `istioctl zc log`.
 // The ztunnel is named by `--node` / `--pod ns/name` (the local demo: cli/common/admin.ts) or `--admin`.
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import type { FlowEvent } from '../core/telemetry/flow-events.js';
 import {
+  ADMIN_PORT,
   type AdminTarget,
   adminJson,
   adminRequest,
@@ -202,6 +206,8 @@ const RENDER: Record<Kind, (d: ConfigDump) => string> = {
 };
 
 interface ZcFlags extends TargetFlags {
+  kubeconfig?: string;
+  istioNamespace?: string;
   output: OutputFormat;
   namespace?: string;
   level?: string;
@@ -214,7 +220,8 @@ interface ZcFlags extends TargetFlags {
  * does the same: "ztunnel pod name or --node must be set" unless exactly one ztunnel pod matches
  * (istio/istio istioctl/pkg/ztunnelconfig, getPodNameWithNamespace with enforceSinglePod).
  */
-function target(f: ZcFlags): AdminTarget {
+async function target(f: ZcFlags): Promise<AdminTarget> {
+  if (useKube(f)) return (await import('./common/kube-admin.js')).kubeZtunnelTarget(f, ADMIN_PORT);
   const ts = ztunnelTargets(f);
   if (ts.length > 1) {
     const st = readDemoState(demoDir(f.dir));
@@ -236,8 +243,20 @@ function filterNamespace(d: ConfigDump, ns?: string): ConfigDump {
   };
 }
 
+/** A cluster when one is named, or when no demo runs and a kubeconfig is there (as istioctl assumes). */
+function useKube(f: ZcFlags): boolean {
+  if (f.admin) return false;
+  if (f.kubeconfig) return true;
+  if (readDemoState(demoDir(f.dir))) return false;
+  return (
+    !!process.env.KUBECONFIG ||
+    existsSync(join(homedir(), '.kube', 'config')) ||
+    existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token')
+  );
+}
+
 async function dumpOf(f: ZcFlags): Promise<ConfigDump> {
-  return filterNamespace(await adminJson<ConfigDump>(target(f), '/config_dump'), f.namespace);
+  return filterNamespace(await adminJson<ConfigDump>(await target(f), '/config_dump'), f.namespace);
 }
 
 function targetOptions(c: Command): Command {
@@ -245,6 +264,8 @@ function targetOptions(c: Command): Command {
     .option('--node <name>', "the ztunnel of this node (the local demo's nodes: node1, node2)")
     .option('--pod <ns/name>', 'the ztunnel of the node this pod runs on')
     .option('--admin <host:port>', 'a ztunnel admin address (a port-forward, or this host)')
+    .option('--kubeconfig <file>', 'a cluster: reach the ztunnel pod through a port-forward')
+    .option('--istio-namespace <ns>', 'namespace of the ztunnel pods (default istio-system)')
     .option('--dir <dir>', 'the demo directory (state file)')
     .addOption(outputOption())
     .option('-n, --namespace <ns>', 'only this namespace');
@@ -275,7 +296,7 @@ export function registerZtunnelConfig(program: Command): void {
   targetOptions(
     zc.command('connections').description('the open connections the ztunnel reports (admin /flows history)'),
   ).action(async (f: ZcFlags) => {
-    const cs = openConnections(await flowHistory(target(f))).filter(
+    const cs = openConnections(await flowHistory(await target(f))).filter(
       (c) => !f.namespace || c.src.startsWith(`${f.namespace}/`) || c.dst.startsWith(`${f.namespace}/`),
     );
     print(f, cs, () => renderConnections(cs));
@@ -294,7 +315,7 @@ export function registerZtunnelConfig(program: Command): void {
       ]),
     )
     .action(async (f: ZcFlags) => {
-      const t = target(f);
+      const t = await target(f);
       const text = await adminRequest(
         t,
         f.level ? `/logging?level=${f.level}` : '/logging',
