@@ -17,6 +17,7 @@ import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout
 import type { MeshState } from '../core/state/state.js';
 import { filePods, meshStatePods, type NodePodSource } from '../bpf-redirect/agent/pods.js';
 import { loadKubeConfig } from '../core/sources/kubeconfig.js';
+import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 interface Opts {
   node: string;
@@ -175,7 +176,10 @@ export function registerBpfAgent(program: Command): void {
     .option('--status', 'print the running agent status JSON and exit')
     .action(async (o: Opts) => {
       const cfg = configFrom(o);
-      const log = pino({ name: 'bpf-agent', base: { node: cfg.node } }, pino.destination(2));
+      const log = pino(
+        { name: 'bpf-agent', base: { node: cfg.node } },
+        terminalLogStream(2) ?? pino.destination(2),
+      );
       if (o.status) {
         const s = JSON.parse(readFileSync(cfg.statusFile, 'utf8')) as AgentStatus;
         console.log(JSON.stringify(s, null, 2));

@@ -13,6 +13,7 @@ import { caConfigFromEnv } from '../ca/server/config.js';
 import { Signer, issueWorkloadCertificate } from '../ca/server/signer.js';
 import { readCaDirectory, writeFileAtomic } from '../ca/server/store.js';
 import { loadKubeConfig } from '../core/sources/kubeconfig.js';
+import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 const DEFAULT_CA_DIR = process.env.AMBIT_CA_DIR ?? '/var/lib/ambit/ca';
 
@@ -132,7 +133,7 @@ export function registerCa(program: Command): void {
     )
     .option('--sync-timeout <duration>', `with --kubernetes: ${SYNC_TIMEOUT_HELP}`)
     .action(async (opts: RunOptions) => {
-      const logger = pino({ name: 'ambit-ca' });
+      const logger = pino({ name: 'ambit-ca' }, terminalLogStream(1));
       const env = caConfigFromEnv(process.env);
       if (opts.kubernetes) {
         await runKubernetesCa(opts, env, logger);

@@ -8,6 +8,8 @@ import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { type AdminTarget, adminStream, demoDir, ztunnelTargets } from './common/admin.js';
 import { type OutputFormat, outputOption, UsageError } from './common/output.js';
+import { loadManifestDirectory } from '../core/sources/manifests.js';
+import type { AppProtocol, Service } from '../core/state/model.js';
 import { type FlowRow, toFlowRow } from './demo/flows.js';
 import { readDemoState } from './demo/state-file.js';
 
@@ -35,9 +37,15 @@ export function matchesFilter(r: FlowRow, f: ObserveFilter): boolean {
   if (f.verdict && r.verdict !== f.verdict.toUpperCase().replace(/^DENY$/, 'DENIED')) return false;
   if (f.policy && !(r.policy ?? '').includes(f.policy)) return false;
   if (f.protocol) {
-    const p = (r.l7?.protocol ?? 'tcp').toLowerCase();
     const want = f.protocol.toLowerCase();
-    if (!(p === want || (want === 'http' && p.startsWith('http')))) return false;
+    // Every flow a ztunnel reports is TCP; HTTP and gRPC are what a waypoint parsed, or what the
+    // destination port declares (a ztunnel-only flow to a gRPC port is gRPC on the wire).
+    const p = (r.l7?.protocol ?? r.protocol ?? 'tcp').toLowerCase();
+    const ok =
+      want === 'tcp'
+        ? r.l7 === undefined
+        : p === want || (want === 'http' && p.startsWith('http')) || (want === 'grpc' && p.includes('grpc'));
+    if (!ok) return false;
   }
   return true;
 }
@@ -50,10 +58,31 @@ export function renderRow(r: FlowRow): string {
     ? ` ${[r.l7.protocol, r.l7.method, r.l7.path, r.l7.status ?? r.l7.grpcStatus].filter((x) => x !== undefined).join(' ')}`
     : '';
   const id = r.src.identity ? ` [${r.src.identity.replace(/^spiffe:\/\//, '')}]` : '';
-  const sec = r.mtls ? 'mTLS' : 'plaintext';
+  const sec = `${r.mtls ? 'mTLS' : 'plaintext'}${r.protocol ? ` ${r.protocol}` : ''}`;
   const pol = r.policy ? ` policy=${r.policy}` : '';
   const err = r.error ? ` error="${r.error}"` : '';
   return `${r.time}  ${r.reporter.padEnd(22)} ${endpoint(r.src)}${id} -> ${endpoint(r.dst)}${r.dst.service ? ` (${r.dst.service})` : ''} ${r.verdict} ${sec}${l7}${pol}${err}`;
+}
+
+const PROTOCOL_NAMES: Partial<Record<AppProtocol, string>> = {
+  HTTP11: 'http',
+  HTTP2: 'http2',
+  GRPC: 'grpc',
+  TCP: 'tcp',
+  TLS: 'tls',
+};
+
+/**
+ * The declared protocol of a flow's destination port: the Service port whose port or targetPort is the
+ * port the flow reached, by its protocol as Istio selects it (appProtocol, else the port name's prefix;
+ * core/sources/translate.ts computes it). Only for rows no waypoint parsed.
+ */
+export function declaredProtocol(services: readonly Service[], r: FlowRow): string | undefined {
+  if (r.l7 || !r.dst.service) return undefined;
+  const svc = services.find((s) => s.hostname === r.dst.service);
+  const port = Number(/:(\d+)$/.exec(r.target ?? r.dst.addr)?.[1]);
+  const sp = svc?.ports.find((p) => p.targetPort === port || p.servicePort === port);
+  return sp ? PROTOCOL_NAMES[sp.appProtocol] : undefined;
 }
 
 export interface ObserveSource {
@@ -131,11 +160,19 @@ export function registerObserve(program: Command): void {
       }
       const last = f.last === undefined ? 100 : Number(f.last);
       if (!Number.isInteger(last) || last < 0) throw new UsageError(`--last "${f.last}": a number >= 0`);
-      await observe(sources, f, last);
+      // The demo's Services, for the declared protocol of flows seen at L4 only (--admin has none).
+      const st = f.admin ? undefined : readDemoState(demoDir(f.dir));
+      const services = st ? (await loadManifestDirectory(st.manifestsDir)).state.services() : [];
+      await observe(sources, f, last, services);
     });
 }
 
-async function observe(sources: ObserveSource[], f: ObserveFlags, last: number): Promise<void> {
+async function observe(
+  sources: ObserveSource[],
+  f: ObserveFlags,
+  last: number,
+  services: readonly Service[],
+): Promise<void> {
   const print = (r: FlowRow): void => {
     if (!matchesFilter(r, f)) return;
     if (f.output === 'json') process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -169,6 +206,8 @@ async function observe(sources: ObserveSource[], f: ObserveFlags, last: number):
           }
           if (e.phase === 'open') return;
           const row = toFlowRow(s.reporter, e, ++seq);
+          const declared = declaredProtocol(services, row);
+          if (declared) row.protocol = declared;
           if (live) print(row);
           else history.push(row);
         });

@@ -40,6 +40,7 @@ describe('ambit state', () => {
     expect(Object.keys(snap).sort()).toEqual(
       [
         'authorizations',
+        'conditions',
         'errors',
         'l7Policies',
         'namespaces',
@@ -72,6 +73,34 @@ describe('ambit state', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^workloads:\n/m);
     expect(r.out).toMatch(/name: backend-1/);
+  });
+
+  it('lists the status conditions Istio would write; a policy on a missing target is valid but not bound', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ambit-state-'));
+    try {
+      cpSync('examples/basic', dir, { recursive: true });
+      writeFileSync(
+        join(dir, 'zz-orphan.yaml'),
+        `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: orphan, namespace: shop }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: no-such-service }]
+  action: DENY
+  rules: [{ to: [{ operation: { paths: ["/admin"] } }] }]
+`,
+      );
+      const r = await run(dir);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(
+        /shop\/backend-from-frontend\s+ZtunnelAccepted\s+True\s+Accepted\s+attached to ztunnel/,
+      );
+      expect(r.out).toMatch(
+        /AuthorizationPolicy shop\/orphan\s+WaypointAccepted\s+False\s+TargetNotFound\s+Service shop\/no-such-service was not found/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('exits 1 and names the file, object and field when a manifest is invalid (a CI gate)', async () => {

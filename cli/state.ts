@@ -16,6 +16,7 @@ import {
 import { loadManifestDirectory, ManifestDirectoryError } from '../core/sources/manifests.js';
 import type { Authorization, L7AuthorizationPolicy, Service, Workload } from '../core/state/model.js';
 import { type MeshState, serviceKey, workloadIdentity } from '../core/state/state.js';
+import { desiredStatuses } from '../discovery/status-conditions.js';
 
 export interface StateCommandOptions {
   manifests: string;
@@ -124,8 +125,12 @@ export async function runState(o: StateCommandOptions, io: StateIo = defaultIo):
   const { state } = loaded;
   const errors = loaded.errors.map((e) => e.message);
   const verdict = errors.length > 0 ? EXIT_FAILURE : EXIT_OK;
+  // The status conditions istiod would write on each object (on Kubernetes the waypoint controller does).
+  const conditions = desiredStatuses(loaded.translator).flatMap((s) =>
+    s.conditions.map((c) => ({ object: `${s.kind} ${s.namespace}/${s.name}`, ...c })),
+  );
   if (output !== 'table') {
-    const value = { ...state.snapshot(), errors, warnings: loaded.warnings };
+    const value = { ...state.snapshot(), conditions, errors, warnings: loaded.warnings };
     io.out(formatData(output as OutputFormat, value, () => '').trimEnd());
     return verdict;
   }
@@ -153,6 +158,15 @@ export async function runState(o: StateCommandOptions, io: StateIo = defaultIo):
         `spiffe://${loaded.translator.trustDomain}/ns/${w.namespace}/sa/${w.name}`,
         dash(w.addresses?.join(',')),
       ]),
+    ))
+      io.out(l);
+  }
+  if (conditions.length > 0) {
+    io.out('');
+    io.out('CONDITIONS');
+    for (const l of table(
+      ['OBJECT', 'TYPE', 'STATUS', 'REASON', 'MESSAGE'],
+      conditions.map((c) => [c.object, c.type, c.status, c.reason, c.message]),
     ))
       io.out(l);
   }

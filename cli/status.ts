@@ -185,9 +185,11 @@ export async function collectStatus(state: DemoState): Promise<StatusReport> {
   let findings: Finding[] = [];
   try {
     const loaded = await loadManifestDirectory(state.manifestsDir);
+    // File names relative to the manifests directory, as the operator dropped them there.
+    const rel = `${state.manifestsDir.replace(/\/+$/, '')}/`;
     findings = meshFindings(
-      loaded.state,
-      loaded.errors.map((e) => e.message),
+      loaded.translator,
+      loaded.errors.map((e) => (e.message.startsWith(rel) ? e.message.slice(rel.length) : e.message)),
     );
   } catch (err) {
     problems.push(`manifests ${state.manifestsDir}: ${(err as Error).message}`);

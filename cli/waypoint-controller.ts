@@ -1,11 +1,13 @@
 // `ambit waypoint-controller`: keeps a Deployment + Service + ServiceAccount for every Gateway of
-// class istio-waypoint (controllers/waypoint.ts). Runs in the cluster (the ambit-waypoint-controller
-// chart) or against any kubeconfig.
+// class istio-waypoint (controllers/waypoint.ts) and, as istiod does for ambient, writes the status
+// conditions of AuthorizationPolicies and Services (discovery/status-controller.ts; off with
+// --no-policy-status). Runs in the cluster (the ambit-waypoint-controller chart) or against any kubeconfig.
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { PATH_NORMALIZATIONS, isPathNormalization } from '../core/http/request-target.js';
 import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import { loadKubeConfig } from '../core/sources/kubeconfig.js';
+import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 interface Options {
   kubeconfig?: string;
@@ -16,6 +18,7 @@ interface Options {
   waypointTracingEndpoint?: string;
   waypointPathNormalization?: string;
   syncTimeout?: string;
+  policyStatus: boolean;
 }
 
 export function registerWaypointController(program: Command): void {
@@ -44,6 +47,10 @@ export function registerWaypointController(program: Command): void {
       `Istio meshConfig.pathNormalization for every waypoint: ${PATH_NORMALIZATIONS.join(' | ')} (default: the waypoint's, BASE)`,
     )
     .option('--sync-timeout <duration>', SYNC_TIMEOUT_HELP)
+    .option(
+      '--no-policy-status',
+      'do not write ZtunnelAccepted / WaypointAccepted / istio.io/WaypointBound conditions on AuthorizationPolicies and Services',
+    )
     .action(async (opts: Options) => {
       if (!['Always', 'IfNotPresent', 'Never'].includes(opts.pullPolicy))
         throw new Error(`--pull-policy: "${opts.pullPolicy}" is not Always, IfNotPresent or Never`);
@@ -54,7 +61,10 @@ export function registerWaypointController(program: Command): void {
         );
       const { WaypointController } = await import('../controllers/waypoint.js');
       const kubeConfig = await loadKubeConfig(opts.kubeconfig);
-      const logger = pino({ name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' });
+      const logger = pino(
+        { name: 'ambit-waypoint-controller', level: process.env.LOG_LEVEL ?? 'info' },
+        terminalLogStream(1),
+      );
       const controller = new WaypointController({
         kubeConfig,
         image: opts.image,
@@ -67,12 +77,37 @@ export function registerWaypointController(program: Command): void {
         logger,
       });
       await controller.start();
+      let stopStatus: (() => Promise<void>) | undefined;
+      if (opts.policyStatus) {
+        const [{ KubernetesSource }, { StatusWriter }, { StatusController }] = await Promise.all([
+          import('../core/sources/kubernetes.js'),
+          import('../discovery/status-writer.js'),
+          import('../discovery/status-controller.js'),
+        ]);
+        const statusLog = logger.child({ component: 'status' });
+        // Only what the conditions depend on: policies, Services, waypoint Gateways, namespace labels.
+        const source = new KubernetesSource({
+          kubeConfig,
+          kinds: ['Namespace', 'Service', 'AuthorizationPolicy', 'Gateway'],
+          syncTimeoutMs: syncTimeoutFrom(opts.syncTimeout),
+          logger: statusLog,
+        });
+        await source.start();
+        const writer = new StatusWriter({ kubeConfig, logger: statusLog });
+        const status = new StatusController({ source, writer, logger: statusLog });
+        status.start();
+        stopStatus = async () => {
+          status.stop();
+          writer.stop();
+          await source.stop();
+        };
+      }
       console.error('ambit waypoint-controller: watching Gateways of class istio-waypoint; Ctrl-C to stop');
       await new Promise<void>((resolve) => {
         const stop = (): void => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
-          controller.stop().then(resolve, resolve);
+          Promise.all([controller.stop(), stopStatus?.()]).then(() => resolve(), resolve);
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);

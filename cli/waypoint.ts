@@ -1,6 +1,7 @@
 // `ambit waypoint`: runs the L7 proxy for one waypoint Gateway (identity spiffe://<td>/ns/<ns>/sa/<name>)
 // against a manifest directory and the CA; `ambit waypoint apply` writes the Gateway that declares one,
-// like `istioctl waypoint apply` (print it with -o yaml, or write it into the manifest directory with --out).
+// like `istioctl waypoint apply` (print it with -o yaml, write it into the manifest directory with --out, or
+// by default apply it to the cluster); `list`, `status` and `delete` are in cli/waypoint-ops.ts.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -12,6 +13,7 @@ import {
 import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
 import { gatewayManifestYaml } from '../waypoint/gateway-manifest.js';
 import { runWaypoint } from '../waypoint/waypoint.js';
+import { registerWaypointOps } from './waypoint-ops.js';
 
 interface RunFlags {
   name?: string;
@@ -166,6 +168,7 @@ export function registerWaypoint(program: Command): void {
       process.send?.({ ready: true, ports: waypoint.ports });
     });
 
+  registerWaypointOps(wp);
   wp.command('apply')
     .description('write the Gateway that declares a waypoint, like `istioctl waypoint apply`')
     // -n and --name are the parent's options too; commander hands them to whichever parses first, so the
@@ -176,7 +179,11 @@ export function registerWaypoint(program: Command): void {
     .option('--revision <rev>', 'istio.io/rev label')
     .option('-o, --output <format>', 'print the manifest instead of writing it: yaml')
     .option('--out <dir>', 'write <dir>/waypoint-<ns>-<name>.yaml (a manifest directory is the cluster)')
-    .action((_local: unknown, cmd: Command) => {
+    .option('--kubeconfig <file>', 'apply to this cluster (the default without -o / --out)')
+    .option('--enroll-namespace', 'label the namespace istio.io/use-waypoint=<name> (cluster)')
+    .option('--wait', 'wait until the waypoint is Programmed (cluster)')
+    .option('--timeout <duration>', 'with --wait: how long, e.g. 90s (default) or 2m')
+    .action(async (_local: unknown, cmd: Command) => {
       const f = cmd.optsWithGlobals() as {
         namespace?: string;
         name?: string;
@@ -184,13 +191,18 @@ export function registerWaypoint(program: Command): void {
         revision?: string;
         output?: string;
         out?: string;
+        kubeconfig?: string;
       };
+      // Neither printed nor written to a directory: applied to the cluster, as istioctl does.
+      if (f.output === undefined && f.out === undefined) {
+        await (await import('./waypoint-ops.js')).applyToCluster(f);
+        return;
+      }
       const namespace = required('namespace', f.namespace);
       const name = f.name ?? 'waypoint';
       if (f.output !== undefined && f.output !== 'yaml') {
         throw new Error(`waypoint apply: -o ${JSON.stringify(f.output)}: only yaml is supported`);
       }
-      if (!f.output && !f.out) throw new Error('waypoint apply: give -o yaml to print or --out DIR to write');
       const text = gatewayManifestYaml({
         name,
         namespace,

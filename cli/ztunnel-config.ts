@@ -3,9 +3,13 @@
 // same `/config_dump`; it has no separate /certs API). `connections` lists the open connections the
 // admin `/flows` history holds; `log` reads or sets the level through `/logging` as `istioctl zc log`.
 // The ztunnel is named by `--node` / `--pod ns/name` (the local demo: cli/common/admin.ts) or `--admin`.
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import type { FlowEvent } from '../core/telemetry/flow-events.js';
 import {
+  ADMIN_PORT,
   type AdminTarget,
   adminJson,
   adminRequest,
@@ -202,13 +206,30 @@ const RENDER: Record<Kind, (d: ConfigDump) => string> = {
 };
 
 interface ZcFlags extends TargetFlags {
+  kubeconfig?: string;
+  istioNamespace?: string;
   output: OutputFormat;
   namespace?: string;
   level?: string;
 }
 
-function target(f: ZcFlags): AdminTarget {
+/**
+ * The one ztunnel to read. Every node runs its own ztunnel with its own view (its node's workloads and
+ * certificates), so with several and no --node/--pod/--admin the command cannot pick one for the user:
+ * it names the choices and exits 2 (a usage mistake), where a single-node demo needs no flag. istioctl
+ * does the same: "ztunnel pod name or --node must be set" unless exactly one ztunnel pod matches
+ * (istio/istio istioctl/pkg/ztunnelconfig, getPodNameWithNamespace with enforceSinglePod).
+ */
+async function target(f: ZcFlags): Promise<AdminTarget> {
+  if (useKube(f)) return (await import('./common/kube-admin.js')).kubeZtunnelTarget(f, ADMIN_PORT);
   const ts = ztunnelTargets(f);
+  if (ts.length > 1) {
+    const st = readDemoState(demoDir(f.dir));
+    const nodes = st ? st.nodes.map((n) => n.name).join(', ') : ts.map((t) => t.label).join(', ');
+    throw new UsageError(
+      `${ts.length} ztunnels run, one per node, each with its own view: pass --node (${nodes}) or --pod ns/name`,
+    );
+  }
   return ts[0]!;
 }
 
@@ -222,20 +243,20 @@ function filterNamespace(d: ConfigDump, ns?: string): ConfigDump {
   };
 }
 
-/** With no --node/--pod/--admin, point at the demo's nodes in the error instead of a bare ECONNREFUSED. */
+/** A cluster when one is named, or when no demo runs and a kubeconfig is there (as istioctl assumes). */
+function useKube(f: ZcFlags): boolean {
+  if (f.admin) return false;
+  if (f.kubeconfig) return true;
+  if (readDemoState(demoDir(f.dir))) return false;
+  return (
+    !!process.env.KUBECONFIG ||
+    existsSync(join(homedir(), '.kube', 'config')) ||
+    existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token')
+  );
+}
+
 async function dumpOf(f: ZcFlags): Promise<ConfigDump> {
-  const t = target(f);
-  try {
-    return filterNamespace(await adminJson<ConfigDump>(t, '/config_dump'), f.namespace);
-  } catch (err) {
-    const st = !f.node && !f.pod && !f.admin ? readDemoState(demoDir(f.dir)) : undefined;
-    if (st) {
-      throw new UsageError(
-        `no ztunnel admin on 127.0.0.1:15000; the demo's ztunnels run per node: pass --node (${st.nodes.map((n) => n.name).join(', ')}) or --pod ns/name`,
-      );
-    }
-    throw err;
-  }
+  return filterNamespace(await adminJson<ConfigDump>(await target(f), '/config_dump'), f.namespace);
 }
 
 function targetOptions(c: Command): Command {
@@ -243,6 +264,8 @@ function targetOptions(c: Command): Command {
     .option('--node <name>', "the ztunnel of this node (the local demo's nodes: node1, node2)")
     .option('--pod <ns/name>', 'the ztunnel of the node this pod runs on')
     .option('--admin <host:port>', 'a ztunnel admin address (a port-forward, or this host)')
+    .option('--kubeconfig <file>', 'a cluster: reach the ztunnel pod through a port-forward')
+    .option('--istio-namespace <ns>', 'namespace of the ztunnel pods (default istio-system)')
     .option('--dir <dir>', 'the demo directory (state file)')
     .addOption(outputOption())
     .option('-n, --namespace <ns>', 'only this namespace');
@@ -273,7 +296,7 @@ export function registerZtunnelConfig(program: Command): void {
   targetOptions(
     zc.command('connections').description('the open connections the ztunnel reports (admin /flows history)'),
   ).action(async (f: ZcFlags) => {
-    const cs = openConnections(await flowHistory(target(f))).filter(
+    const cs = openConnections(await flowHistory(await target(f))).filter(
       (c) => !f.namespace || c.src.startsWith(`${f.namespace}/`) || c.dst.startsWith(`${f.namespace}/`),
     );
     print(f, cs, () => renderConnections(cs));
@@ -292,7 +315,7 @@ export function registerZtunnelConfig(program: Command): void {
       ]),
     )
     .action(async (f: ZcFlags) => {
-      const t = target(f);
+      const t = await target(f);
       const text = await adminRequest(
         t,
         f.level ? `/logging?level=${f.level}` : '/logging',

@@ -38,9 +38,7 @@ describe.skipIf(!root)('operating the demo with the ambit CLI (needs root)', () 
     rmSync(d.dir, { recursive: true, force: true });
   }, 60_000);
 
-  // Known failing after the 2026-12-03 merge (issue 18, not yet resolved): the demo checks of `ambit`'s
-  // operator commands were written but never run green against the merged demo; skipped until fixed.
-  it.skip('ztunnel-config reaches a node’s ztunnel by node or pod name, in table, json and yaml', async () => {
+  it('ztunnel-config reaches a node’s ztunnel by node or pod name, in table, json and yaml', async () => {
     const w = await zc('workloads', '--node', 'node1');
     expect(w.code, w.stderr).toBe(0);
     expect(w.stdout).toMatch(/^NAMESPACE\s+POD NAME\s+ADDRESS\s+NODE\s+WAYPOINT\s+PROTOCOL/);
@@ -63,9 +61,7 @@ describe.skipIf(!root)('operating the demo with the ambit CLI (needs root)', () 
     expect(noNode.stderr).toMatch(/pass --node \(node1, node2\)/);
   });
 
-  // Known failing after the 2026-12-03 merge (issue 18, not yet resolved): the demo checks of `ambit`'s
-  // operator commands were written but never run green against the merged demo; skipped until fixed.
-  it.skip('observe --verdict denied streams the demo’s denials with their deciding policy', async () => {
+  it('observe --verdict denied streams the demo’s denials with their deciding policy', async () => {
     // The waypoint denies frontend's GET /admin by shop/web-no-admin about once a second.
     const r = await ambit(['observe', '--dir', d.dir, '--verdict', 'denied', '-o', 'json', '--last', '500']);
     expect(r.code, r.stderr).toBe(0);
@@ -122,9 +118,7 @@ describe.skipIf(!root)('operating the demo with the ambit CLI (needs root)', () 
     expect(st.code, st.stdout).toBe(0);
   }, 30_000);
 
-  // Known failing after the 2026-12-03 merge (issue 18, not yet resolved): the demo checks of `ambit`'s
-  // operator commands were written but never run green against the merged demo; skipped until fixed.
-  it.skip('a mistyped policy dropped into the manifests shows in status within 2 s; state exits 1 on it', async () => {
+  it('a mistyped policy dropped into the manifests shows in status within 2 s; state exits 1 on it', async () => {
     const tmp = join(d.manifests, '.typo.tmp');
     writeFileSync(tmp, BAD_POLICY);
     renameSync(tmp, join(d.manifests, 'typo-policy.yaml'));

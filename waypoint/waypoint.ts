@@ -34,6 +34,7 @@ import { waypointDestination } from '../core/route/inbound.js';
 import { tracingForWaypoint } from '../core/telemetry/telemetry-api.js';
 import { DEFAULT_SAMPLING_PERCENT, type WaypointTracer, createTracer } from './tracing.js';
 import { Upstream } from './upstream.js';
+import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 /** The waypoint's own certificate (ca/client CertificateManager with impersonate:false, or a test CA). */
 export interface WaypointCertificates {
@@ -334,7 +335,7 @@ export async function runWaypoint(
   const { certificatesFromCa } = await import('../ca/client/from-files.js');
   const { HboneClientPool } = await import('../core/hbone/client-pool.js');
   const config = resolveConfig(opts);
-  const logger = pino({ level: config.logLevel, base: { component: 'waypoint' } });
+  const logger = pino({ level: config.logLevel, base: { component: 'waypoint' } }, terminalLogStream(1));
   if (!opts.manifestsDir && !opts.kubernetes)
     throw new WaypointConfigError(
       'waypoint config: manifestsDir: a manifest directory (-m DIR) or --kubernetes is required',

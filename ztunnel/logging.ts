@@ -1,6 +1,7 @@
 // ztunnel's loggers. pino children copy the parent's level when created and never follow it again,
 // so the admin `/logging?level=` (istio/ztunnel admin.rs) must set the level on every logger we made.
 import { type Logger, pino } from 'pino';
+import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 export type IstioLogLevel = 'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
@@ -11,8 +12,9 @@ export class LoggerFamily {
 
   constructor(level: string, destination?: pino.DestinationStream) {
     const opts = { level: toPino(level), base: { component: 'ztunnel' } };
-    if (destination) {
-      this.root = pino(opts, destination);
+    const terminal = destination ? undefined : terminalLogStream(1);
+    if (destination || terminal) {
+      this.root = pino(opts, destination ?? terminal);
     } else {
       // Asynchronous stdout: one access-log line per connection must not block the event loop on a
       // write(2) (a synchronous pino cost ~20% of the CPU per connection in bench/ztunnel). Lines written

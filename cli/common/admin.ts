@@ -4,16 +4,20 @@
 //   --node NAME / --pod ns/name   in the local demo: the demo's state file names each node's network
 //                          namespace; the request runs inside it (`nsenter --net`, needs root), so the
 //                          user needs no netns knowledge.
+//   --kubeconfig FILE (or a kubeconfig and no demo)   in a cluster: the ztunnel pod on that node,
+//                          through a port-forward of the Kubernetes API (kube-admin.ts), as istioctl.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { nsPath } from '../../core/netns/topology.js';
 import { DEFAULT_DEMO_DIR, type DemoState, readDemoState, stateFileOf } from '../demo/state-file.js';
+import type { KubeAdminTarget } from './kube-admin.js';
 import { CommandFailure, UsageError } from './output.js';
 
 export const ADMIN_PORT = 15000;
 
 export type AdminTarget =
   | { kind: 'http'; base: string; label: string }
-  | { kind: 'netns'; netns: string; port: number; label: string };
+  | { kind: 'netns'; netns: string; port: number; label: string }
+  | KubeAdminTarget;
 
 export interface TargetFlags {
   admin?: string;
@@ -111,6 +115,7 @@ function needRoot(t: AdminTarget): void {
 
 /** One GET (or POST) against an admin API; the body as text. */
 export async function adminRequest(t: AdminTarget, path: string, method = 'GET'): Promise<string> {
+  if (t.kind === 'kube') return (await import('./kube-admin.js')).kubeAdminRequest(t, path, method);
   needRoot(t);
   if (t.kind === 'http') {
     let res: Response;
@@ -159,6 +164,11 @@ export async function adminJson<T>(t: AdminTarget, path: string): Promise<T> {
  * `curl -N` whose stdout carries the lines. `maxSeconds` bounds it (0: until killed).
  */
 export function adminStream(t: AdminTarget, path: string, maxSeconds = 0): ChildProcess {
+  if (t.kind === 'kube') {
+    throw new UsageError(
+      `${path} streams are not read through the Kubernetes API yet: \`kubectl port-forward -n ${t.namespace} ${t.pod} ${t.port}\`, then --admin 127.0.0.1:${t.port}`,
+    );
+  }
   needRoot(t);
   const url = t.kind === 'http' ? `${t.base}${path}` : `http://127.0.0.1:${t.port}${path}`;
   const curl = ['curl', '-sSN', '--max-time', String(maxSeconds), url];

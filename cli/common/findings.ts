@@ -1,10 +1,11 @@
-// What the mesh made of each object, as the status conditions Istio writes (embedded mode has no API
-// server to write them to, so `ambit status`, `ambit state` and the flow view show them):
-//   AuthorizationPolicy  ZtunnelAccepted (False/UnsupportedValue when a rule was dropped or narrowed to
-//                        fit L4), WaypointAccepted (targetRefs policies: is the target bound to a waypoint)
-//   Service              istio.io/WaypointBound (its istio.io/use-waypoint names an existing waypoint)
-// plus every rejected manifest (file, object, field) as `Invalid`.
-import type { MeshState } from '../../core/state/state.js';
+// What the mesh made of each object, as the status conditions Istio writes (computed once, in
+// discovery/status-conditions.ts, which the Kubernetes status writer also uses). Embedded mode has no
+// API server to write them to, so `ambit status`, `ambit state` and the flow view show the ones that
+// say something is not as written: every False condition, and a True one with reason UnsupportedValue
+// or PartiallyInvalid (istiod's "accepted, but narrowed": an AuthorizationPolicy whose HTTP rules were
+// omitted at ztunnel) — plus every rejected manifest (file, object, field) as `Accepted=False Invalid`.
+import type { Translator } from '../../core/sources/translate.js';
+import { desiredStatuses } from '../../discovery/status-conditions.js';
 
 export interface Finding {
   /** `Kind ns/name`, or the file for a manifest that did not parse. */
@@ -15,71 +16,24 @@ export interface Finding {
   message: string;
 }
 
-const nn = (o: { namespace: string; name: string }) => `${o.namespace}/${o.name}`;
+const NARROWED = new Set(['UnsupportedValue', 'PartiallyInvalid']);
 
-/** Conditions worth showing: every False one (something is not as written) — True ones are quiet. */
-export function meshFindings(state: MeshState, manifestErrors: string[]): Finding[] {
-  const out: Finding[] = manifestErrors.map((message) => ({
-    object: /^([^:]+):/.exec(message)?.[1] ?? 'manifest',
-    type: 'Accepted',
-    status: 'False' as const,
-    reason: 'Invalid',
-    message,
-  }));
-  for (const a of state.authorizations()) {
-    for (const n of a.notes) {
-      if (n.kind === 'warning') continue;
-      out.push({
-        object: `AuthorizationPolicy ${nn(a)}`,
-        type: 'ZtunnelAccepted',
-        status: 'False',
-        reason: 'UnsupportedValue',
-        message: `rule ${n.rule}: ${n.message}${n.fields.length ? ` (${n.fields.join(', ')})` : ''}`,
-      });
-    }
-  }
-  const waypoints = new Set(state.waypoints().map((w) => `${w.namespace}/${w.hostname}`));
-  const waypointByName = new Set(state.waypoints().map((w) => nn(w)));
-  for (const s of state.services()) {
-    if (!s.waypoint && !s.labels['istio.io/use-waypoint']) continue;
-    const bound = s.waypoint && waypoints.has(`${s.waypoint.namespace}/${s.waypoint.hostname}`);
-    if (!bound) {
-      out.push({
-        object: `Service ${nn(s)}`,
-        type: 'istio.io/WaypointBound',
-        status: 'False',
-        reason: 'WaypointNotFound',
-        message: `istio.io/use-waypoint names ${s.waypoint?.hostname ?? s.labels['istio.io/use-waypoint']}, which is no waypoint Gateway`,
-      });
-    }
-  }
-  for (const p of state.l7Policies()) {
-    for (const t of p.targetRefs) {
-      if (t.kind === 'Gateway') {
-        if (!waypointByName.has(`${p.namespace}/${t.name}`)) {
-          out.push({
-            object: `AuthorizationPolicy ${nn(p)}`,
-            type: 'WaypointAccepted',
-            status: 'False',
-            reason: 'TargetNotFound',
-            message: `targetRefs Gateway ${t.name}: no such waypoint in ${p.namespace}; nothing enforces this policy`,
-          });
-        }
-        continue;
-      }
-      if (t.kind !== 'Service' && t.kind !== 'ServiceEntry') continue;
-      const svc = state.services().find((s) => s.namespace === p.namespace && s.name === t.name);
-      if (!svc?.waypoint) {
-        out.push({
-          object: `AuthorizationPolicy ${nn(p)}`,
-          type: 'WaypointAccepted',
-          status: 'False',
-          reason: svc ? 'NotBound' : 'TargetNotFound',
-          message: svc
-            ? `targetRefs ${t.kind} ${t.name} uses no waypoint (label istio.io/use-waypoint): nothing enforces this policy`
-            : `targetRefs ${t.kind} ${t.name}: no such object in ${p.namespace}`,
-        });
-      }
+export function meshFindings(translator: Translator, manifestErrors: string[]): Finding[] {
+  const out: Finding[] = manifestErrors.map((text) => {
+    // `file: document N Kind ns/name: field: problem` (core/sources/schema.ts formatLocation).
+    const m = /^([^:]+\.ya?ml):\s*(.*)$/s.exec(text);
+    return {
+      object: m?.[1] ?? 'manifest',
+      type: 'Accepted',
+      status: 'False' as const,
+      reason: 'Invalid',
+      message: m?.[2] ?? text,
+    };
+  });
+  for (const s of desiredStatuses(translator)) {
+    for (const c of s.conditions) {
+      if (c.status === 'True' && !NARROWED.has(c.reason)) continue;
+      out.push({ object: `${s.kind} ${s.namespace}/${s.name}`, ...c });
     }
   }
   return out;

@@ -18,6 +18,10 @@ export interface FlowRow {
   direction: string;
   src: { addr: string; workload?: string; namespace?: string; identity?: string };
   dst: { addr: string; workload?: string; namespace?: string; identity?: string; service?: string };
+  /** The tunnel's CONNECT authority (the destination pod's ip:port) when the hop was HBONE. */
+  target?: string;
+  /** The destination port's declared protocol (Istio's protocol selection) for flows seen at L4 only. */
+  protocol?: string;
   /** mTLS (HBONE) or plaintext, as the reporter saw the hop it terminated or originated. */
   mtls: boolean;
   verdict: 'FORWARDED' | 'DENIED' | 'ERROR';
@@ -70,6 +74,7 @@ export function toFlowRow(reporter: string, e: AnyFlowEvent, seq: number): FlowR
     direction: e.direction,
     src: e.src,
     dst: e.dst,
+    ...(e.hboneAddr ? { target: e.hboneAddr } : {}),
     mtls: e.securityPolicy === 'mutual_tls',
     verdict,
     ...(e.policy ? { policy: e.policy } : {}),

@@ -108,7 +108,7 @@ export async function startWebView(o: WebViewOptions): Promise<{ url: string; cl
       ],
       errors: source.errors().map((e) => e.message),
       // Status conditions the mesh would write (embedded mode has no API server): the banner shows them.
-      findings: meshFindings(st, []),
+      findings: meshFindings(source.translator, []),
     };
   };
 

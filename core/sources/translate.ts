@@ -228,6 +228,12 @@ export class Translator {
     return this.#applied.get(objectKey(kind, kind === 'Namespace' ? '' : namespace, name));
   }
 
+  /** Every applied object of one kind (a status writer walks them). */
+  objectsOf(kind: MeshKind): MeshObject[] {
+    const prefix = `${kind}/`;
+    return [...this.#applied.entries()].filter(([k]) => k.startsWith(prefix)).map(([, o]) => o);
+  }
+
   // --- raw object handling ---------------------------------------------------------------------------
 
   #apply(o: MeshObject): void {

@@ -12,6 +12,8 @@
 // real apiserver sends on a 200 watch stream), or HTTP 410 on a list with resourceVersionMatch=Exact.
 // TokenReview (authentication.k8s.io/v1) answers from tokens registered through the control API.
 //
+// pods/<name>/portforward over WebSocket (portforward.ts).
+//
 // Control API for tests (in-process methods, and HTTP under /__control/): drop all watches, compact
 // history (forces 410 on resume), register tokens, send a bookmark now.
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
@@ -20,6 +22,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import YAML from 'yaml';
 import { ApiError } from './errors.js';
 import { jsonPatch, mergePatch } from './patch.js';
+import { handlePortForwardUpgrades, type PortForwardResolver } from './portforward.js';
 import { apiVersionOf, findResource, groupList, type ResourceType, resourceList } from './resources.js';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { type EventType, type Obj, ObjectStore } from './store.js';
@@ -45,6 +48,8 @@ export interface TestApiServerOptions {
   historyLimit?: number;
   /** Serve an existing store (an API server restart: same cluster state, new listener). */
   store?: ObjectStore;
+  /** Where `pods/<name>/portforward` connects (pod IPs are not routable here); default status.podIP. */
+  portForward?: PortForwardResolver;
 }
 
 /** The objects of one chunked list, kept from its first page to its last. */
@@ -76,6 +81,8 @@ export class TestKubernetesApiServer {
   /** Chunked lists in flight at once; a continue token of an older one gets 410. */
   snapshotLimit = 32;
   readonly #sockets = new Set<Socket>();
+  /** Where port-forwards go (tests set it after starting the pods' servers). */
+  portForward: PortForwardResolver | undefined;
   #closedBytes = 0;
 
   constructor(opts: TestApiServerOptions = {}) {
@@ -95,6 +102,8 @@ export class TestKubernetesApiServer {
         this.#closedBytes += socket.bytesWritten;
       });
     });
+    handlePortForwardUpgrades(this.#server, this.store, () => this.portForward);
+    this.portForward = opts.portForward;
     this.#bookmarkTimer = setInterval(() => this.store.bookmark(), opts.bookmarkIntervalMs ?? 1000);
     this.#bookmarkTimer.unref();
   }
