@@ -62,33 +62,9 @@ const SUBJECTS: Subject[] = [
     heapPerPodKiB: 3,
     cpuPerLifecycleMs: 0.5,
     async start(kubeconfig, dir) {
-      const { configFromEnv } = await import('../ztunnel/config.js');
-      const { runZtunnel } = await import('../ztunnel/ztunnel.js');
       writeFileSync(join(dir, 'root.pem'), '');
       writeFileSync(join(dir, 'token'), 'bench');
-      const config = configFromEnv({
-        // A node none of the cluster's pods runs on: no certificate is prefetched (its CA is unreachable),
-        // so what is measured is the state, not retries.
-        node: 'node-bench',
-        kubernetes: true,
-        kubeconfig,
-        caAddress: '127.0.0.1:9',
-        caRootFile: join(dir, 'root.pem'),
-        tokenFile: join(dir, 'token'),
-        transparent: false,
-        preserveSourceIp: false,
-        listenAddress: '127.0.0.1',
-        outboundPort: 0,
-        inboundPlaintextPort: 0,
-        inboundPort: 0,
-        adminPort: 0,
-        statsPort: 0,
-        readinessPort: 0,
-        logLevel: 'warn',
-        kubernetesSyncTimeoutMs: 600_000,
-      });
-      const { stop } = await runZtunnel(config, { exit: () => {} });
-      return { stop };
+      return startBenchZtunnel(dir, { kubernetes: true, kubeconfig, kubernetesSyncTimeoutMs: 600_000 });
     },
   },
   {
@@ -120,32 +96,46 @@ const SUBJECTS: Subject[] = [
       writeFileSync(join(dir, 'discovery'), ready.address);
     },
     async start(_kubeconfig, dir) {
-      const { configFromEnv } = await import('../ztunnel/config.js');
-      const { runZtunnel } = await import('../ztunnel/ztunnel.js');
       writeFileSync(join(dir, 'token'), ZTUNNEL_TOKEN);
-      const config = configFromEnv({
-        node: 'node-bench',
+      return startBenchZtunnel(dir, {
         discoveryAddress: readFileSync(join(dir, 'discovery'), 'utf8'),
         discoverySyncTimeoutMs: 600_000,
-        caAddress: '127.0.0.1:9',
-        caRootFile: join(dir, 'root.pem'),
-        tokenFile: join(dir, 'token'),
-        transparent: false,
-        preserveSourceIp: false,
-        listenAddress: '127.0.0.1',
-        outboundPort: 0,
-        inboundPlaintextPort: 0,
-        inboundPort: 0,
-        adminPort: 0,
-        statsPort: 0,
-        readinessPort: 0,
-        logLevel: 'warn',
       });
-      const { stop } = await runZtunnel(config, { exit: () => {} });
-      return { stop };
     },
   },
 ];
+
+/**
+ * `runZtunnel` (the code path of `ambit ztunnel`) with listeners on ephemeral loopback ports, on a node
+ * none of the cluster's pods runs on: no certificate is prefetched (its CA is unreachable), so what is
+ * measured is the state, not retries. `source` says where the state comes from.
+ */
+async function startBenchZtunnel(
+  dir: string,
+  source: Record<string, unknown>,
+): Promise<{ stop(): Promise<void> }> {
+  const { configFromEnv } = await import('../ztunnel/config.js');
+  const { runZtunnel } = await import('../ztunnel/ztunnel.js');
+  const config = configFromEnv({
+    node: 'node-bench',
+    ...source,
+    caAddress: '127.0.0.1:9',
+    caRootFile: join(dir, 'root.pem'),
+    tokenFile: join(dir, 'token'),
+    transparent: false,
+    preserveSourceIp: false,
+    listenAddress: '127.0.0.1',
+    outboundPort: 0,
+    inboundPlaintextPort: 0,
+    inboundPort: 0,
+    adminPort: 0,
+    statsPort: 0,
+    readinessPort: 0,
+    logLevel: 'warn',
+  });
+  const { stop } = await runZtunnel(config, { exit: () => {} });
+  return { stop };
+}
 
 /** The token the ztunnel-wds subject presents (TokenReview on the test API server knows it). */
 const ZTUNNEL_TOKEN = 'bench-ztunnel-token';

@@ -151,11 +151,13 @@ describe('waypoint controller', () => {
     ]);
   });
 
+  const owner = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name: 'w', uid: 'u1' };
+  /** The waypoint container's args of a Deployment deploymentFor built. */
+  const args = (d: Record<string, unknown>) =>
+    (d as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template
+      .spec.containers[0]!.args;
+
   it("passes the configured OTLP endpoint to every waypoint's --tracing-endpoint", () => {
-    const owner = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name: 'w', uid: 'u1' };
-    const args = (d: Record<string, unknown>) =>
-      (d as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template
-        .spec.containers[0]!.args;
     const traced = deploymentFor('w', 'shop', {}, owner, {
       image: 'ambit:test',
       tracingEndpoint: 'http://collector.obs:4318/v1/traces',
@@ -167,10 +169,6 @@ describe('waypoint controller', () => {
   });
 
   it("passes the mesh's path normalization to every waypoint's --path-normalization", () => {
-    const owner = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name: 'w', uid: 'u1' };
-    const args = (d: Record<string, unknown>) =>
-      (d as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template
-        .spec.containers[0]!.args;
     const strict = deploymentFor('w', 'shop', {}, owner, {
       image: 'ambit:test',
       tracingEndpoint: 'http://collector.obs:4318/v1/traces',
