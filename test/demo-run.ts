@@ -24,11 +24,15 @@ export function demoPrefix(): string {
   return `ambd${randomBytes(2).toString('hex')}`;
 }
 
-export async function startDemo(prefix = demoPrefix(), timeoutMs = 110_000): Promise<RunningDemo> {
+export async function startDemo(
+  prefix = demoPrefix(),
+  timeoutMs = 110_000,
+  extraArgs: string[] = [],
+): Promise<RunningDemo> {
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const child = spawn(
     process.execPath,
-    [distPath('cli/ambit.ts'), 'demo', 'up', '--dir', dir, '--prefix', prefix, '--port', '0'],
+    [distPath('cli/ambit.ts'), 'demo', 'up', '--dir', dir, '--prefix', prefix, '--port', '0', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

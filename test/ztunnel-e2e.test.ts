@@ -22,13 +22,13 @@ import {
 const root = process.getuid?.() === 0;
 
 // Both capture modes of bpf-redirect feed the same transparent listeners: eBPF tc steering (the base
-// design) and the nftables TPROXY fallback — on hand-made routed veths, and eBPF also on pods wired by
-// the real `bridge` CNI plugin (flannel/k3s style; nftables on a bridge: known gap, see
-// test/bpf-capture-cni.test.ts).
+// design) and the nftables TPROXY fallback — on hand-made routed veths and on pods wired by the real
+// `bridge` CNI plugin (flannel/k3s style, br_netfilter on).
 describe.skipIf(!root).each([
   ['ebpf', 'routed'],
   ['nftables', 'routed'],
   ['ebpf', 'bridge'],
+  ['nftables', 'bridge'],
 ] as const)('ztunnel end to end with %s capture on %s pods (netns, CA, two nodes)', (mode, cni) => {
   let w: ZtunnelWorld;
 

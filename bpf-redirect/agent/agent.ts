@@ -86,6 +86,8 @@ export class BpfAgent {
   /** Enrolled pods without a capturable interface: since when (ms), and what was logged. */
   private readonly unresolvedSince = new Map<string, number>();
   private readonly reportedUncapturable = new Map<string, string>();
+  /** Pods whose veth refused our hook, with the reason last logged. */
+  private readonly reportedHookFailure = new Map<string, string>();
 
   constructor(
     private readonly cfg: BpfAgentConfig,
@@ -342,7 +344,8 @@ export class BpfAgent {
       else if (!l) this.log.warn({ uplink: name }, 'uplink device not found');
     }
 
-    await this.backend.apply(desired, uplinks);
+    const hookFailures = await this.backend.apply(desired, uplinks);
+    this.reportHookFailures(desired, hookFailures, statuses, refused);
     await this.refuse.apply(this.cfg.failOpen ? [] : refused);
     if (this.serviceLb && this.source.services) {
       this.servicesProgrammed = await this.serviceLb.sync(this.source.services());
@@ -371,6 +374,38 @@ export class BpfAgent {
       ...(this.lastError ? { lastError: this.lastError } : {}),
     };
     await this.writeStatus(this.lastStatus);
+  }
+
+  /**
+   * Never a silent bypass: an enrolled (or draining) pod whose veth refused our hook is not captured,
+   * so its traffic is refused (with the pods the agent found no veth for) and reported — log line,
+   * status `uncapturable` (→ metric, annotation and Event) — until a later pass installs the hook.
+   */
+  private reportHookFailures(
+    desired: readonly DesiredPod[],
+    failures: Map<string, string>,
+    statuses: PodStatus[],
+    refused: string[],
+  ): void {
+    for (const p of desired) {
+      const err = failures.get(p.dev);
+      if (err === undefined || (p.state !== POD_CAPTURE && p.state !== POD_DRAIN)) {
+        if (this.reportedHookFailure.delete(p.ip))
+          this.log.info({ ip: p.ip, dev: p.dev }, 'pod capturable again');
+        continue;
+      }
+      const st = statuses.find((x) => x.ip === p.ip);
+      const reason = `cannot capture: the capture hook could not be installed on ${p.dev} (${err}); its traffic is refused`;
+      refused.push(p.ip);
+      if (st) st.uncapturable = reason;
+      if (this.reportedHookFailure.get(p.ip) !== reason) {
+        this.log.error(
+          { pod: st ? `${st.namespace}/${st.name}` : undefined, ip: p.ip, dev: p.dev, reason },
+          'pod cannot be captured',
+        );
+        this.reportedHookFailure.set(p.ip, reason);
+      }
+    }
   }
 
   status(): AgentStatus | undefined {

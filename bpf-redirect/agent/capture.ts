@@ -24,8 +24,12 @@ export interface CaptureBackend {
   readonly mode: CaptureModeName;
   /** Load/recover kernel objects (idempotent; safe over what a previous agent left). */
   setup(): Promise<void>;
-  /** Make the kernel match exactly these pods and uplinks. */
-  apply(pods: readonly DesiredPod[], uplinks: readonly Uplink[]): Promise<void>;
+  /**
+   * Make the kernel match exactly these pods and uplinks. A device whose hook cannot be installed (a
+   * tc error on that veth) does not stop the others: it is returned, device → error, and retried on the
+   * next pass; the agent refuses and reports the pods behind it.
+   */
+  apply(pods: readonly DesiredPod[], uplinks: readonly Uplink[]): Promise<Map<string, string>>;
   /** Pod states found in the kernel (recovery after a restart: DRAIN must stay DRAIN). */
   kernelPods(): Promise<Map<string, PodState>>;
   counters(): Promise<Record<string, number>>;

@@ -98,7 +98,7 @@ export class EbpfCapture implements CaptureBackend {
       this.log.info({ devices: [...this.recovered] }, 'recovered tc filters from a previous agent');
   }
 
-  async apply(pods: readonly DesiredPod[], uplinks: readonly Uplink[]): Promise<void> {
+  async apply(pods: readonly DesiredPod[], uplinks: readonly Uplink[]): Promise<Map<string, string>> {
     // 1. Maps first: by the time the filter sees a pod's packets its entry is there.
     const wantIfaces = new Map<number, { podIp: string | undefined; kind: number }>();
     for (const u of uplinks) wantIfaces.set(u.ifindex, { podIp: undefined, kind: IFACE_UPLINK });
@@ -144,11 +144,21 @@ export class EbpfCapture implements CaptureBackend {
     // 2. Filters: every pod veth (enrolled or not: a non-enrolled pod's traffic TO an enrolled one is
     //    captured inbound on its veth) and every uplink.
     const devs = new Set([...pods.map((p) => p.dev), ...bridges.keys(), ...uplinks.map((u) => u.dev)]);
+    const failed = new Map<string, string>();
     for (const dev of devs) {
       if (this.attached.has(dev)) continue;
-      if (await ensureClsact(dev)) this.createdQdiscs.add(dev);
-      await attachIngress(dev, this.progPin, this.cfg.tcPref, this.cfg.tcHandle);
-      await attachIngress(dev, this.auditPin, this.cfg.tcPref, this.cfg.tcHandle, 'egress');
+      try {
+        if (await ensureClsact(dev)) this.createdQdiscs.add(dev);
+        await attachIngress(dev, this.progPin, this.cfg.tcPref, this.cfg.tcHandle);
+        await attachIngress(dev, this.auditPin, this.cfg.tcPref, this.cfg.tcHandle, 'egress');
+      } catch (err) {
+        // One veth that refuses our hook (another tool's filter at our pref, a vanished link) must not
+        // leave every other pod unprogrammed: report it, undo what half-attached, retry next pass.
+        if (!(err instanceof BpfAgentError)) throw err;
+        failed.set(dev, err.message);
+        await this.detach(dev).catch(() => undefined);
+        continue;
+      }
       this.attached.add(dev);
       this.recovered.delete(dev);
     }
@@ -161,6 +171,7 @@ export class EbpfCapture implements CaptureBackend {
       if (removed.length > 0) this.log.info({ removed }, 'older program generations unpinned');
       this.pruned = true;
     }
+    return failed;
   }
 
   private async detach(dev: string): Promise<void> {

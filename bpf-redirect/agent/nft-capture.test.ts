@@ -1,8 +1,9 @@
 // The nftables fallback's ruleset: TPROXY into the same listeners as eBPF, anti-spoofing, and the
 // explicit reject that keeps TPROXY from failing open when no listener exists (docs/capture.md §2).
 import { describe, expect, it } from 'vitest';
+import { renderUpTable, wantedRedirects } from './bridge-ports.js';
 import { defaultConfig } from './config.js';
-import { POD_CAPTURE, POD_DRAIN, POD_NONE } from './maps.js';
+import { POD_CAPTURE, POD_DRAIN, POD_NONE, POD_PENDING } from './maps.js';
 import { renderTproxyTable } from './nft-capture.js';
 
 const pods = [
@@ -45,5 +46,30 @@ describe('nftables fallback: flows the proxy owns', () => {
     const mark = body.indexOf('socket transparent 1 meta mark set 0x400 notrack');
     expect(skip).toBeGreaterThan(0);
     expect(mark).toBeGreaterThan(skip);
+  });
+});
+
+describe('nftables fallback on a bridge CNI: pods redirected from their veth to the bridge', () => {
+  const br = { dev: 'cni0', mac: '02:00:00:00:00:01', ifindex: 2 };
+  const bridged = [
+    { ip: '10.244.1.2', state: POD_CAPTURE, dev: 'h-a', ifindex: 3, bridge: br },
+    { ip: '10.244.1.3', state: POD_NONE, dev: 'h-b', ifindex: 4, bridge: br },
+    { ip: '10.244.1.4', state: POD_PENDING, dev: 'h-c', ifindex: 5, bridge: br },
+    { ip: '10.244.2.2', state: POD_CAPTURE, dev: 'h-d', ifindex: 6 },
+  ];
+
+  it('redirects every known bridged pod (inbound to an enrolled neighbour too), never an unknown one', () => {
+    expect(wantedRedirects(bridged)).toEqual([
+      { dev: 'h-a', ip: '10.244.1.2', bridge: 'cni0' },
+      { dev: 'h-b', ip: '10.244.1.3', bridge: 'cni0' },
+    ]);
+  });
+
+  it("makes only the redirected pods' otherhost frames local on the bridge device", () => {
+    const up = renderUpTable(wantedRedirects(bridged)) ?? '';
+    expect(up).toContain('elements = { 10.244.1.2, 10.244.1.3 }');
+    expect(up).toContain('type filter hook ingress device "cni0" priority 0;');
+    expect(up).toContain('ether type ip ip saddr @routed meta pkttype other meta pkttype set host');
+    expect(renderUpTable([])).toBeUndefined();
   });
 });

@@ -7,11 +7,13 @@
 // atomically in one `nft -f`.
 // Bridge CNIs (flannel, k3s, kubenet): the IP stack sees a bridged pod's packets on the bridge, not on
 // its veth, and frames between pods of one bridge are switched at L2 and never reach the IP hooks at
-// all. A `bridge` family table therefore does the per-port work (anti-spoofing, held SYNs, IPv6) and
-// re-addresses every frame from or to an enrolled pod to the bridge itself (`ether daddr`, `pkttype
-// host`), so it is routed — and TPROXYed — like on a routed CNI; the inet table matches the bridge as
-// the pod's input interface.
+// all. An enrolled pod's own IPv4 frames are redirected from its veth to the bridge device's ingress
+// before the bridge sees them (bridge-ports.ts: with br_netfilter, TPROXY run from inside the bridge
+// loses its socket), so they are routed — and TPROXYed — like on a routed CNI, the inet table matching
+// the bridge as the pod's input interface. A `bridge` family table does the per-port rest
+// (anti-spoofing, held SYNs, IPv6) for the frames that are still bridged.
 import type { Logger } from 'pino';
+import { BridgePortRedirects } from './bridge-ports.js';
 import type { CaptureBackend, DesiredPod, Uplink } from './capture.js';
 import { parseJson, runCommand } from './command.js';
 import type { BpfAgentConfig } from './config.js';
@@ -171,8 +173,9 @@ export function renderBridgeTable(pods: readonly DesiredPod[]): string | undefin
         .filter((p) => p.bridge?.dev === br)
         .map((p) => `"${p.dev}"`)
         .join(', ')} }`;
+      // Frames from other pods of the bridge to an enrolled one (inbound on the same node), when their
+      // veth carries no redirect (bridge-ports.ts) — without br_netfilter this routes them as well.
       return [
-        `    iifname ${ports} ether type ip ip saddr @routed ether daddr set ${mac} meta pkttype set host`,
         `    iifname ${ports} ether type ip ip daddr @routed ether daddr set ${mac} meta pkttype set host`,
       ];
     }),
@@ -194,7 +197,9 @@ export class NftCapture implements CaptureBackend {
   constructor(
     private readonly cfg: BpfAgentConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.ports = new BridgePortRedirects(cfg.tcPref + 1, `${cfg.nftPrefix}_up`);
+  }
 
   private get table(): string {
     return `${this.cfg.nftPrefix}_tproxy`;
@@ -205,6 +210,8 @@ export class NftCapture implements CaptureBackend {
   }
 
   private renderedL2: string | undefined;
+  /** tc filters on bridged enrolled pods' veths; pref next to eBPF mode's, so a mode switch never clashes. */
+  private readonly ports: BridgePortRedirects;
 
   async setup(): Promise<void> {
     // Earlier versions used an `ip` family table of the same name: never leave two rulesets.
@@ -222,8 +229,10 @@ export class NftCapture implements CaptureBackend {
     }
   }
 
-  async apply(pods: readonly DesiredPod[], _uplinks: readonly Uplink[]): Promise<void> {
-    // L2 first: by the time TPROXY expects a bridged pod on its bridge, its frames are routed.
+  async apply(pods: readonly DesiredPod[], _uplinks: readonly Uplink[]): Promise<Map<string, string>> {
+    // L2 and the port redirects first: by the time TPROXY expects a bridged pod on its bridge, its
+    // frames are routed.
+    const failed = await this.ports.sync(pods);
     const l2 = renderBridgeTable(pods);
     if (l2 !== this.renderedL2) {
       if (l2) await replaceNftTable('bridge', this.l2table, l2);
@@ -237,6 +246,7 @@ export class NftCapture implements CaptureBackend {
     }
     this.pods = new Map(pods.map((p) => [p.ip, p.state === POD_CAPTURE ? POD_CAPTURE : POD_NONE]));
     this.devices = [...new Set(pods.map((p) => p.dev))].sort();
+    return failed;
   }
 
   async kernelPods(): Promise<Map<string, PodState>> {
@@ -269,6 +279,7 @@ export class NftCapture implements CaptureBackend {
     await deleteNftTable('inet', this.table);
     await deleteNftTable('bridge', this.l2table);
     this.renderedL2 = undefined;
+    await this.ports.teardown();
     await removeMarkRouting({ mark: this.cfg.mark, table: this.cfg.routeTable, pref: this.cfg.rulePref });
     this.rendered = '';
   }

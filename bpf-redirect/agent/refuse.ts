@@ -10,6 +10,14 @@ export function renderRefuseTable(ips: readonly string[]): string {
   return [
     `  set refused {\n    type ipv4_addr;\n${elems}  }`,
     '  counter refused {}',
+    // Before the capture table's raw-priority anti-spoofing: on a bridge CNI the IP stack sees every
+    // bridged pod on the bridge device, and a pod the agent found no veth for would be dropped there as
+    // a spoofer — silently (a timeout) instead of with the visible reset below.
+    '  chain prerouting {',
+    '    type filter hook prerouting priority -310; policy accept;',
+    '    ip saddr @refused meta l4proto tcp counter name refused reject with tcp reset',
+    '    ip saddr @refused counter name refused drop',
+    '  }',
     ...['forward', 'input'].flatMap((hook) => [
       `  chain ${hook} {`,
       `    type filter hook ${hook} priority -10; policy accept;`,

@@ -54,7 +54,7 @@ export async function removeMarkRouting(r: MarkRouting): Promise<void> {
 
 /** Replace (atomically, one `nft -f`) a whole table we own. */
 export async function replaceNftTable(
-  family: 'ip' | 'inet' | 'bridge',
+  family: 'ip' | 'inet' | 'bridge' | 'netdev',
   name: string,
   body: string,
 ): Promise<void> {
@@ -62,13 +62,19 @@ export async function replaceNftTable(
   await runCommand('nft', ['-f', '-'], { input: script });
 }
 
-export async function deleteNftTable(family: 'ip' | 'inet' | 'bridge', name: string): Promise<void> {
+export async function deleteNftTable(
+  family: 'ip' | 'inet' | 'bridge' | 'netdev',
+  name: string,
+): Promise<void> {
   await runCommand('nft', ['delete', 'table', family, name]).catch((err: unknown) => {
     if (!(err instanceof BpfAgentError && /No such file|does not exist/i.test(err.message))) throw err;
   });
 }
 
-export async function nftTableExists(family: 'ip' | 'inet' | 'bridge', name: string): Promise<boolean> {
+export async function nftTableExists(
+  family: 'ip' | 'inet' | 'bridge' | 'netdev',
+  name: string,
+): Promise<boolean> {
   try {
     await runCommand('nft', ['list', 'table', family, name]);
     return true;

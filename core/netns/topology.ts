@@ -500,6 +500,10 @@ export class Topology {
       'net.ipv4.conf.default.rp_filter=0',
     ];
     if (isNode) keys.push('net.ipv4.ip_forward=1');
+    // A Kubernetes node on a bridge CNI runs bridged IPv4 through netfilter (br_netfilter; kubeadm's
+    // preflight requires bridge-nf-call-iptables=1 for kube-proxy): the capture must work under it.
+    if (isNode && this.cni === 'bridge' && existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables'))
+      keys.push('net.bridge.bridge-nf-call-iptables=1');
     await this.exec(ns, 'sysctl', ['-q', '-w', ...keys]);
   }
 
