@@ -1,6 +1,7 @@
 // The nftables fallback's ruleset: TPROXY into the same listeners as eBPF, anti-spoofing, and the
 // explicit reject that keeps TPROXY from failing open when no listener exists (docs/capture.md §2).
 import { describe, expect, it } from 'vitest';
+import type { DesiredPod } from './capture.js';
 import { renderUpTable, wantedRedirects } from './bridge-ports.js';
 import { defaultConfig } from './config.js';
 import { POD_CAPTURE, POD_DRAIN, POD_NONE, POD_PENDING } from './maps.js';
@@ -51,7 +52,7 @@ describe('nftables fallback: flows the proxy owns', () => {
 
 describe('nftables fallback on a bridge CNI: pods redirected from their veth to the bridge', () => {
   const br = { dev: 'cni0', mac: '02:00:00:00:00:01', ifindex: 2 };
-  const bridged = [
+  const bridged: DesiredPod[] = [
     { ip: '10.244.1.2', state: POD_CAPTURE, dev: 'h-a', ifindex: 3, bridge: br },
     { ip: '10.244.1.3', state: POD_NONE, dev: 'h-b', ifindex: 4, bridge: br },
     { ip: '10.244.1.4', state: POD_PENDING, dev: 'h-c', ifindex: 5, bridge: br },
