@@ -11,10 +11,11 @@
 //
 // The agent is followed through its public status() (pods with their state), so the agent itself needs
 // no Kubernetes code: `followAgent(agent, annotator)`. Writes are JSON merge patches on the pod's
-// annotations only, serialized, deduplicated against what was last written, retried with backoff;
-// a pod that is gone (404) is simply forgotten.
+// annotations only, serialized, deduplicated against what was last written, retried with backoff
+// (core/queue/retry-queue.ts); a pod that is gone (404) is simply forgotten.
 import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { RetryQueue } from '../../core/queue/retry-queue.js';
 
 export const REDIRECTION_ANNOTATION = 'ambient.istio.io/redirection';
 export const CAPTURE_FAILURE_ANNOTATION = 'ambit.io/capture-failure';
@@ -58,14 +59,20 @@ export class RedirectionAnnotator {
   readonly #desired = new Map<string, Want>();
   /** ns/name → what we last wrote successfully. */
   readonly #written = new Map<string, Want>();
-  readonly #retryDelay = new Map<string, number>();
-  readonly #timers = new Set<NodeJS.Timeout>();
-  #running: Promise<void> | undefined;
-  #stopped = false;
+  readonly #queue: RetryQueue;
 
   constructor(opts: RedirectionAnnotatorOptions) {
     this.#o = opts;
     this.#api = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.#queue = new RetryQueue({
+      work: (key) => this.#write(key),
+      firstRetryMs: opts.retryMs ?? 500,
+      onError: (key, err, retryInMs) =>
+        this.#o.logger?.warn(
+          { pod: key, err: (err as Error).message.split('\n')[0], retryInMs },
+          'could not annotate pod',
+        ),
+    });
   }
 
   /** Sets every listed pod's annotation from its status; pods no longer listed are forgotten. */
@@ -87,82 +94,57 @@ export class RedirectionAnnotator {
   /** Sets one pod's annotation (undefined removes it). */
   set(namespace: string, name: string, state: RedirectionState | undefined): void {
     const key = `${namespace}/${name}`;
-    const want: Want = state ?? null;
-    this.#desired.set(key, want);
-    // A pod never annotated needs no removal.
-    if (this.#written.get(key) === want || (want === null && !this.#written.has(key))) return;
-    this.#kick();
+    this.#desired.set(key, state ?? null);
+    if (this.#due(key)) this.#queue.add(key);
   }
 
   /** Resolves when every desired annotation is written (or pending a retry timer). */
   async idle(): Promise<void> {
-    for (let i = 0; i < 1000 && this.#running; i++) await this.#running;
+    await this.#queue.idle();
   }
 
   stop(): void {
-    this.#stopped = true;
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
+    void this.#queue.stop();
   }
 
-  #kick(): void {
-    if (this.#stopped) return;
-    this.#running ??= this.#drain().finally(() => {
-      this.#running = undefined;
-    });
+  /** Whether the pod's annotation differs from what was last written (a pod never annotated needs no removal). */
+  #due(key: string): boolean {
+    if (!this.#desired.has(key)) return false;
+    const want = this.#desired.get(key) ?? null;
+    return this.#written.get(key) !== want && !(want === null && !this.#written.has(key));
   }
 
-  async #drain(): Promise<void> {
-    await new Promise((r) => setImmediate(r));
-    for (let guard = 0; guard < 100_000 && !this.#stopped; guard++) {
-      const next = [...this.#desired].find(
-        ([k, want]) =>
-          this.#written.get(k) !== want &&
-          !(want === null && !this.#written.has(k)) &&
-          !this.#retryDelay.has(k),
-      );
-      if (!next) return;
-      const [key, want] = next;
-      const [namespace, name] = key.split('/') as [string, string];
-      const failure = want?.startsWith('failed:') ? want.slice('failed:'.length) : null;
-      const redirection = failure !== null ? 'failed' : want;
-      try {
-        await this.#api.patchNamespacedPod(
-          {
-            namespace,
-            name,
-            body: {
-              metadata: {
-                annotations: { [REDIRECTION_ANNOTATION]: redirection, [CAPTURE_FAILURE_ANNOTATION]: failure },
-              },
+  /** Writes one pod's annotation as desired now; a pod that is gone (404) is forgotten, not retried. */
+  async #write(key: string): Promise<void> {
+    if (!this.#due(key)) return;
+    const want = this.#desired.get(key) ?? null;
+    const [namespace, name] = key.split('/') as [string, string];
+    const failure = want?.startsWith('failed:') ? want.slice('failed:'.length) : null;
+    const redirection = failure !== null ? 'failed' : want;
+    try {
+      await this.#api.patchNamespacedPod(
+        {
+          namespace,
+          name,
+          body: {
+            metadata: {
+              annotations: { [REDIRECTION_ANNOTATION]: redirection, [CAPTURE_FAILURE_ANNOTATION]: failure },
             },
           },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        );
-        if (failure !== null) await this.#event(namespace, name, failure);
-        this.#written.set(key, want);
-        this.#o.logger?.debug({ pod: key, [REDIRECTION_ANNOTATION]: want }, 'pod annotated');
-      } catch (err) {
-        if ((err as { code?: number }).code === 404) {
-          this.#desired.delete(key);
-          this.#written.delete(key);
-          continue;
-        }
-        const delay = Math.min(30_000, (this.#o.retryMs ?? 500) * 2 ** Math.min(10, this.#attempts(key)));
-        this.#retryDelay.set(key, delay);
-        this.#o.logger?.warn(
-          { pod: key, err: (err as Error).message.split('\n')[0], retryInMs: delay },
-          'could not annotate pod',
-        );
-        const t = setTimeout(() => {
-          this.#timers.delete(t);
-          this.#retryDelay.delete(key);
-          this.#kick();
-        }, delay);
-        t.unref();
-        this.#timers.add(t);
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) {
+        this.#desired.delete(key);
+        this.#written.delete(key);
+        return;
       }
+      throw err;
     }
+    if (failure !== null) await this.#event(namespace, name, failure);
+    this.#written.set(key, want);
+    this.#o.logger?.debug({ pod: key, [REDIRECTION_ANNOTATION]: want }, 'pod annotated');
   }
 
   /** A Warning Event on the pod (what `kubectl describe pod` shows), as kubelet reports sandbox errors. */
@@ -189,13 +171,6 @@ export class RedirectionAnnotator {
           'could not post Event',
         ),
       );
-  }
-
-  readonly #attemptCount = new Map<string, number>();
-  #attempts(key: string): number {
-    const n = this.#attemptCount.get(key) ?? 0;
-    this.#attemptCount.set(key, n + 1);
-    return n;
   }
 }
 

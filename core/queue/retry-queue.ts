@@ -1,6 +1,5 @@
 // One keyed work queue with per-key retry backoff, for the controllers that write to the Kubernetes
-// API (the waypoint controller, the CA's root-cert publisher; the node agent's pod annotator is the
-// next user). The shape of client-go's rate-limited workqueue (k8s.io/client-go/util/workqueue): a key
+// API (the waypoint controller, the CA's root-cert publisher, the node agent's pod annotator). The shape of client-go's rate-limited workqueue (k8s.io/client-go/util/workqueue): a key
 // is queued once however often it is added, keys are worked on one at a time, a failed key comes back
 // after its own exponential delay (reset by a success), and stop() cancels every timer. The work
 // function reads the latest desired state when it runs, so adding a key that is waiting out its delay
