@@ -2,6 +2,7 @@
 // the nftables TPROXY fallback) and keeps it in sync with the mesh state. See bpf-redirect/agent/.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { untilTerminated } from './common/signals.js';
 import { type Logger, pino } from 'pino';
 import { type AgentStatus, BpfAgent, teardownAll } from '../bpf-redirect/agent/agent.js';
 import {
@@ -209,14 +210,8 @@ export function registerBpfAgent(program: Command): void {
       log.info({ mode: agent.mode, statusFile: cfg.statusFile }, 'bpf-agent running');
       // The agent's own timers are unref'd (library use); as a daemon, stay up until signalled.
       const keepAlive = setInterval(() => undefined, 1 << 30);
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          clearInterval(keepAlive);
-          resolve();
-        };
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      });
+      await untilTerminated();
+      clearInterval(keepAlive);
       stopAnnotating?.();
       metrics?.close();
       // Leave the kernel objects: capture (and fail-closed) continues while the agent is away.

@@ -13,6 +13,7 @@ import { caConfigFromEnv } from '../ca/server/config.js';
 import { Signer, issueWorkloadCertificate } from '../ca/server/signer.js';
 import { readCaDirectory, writeFileAtomic } from '../ca/server/store.js';
 import { loadKubeConfig } from '../core/sources/kubeconfig.js';
+import { untilTerminated } from './common/signals.js';
 import { terminalLogStream } from '../core/telemetry/terminal-log.js';
 
 const DEFAULT_CA_DIR = process.env.AMBIT_CA_DIR ?? '/var/lib/ambit/ca';
@@ -82,15 +83,7 @@ async function runKubernetesCa(
   console.error(
     `ambit ca: serving on ${ca.server.address} (${ca.server.authority.mode}, Kubernetes); Ctrl-C to stop`,
   );
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      ca.close().then(resolve, resolve);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilTerminated(() => ca.close());
 }
 
 export function registerCa(program: Command): void {
@@ -194,18 +187,10 @@ export function registerCa(program: Command): void {
       console.error(
         `ambit ca: serving on ${server.address} (${server.authority.mode}); roots in ${rootFile}; Ctrl-C to stop`,
       );
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          discovery?.close();
-          server
-            .close()
-            .then(() => source?.stop())
-            .then(resolve, resolve);
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
+      await untilTerminated(async () => {
+        discovery?.close();
+        await server.close();
+        await source?.stop();
       });
     });
 

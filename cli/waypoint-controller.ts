@@ -3,6 +3,7 @@
 // conditions of AuthorizationPolicies and Services (discovery/status-controller.ts; off with
 // --no-policy-status). Runs in the cluster (the ambit-waypoint-controller chart) or against any kubeconfig.
 import type { Command } from 'commander';
+import { untilTerminated } from './common/signals.js';
 import { pino } from 'pino';
 import { PATH_NORMALIZATIONS, isPathNormalization } from '../core/http/request-target.js';
 import { SYNC_TIMEOUT_HELP, syncTimeoutFrom } from '../core/sources/sync-timeout.js';
@@ -103,14 +104,6 @@ export function registerWaypointController(program: Command): void {
         };
       }
       console.error('ambit waypoint-controller: watching Gateways of class istio-waypoint; Ctrl-C to stop');
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          Promise.all([controller.stop(), stopStatus?.()]).then(() => resolve(), resolve);
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilTerminated(() => Promise.all([controller.stop(), stopStatus?.()]));
     });
 }
