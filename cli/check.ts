@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { nsPath } from '../core/netns/topology.js';
+import { nsPath } from '../netns/topology.js';
 import { adminRequest, demoDir } from './common/admin.js';
 import { EXIT_FAILURE, formatData, type OutputFormat, outputOption } from './common/output.js';
 import { readDemoState } from './demo/state-file.js';

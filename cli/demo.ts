@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { repoRoot } from '../core/netns/topology.js';
+import { repoRoot } from '../netns/topology.js';
 import { runDemoCa } from './demo/ca-process.js';
 import { demoDown, keptLogsDir } from './demo/down.js';
 import { DEFAULT_DEMO_DIR, DEMO_PREFIX, DemoError } from './demo/state-file.js';

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { nsPath } from '../core/netns/topology.js';
+import { nsPath } from '../netns/topology.js';
 import { loadManifestDirectory } from '../core/sources/manifests.js';
 import { type Finding, meshFindings } from './common/findings.js';
 import { EXIT_FAILURE, formatData, type OutputFormat, outputOption } from './common/output.js';

@@ -32,6 +32,28 @@ function importsLeavingCore(): string[] {
   return out;
 }
 
+/** Every relative import of `netns/` from a file that is not a test, under a runtime component folder. */
+function runtimeImportsOfNetns(): string[] {
+  const out: string[] = [];
+  for (const top of ['core', 'ca', 'discovery', 'controllers', 'ztunnel', 'waypoint', 'bpf-redirect']) {
+    for (const file of sources(join(ROOT, top))) {
+      if (file.endsWith('.test.ts') || file.includes('/node_modules/')) continue;
+      for (const m of readFileSync(file, 'utf8').matchAll(SPECIFIER)) {
+        const spec = m[1]!;
+        if (spec.startsWith('.') && relative(ROOT, resolve(dirname(file), spec)).startsWith('netns/'))
+          out.push(`${relative(ROOT, file)} → ${spec}`);
+      }
+    }
+  }
+  return out;
+}
+
+describe('netns/ layering', () => {
+  it('the network-namespace harness is used by the demo (cli/), tests and benchmarks, never by a component', () => {
+    expect(runtimeImportsOfNetns()).toEqual([]);
+  });
+});
+
 describe('core/ layering', () => {
   it('imports no component (ztunnel, waypoint, ca, controllers, discovery, bpf-redirect, cli, bench)', () => {
     const leaving = importsLeavingCore();

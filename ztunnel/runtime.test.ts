@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { distPath } from '../core/netns/topology.js';
+import { distPath } from '../netns/topology.js';
 
 interface Probe {
   hwm: number;

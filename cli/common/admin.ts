@@ -7,7 +7,7 @@
 //   --kubeconfig FILE (or a kubeconfig and no demo)   in a cluster: the ztunnel pod on that node,
 //                          through a port-forward of the Kubernetes API (kube-admin.ts), as istioctl.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { nsPath } from '../../core/netns/topology.js';
+import { nsPath } from '../../netns/topology.js';
 import { DEFAULT_DEMO_DIR, type DemoState, readDemoState, stateFileOf } from '../demo/state-file.js';
 import type { KubeAdminTarget } from './kube-admin.js';
 import { CommandFailure, UsageError } from './output.js';

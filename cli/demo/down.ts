@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '../../core/netns/topology.js';
+import { run } from '../../netns/topology.js';
 import {
   cmdlineOf,
   DEMO_PREFIX,

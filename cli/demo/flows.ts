@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
-import { nsPath } from '../../core/netns/topology.js';
+import { nsPath } from '../../netns/topology.js';
 import type { FlowEvent } from '../../core/telemetry/flow-events.js';
 
 /** One row of the flow table (like `hubble observe`): one finished connection or request, as one proxy saw it. */

@@ -3,8 +3,8 @@
 // plus an add — as a kubelet and CNI would do. Policies, labels and services need nothing here: every
 // component watches the same directory itself.
 import { watch } from 'node:fs';
-import type { Topology } from '../../core/netns/topology.js';
-import { run } from '../../core/netns/topology.js';
+import type { Topology } from '../../netns/topology.js';
+import { run } from '../../netns/topology.js';
 import { type PlannedPod, planDemo } from './plan.js';
 import type { DemoPod, DemoState } from './state-file.js';
 

@@ -1,5 +1,5 @@
 // `ambit demo up`: the one-machine mesh (docs/architecture.md §8). From a manifests directory it builds two "nodes"
-// and their "pods" as network namespaces (core/netns, the same topology the tests use), starts the CA,
+// and their "pods" as network namespaces (netns/, the same topology the tests use), starts the CA,
 // a bpf-redirect agent and a ztunnel per node, the waypoint, the sample apps and their traffic, then
 // serves the flow view. Every step is recorded in the state file before it runs, so `ambit demo down`
 // can undo it after any crash.
@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { distPath, ensureBpffs, repoRoot, Topology } from '../../core/netns/topology.js';
+import { distPath, ensureBpffs, repoRoot, Topology } from '../../netns/topology.js';
 import { demoDown } from './down.js';
 import { FlowCollector } from './flows.js';
 import { followPodChanges } from './live-pods.js';

@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { repoRoot } from '../../core/netns/topology.js';
+import { repoRoot } from '../../netns/topology.js';
 import { ExplainInputError, explain } from '../../core/policy/explain.js';
 import { ManifestSource } from '../../core/sources/manifests.js';
 import { identityOf, workloadIdentity } from '../../core/state/state.js';

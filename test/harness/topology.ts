@@ -1,3 +1,3 @@
-// The topology moved to core/netns/topology.ts so `ambit demo` can build the same namespaces at run
+// The topology lives in netns/topology.ts so `ambit demo` can build the same namespaces at run
 // time; the tests keep importing it from here.
-export * from '../../core/netns/topology.js';
+export * from '../../netns/topology.js';

@@ -2,7 +2,7 @@
 // a "fabric" netns, and "pod" netns attached to their node by a veth (host side in the node netns,
 // /32 pod routes, default route via the node) — the shape a routed CNI such as Calico builds. With
 // `cni: 'bridge' | 'ptp'` the pods are wired instead by the real CNI plugins, invoked as a container
-// runtime does (core/netns/cni.ts): a flannel/k3s-style bridge, or kindnet-style routed veths.
+// runtime does (netns/cni.ts): a flannel/k3s-style bridge, or kindnet-style routed veths.
 // Everything runs through child processes (`ip`, `nsenter`, `sysctl`) with timeouts, every kernel
 // object carries a per-run prefix so parallel test files never collide, and teardown() removes all of
 // it, idempotently, also from a process 'exit' hook.
