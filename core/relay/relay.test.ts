@@ -86,6 +86,65 @@ describe('relay', () => {
     expect(p.seen[0]?.error).toMatch(/ECONNRESET|reset/i);
   });
 
+  it('delivers the bytes read from the upstream before it failed, then resets the client', async () => {
+    // The upstream's last bytes and its failure reach the relay in one loop turn (as an HTTP/2 server's
+    // GOAWAY and then its reset do): the bytes after the turn's first are still in the relay's corked
+    // batch when it learns of the failure. Resetting the client at once dropped them.
+    const chunk = (n: number) => Buffer.alloc(16 * 1024, n);
+    const upstream = await listen((s) => {
+      s.once('data', async () => {
+        // Three separate reads' worth, so they sit in the proxy's buffer as three chunks.
+        for (let i = 1; i <= 3; i++) {
+          s.write(chunk(i));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      });
+      s.on('error', () => undefined);
+    });
+    const seen: { response: number; error?: string }[] = [];
+    const port = await listen(async (down) => {
+      const up = await dial(upstream);
+      // A previous reader (the waypoint's protocol detection) held the upstream paused: its chunks are
+      // emitted in one turn when the relay takes it over.
+      up.pause();
+      up.write('go');
+      for (let i = 0; i < 100 && up.readableLength < 3 * 16 * 1024; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      let response = 0;
+      const relayed = relay(down, up, {
+        onRequestBytes: () => undefined,
+        onResponseBytes: (n) => {
+          response += n;
+        },
+      });
+      // Registered after the relay's own listener: the upstream fails right after its second chunk.
+      let chunks = 0;
+      up.on('data', () => {
+        if (++chunks === 2) up.destroy(new Error('upstream failed'));
+      });
+      const r = await relayed;
+      seen.push({ response, ...(r.error ? { error: r.error.message } : {}) });
+    });
+    const client = await dial(port);
+    const received: Buffer[] = [];
+    const outcome = await new Promise<string>((resolve) => {
+      client.on('data', (d: Buffer) => received.push(d));
+      client.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      client.on('end', () => resolve('end'));
+    });
+    for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    // Every byte the relay read from the upstream (its second chunk, and what Node still emitted in that
+    // turn), in order.
+    const relayed = seen[0]?.response ?? 0;
+    expect(relayed).toBeGreaterThanOrEqual(2 * 16 * 1024);
+    const sent = Buffer.concat([chunk(1), chunk(2), chunk(3)]).subarray(0, relayed);
+    expect(Buffer.concat(received).length).toBe(relayed);
+    expect(Buffer.concat(received).equals(sent)).toBe(true);
+    // A reset stays a reset, after the bytes, and the relay reports why.
+    expect(outcome).toBe('ECONNRESET');
+    expect(seen[0]?.error).toBe('upstream failed');
+  });
+
   describe('with the buffer limit runZtunnel sets for the process', () => {
     const before = getDefaultHighWaterMark(false);
     beforeAll(() => setDefaultHighWaterMark(false, RELAY_HIGH_WATER_MARK));

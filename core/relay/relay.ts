@@ -1,7 +1,9 @@
 // The one byte relay of every proxy path (ztunnel's, and the waypoint's opaque TCP). Copies bytes both
 // ways between the downstream (app or tunnel stream) and the upstream, counting them for telemetry. A FIN in one direction becomes end() on the other side (istio/ztunnel src/copy.rs:
 // half-close maps to END_STREAM on HBONE), and an error on either side destroys both: a reset stays a
-// reset. Resolves once both sides are closed, with the first error seen.
+// reset. Bytes already read from one side are written to the other before that reset (a peer that
+// sends a last frame and then resets, as an HTTP/2 server's GOAWAY before it drops the connection,
+// must not lose the frame to its own reset). Resolves once both sides are closed, with the first error seen.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -10,6 +12,49 @@ function abort(side: Duplex): void {
   if (side.destroyed) return;
   if (side instanceof net.Socket && !side.connecting) side.resetAndDestroy();
   else side.destroy();
+}
+
+/**
+ * How long a side being aborted may take to take in the bytes the relay already wrote to it (a peer that
+ * stopped reading must not keep the connection for ever).
+ */
+export const RELAY_FLUSH_TIMEOUT_MS = 1000;
+
+/** Writes to one side that Node has not yet handed to the kernel (or to nghttp2), and who waits for them. */
+class Outbox {
+  pending = 0;
+  private waiters: (() => void)[] = [];
+
+  written = (): void => {
+    this.pending--;
+    if (this.pending === 0) for (const w of this.waiters.splice(0)) w();
+  };
+
+  /** Calls `then` once every write so far has completed (at once when none is pending). */
+  whenFlushed(then: () => void): void {
+    if (this.pending === 0) then();
+    else this.waiters.push(then);
+  }
+}
+
+/**
+ * Aborts `side` after the bytes already relayed to it have left the process: the relay's corked batch is
+ * sent and the writes still buffered in the stream complete first, bounded by RELAY_FLUSH_TIMEOUT_MS.
+ * Resetting at once dropped them (a TCP RST and RST_STREAM discard what is still queued).
+ */
+function abortAfterFlush(side: Duplex, outbox: Outbox): void {
+  if (side.destroyed) return;
+  while (side.writableCorked > 0) side.uncork();
+  let done = false;
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    abort(side);
+  };
+  const timer = setTimeout(finish, RELAY_FLUSH_TIMEOUT_MS);
+  timer.unref();
+  outbox.whenFlushed(finish);
 }
 
 /**
@@ -52,24 +97,26 @@ export function relay(
       closed++;
       if (closed === 2) resolve(firstError ? { error: firstError } : {});
     };
+    const toDownstream = new Outbox();
+    const toUpstream = new Outbox();
     const fail =
-      (other: Duplex) =>
+      (other: Duplex, outbox: Outbox) =>
       (err: Error): void => {
         firstError ??= err;
-        abort(other);
+        abortAfterFlush(other, outbox);
       };
     downstream.on('data', (b: Buffer) => counters.onRequestBytes(b.length));
     upstream.on('data', (b: Buffer) => counters.onResponseBytes(b.length));
-    downstream.on('error', fail(upstream));
-    upstream.on('error', fail(downstream));
+    downstream.on('error', fail(upstream, toUpstream));
+    upstream.on('error', fail(downstream, toDownstream));
     // A side that closes without a clean end (reset, destroy) takes the other down too; a clean end
     // only half-closes, which pipe() does through end().
     downstream.once('close', () => {
-      if (!downstream.readableEnded || !downstream.writableFinished) abort(upstream);
+      if (!downstream.readableEnded || !downstream.writableFinished) abortAfterFlush(upstream, toUpstream);
       onClose();
     });
     upstream.once('close', () => {
-      if (!upstream.readableEnded || !upstream.writableFinished) abort(downstream);
+      if (!upstream.readableEnded || !upstream.writableFinished) abortAfterFlush(downstream, toDownstream);
       onClose();
     });
     // Once both directions have ended, close both (a socket with allowHalfOpen stays open otherwise).
@@ -84,8 +131,8 @@ export function relay(
     if (opts.downstreamEnded) upstream.end();
     else downstream.once('end', onEnd);
     upstream.once('end', onEnd);
-    if (!opts.downstreamEnded) forward(downstream, upstream);
-    forward(upstream, downstream);
+    if (!opts.downstreamEnded) forward(downstream, upstream, toUpstream);
+    forward(upstream, downstream, toDownstream);
   });
 }
 
@@ -99,7 +146,7 @@ export function relay(
  * receiving ztunnel: 2.16 -> 1.36 CPU-s/GB. Backpressure as pipe(): pause the source while the
  * destination is over its high-water mark.
  */
-function forward(src: Duplex, dst: Duplex): void {
+function forward(src: Duplex, dst: Duplex, outbox: Outbox): void {
   let corked = false;
   let waiting = false;
   const uncork = (): void => {
@@ -112,7 +159,8 @@ function forward(src: Duplex, dst: Duplex): void {
   };
   src.on('data', (chunk: Buffer) => {
     if (dst.destroyed) return;
-    const ok = dst.write(chunk);
+    outbox.pending++;
+    const ok = dst.write(chunk, outbox.written);
     if (!corked) {
       corked = true;
       dst.cork();
