@@ -230,7 +230,7 @@ spec:
     // Known failing since the 2026-12-03 merges (loopback twin in test/waypoint-loopback.test.ts passes):
     // through real ztunnels the client sees the session close without the GOAWAY frame (150 ok, closed, no goaway);
     // likely the reset now relayed ahead of buffered bytes. Skipped until fixed; the closing note tracks it.
-    it.skip('HTTP/2: advertises 100 concurrent streams, serves a 150-stream burst without failing it, and cuts off a rapid-reset client with GOAWAY while others keep succeeding', async () => {
+    it('HTTP/2: advertises 100 concurrent streams, serves a 150-stream burst without failing it, and cuts off a rapid-reset client with GOAWAY while others keep succeeding', async () => {
       const a1 = w.client('a1');
       const attack = a1.h2abuse(`http://${VIP_USERS}`, 150, 1000);
       const others = await w.client('a2').http(`${users}/during-h2-attack`, { count: 20, concurrency: 4 });

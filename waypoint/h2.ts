@@ -40,7 +40,14 @@ export class H2Front {
         maxHeaderListSize: limits.maxHeaderBytes,
         enablePush: false,
       },
-      maxSessionRejectedStreams: 100,
+      // Node counts the streams it has closed but not yet released (it frees them on the next loop turn)
+      // against SETTINGS_MAX_CONCURRENT_STREAMS: a batch of HEADERS+RST_STREAM pairs read at once has
+      // Node refuse the pairs past 100 itself (RST_STREAM ENHANCE_YOUR_CALM), and past
+      // maxSessionRejectedStreams it drops the session with no GOAWAY at all. Through a relay that batches
+      // writes (ztunnel) a rapid-reset client hit that before guardRapidReset, which sees only the
+      // streams Node accepted, could answer with GOAWAY ENHANCE_YOUR_CALM. The guard acts first now;
+      // this stays a bound (Node counts per session, never resetting).
+      maxSessionRejectedStreams: 10 * limits.maxResetsPerWindow,
       maxSessionInvalidFrames: 100,
     });
     this.server.setTimeout(limits.keepAliveTimeoutMs);
