@@ -130,13 +130,15 @@ describe.skipIf(!root)('ambit demo flow view in chromium (needs root and /usr/bi
     for (const l of labels) expect(l).toMatch(/^\d+(\.\d)? (req|conn)\/s( · \d+(\.\d)? conn\/s)?$/);
   });
 
-  // Known failing after the 2026-12-03 merge (issue 18, not yet resolved): the waypoint->web idle-tunnel
-  // close still shows as an error edge in the merged demo; skipped until the root cause is confirmed fixed.
+  // Intermittent (5 of 7 runs green on 2026-12-03, the 2 red ones under a loaded machine): an error edge with no
+  // ERROR row, while no ztunnel logged NGHTTP2_INTERNAL_ERROR (the waypoint->web idle close is clean, see
+  // test/demo-operate.test.ts); the assertions now name the edge and rows. Skipped until that edge is explained.
   it.skip('a healthy demo shows no error edge and no ERROR row (the waypoint’s idle tunnels close cleanly)', async () => {
     // Long enough for several keep-alive expiries of the waypoint's pool to web (5 s each).
     await page.waitForTimeout(12_000);
-    expect(await page.locator('#graph path.edge.error').count()).toBe(0);
-    expect(await page.locator('#flows tbody tr[data-verdict="ERROR"]').count()).toBe(0);
+    // The rows first: a failure names the flow (reporter, endpoints, error) instead of a count.
+    expect(await page.locator('#flows tbody tr[data-verdict="ERROR"]').allTextContents()).toEqual([]);
+    expect(await page.locator('#graph path.edge.error title').allTextContents()).toEqual([]);
     // Positive control: the waypoint's requests to web are there.
     expect(
       await page.locator('#flows tbody tr').filter({ hasText: 'GET /api/products 200' }).count(),

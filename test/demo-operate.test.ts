@@ -102,9 +102,7 @@ describe.skipIf(!root)('operating the demo with the ambit CLI (needs root)', () 
     expect(table.stdout).toMatch(/shop\/frontend .* -> shop\/catalog .* FORWARDED mTLS/);
   });
 
-  // Known failing after the 2026-12-03 merge (issue 18, not yet resolved): the waypoint->web idle-tunnel close
-  // still shows as an error in the merged demo (passed once, failed once); skipped until the root cause is fixed.
-  it.skip('a healthy demo has no errors: the waypoint’s idle tunnels to web close without a reset', async () => {
+  it('a healthy demo has no errors: the waypoint’s idle tunnels to web close without a reset', async () => {
     // The sample app's keep-alive is 5 s: the waypoint's pool drops idle tunnels every few seconds.
     await sleep(8000);
     const r = await ambit(['observe', '--dir', d.dir, '--verdict', 'error', '-o', 'json', '--last', '1000']);
