@@ -498,8 +498,9 @@ export function defineCaptureSuite(title: string, suite: CaptureSuiteOptions): v
           writeManifests(join(dir, 'cluster'), namespaces, pods);
           await stopAgent(agents.get('a')!);
           await teardownAgent(topo, 'a', opts('a', { serviceLbCgroups: [cg] }));
-          agents.set('a', await startAgent(topo, 'a', opts('a')));
+          // Before the restart: a restart that fails must not leave the cgroup behind.
           await removeCgroup(cg);
+          agents.set('a', await startAgent(topo, 'a', opts('a')));
         }
       },
       // Three agent restarts (with and without the service LB) and a teardown.
