@@ -3,25 +3,11 @@
 // filters on flow rows as the proxies report them.
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { distPath } from '../test/harness/topology.js';
 import type { FlowRow } from './demo/flows.js';
 import { matchesFilter, renderRow } from './observe.js';
+import { ambit as runAmbit } from '../test/demo-run.js';
 
-function ambit(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [distPath('cli/ambit.ts'), ...args],
-      { timeout: 30_000 },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err ? ((err as { code?: number }).code ?? 1) : 0,
-          stdout: String(stdout),
-          stderr: String(stderr),
-        }),
-    );
-  });
-}
+const ambit = (...args: string[]) => runAmbit(args, { timeoutMs: 30_000 });
 
 function sh(shell: string, script: string): Promise<number> {
   return new Promise((resolve) => {

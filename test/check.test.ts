@@ -2,34 +2,20 @@
 // checks against the test API server world (discovery for the CRDs, the ztunnel and capture-agent
 // DaemonSets' readiness) — a healthy world exits 0, a missing CRD group or a DaemonSet short of ready
 // pods exits 1 naming the fix.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findKind } from './k8s-api-server/resources.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
-import { distPath } from './harness/topology.js';
+import { ambit as runAmbit } from './demo-run.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ambit-check-'));
 let server: TestKubernetesApiServer;
 const kubeconfig = join(dir, 'kubeconfig');
 
-function check(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [distPath('cli/ambit.ts'), 'check', '--dir', join(dir, 'no-demo'), ...args],
-      { timeout: 30_000 },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err ? ((err as { code?: number }).code ?? 1) : 0,
-          stdout: String(stdout),
-          stderr: String(stderr),
-        }),
-    );
-  });
-}
+const check = (...args: string[]) =>
+  runAmbit(['check', '--dir', join(dir, 'no-demo'), ...args], { timeoutMs: 30_000 });
 
 const ds = (name: string, ready: number) => ({
   apiVersion: 'apps/v1',

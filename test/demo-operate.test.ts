@@ -83,10 +83,9 @@ describe.skipIf(!root)('operating the demo with the ambit CLI (needs root)', () 
       ),
     ).toBe(true);
     // Follow mode: a new denial arrives within a few seconds.
-    const f = await ambit(
-      ['observe', '--dir', d.dir, '-f', '--last', '0', '--policy', 'shop/web-no-admin'],
-      6000,
-    );
+    const f = await ambit(['observe', '--dir', d.dir, '-f', '--last', '0', '--policy', 'shop/web-no-admin'], {
+      timeoutMs: 6000,
+    });
     expect(f.stdout).toMatch(
       /waypoint\/shop\/waypoint .* DENIED mTLS HTTP\/1\.1 GET \/admin 403 policy=shop\/web-no-admin/,
     );

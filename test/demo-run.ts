@@ -68,15 +68,16 @@ export async function startDemo(
   };
 }
 
+/** Runs the built `ambit` with `args`; resolves with its exit code (1 when it died otherwise) and output. */
 export function ambit(
   args: string[],
-  timeoutMs = 60_000,
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [distPath('cli/ambit.ts'), ...args],
-      { timeout: timeoutMs },
+      { timeout: opts.timeoutMs ?? 60_000, ...(opts.env ? { env: opts.env } : {}) },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout: String(stdout), stderr: String(stderr) });

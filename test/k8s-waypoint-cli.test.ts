@@ -1,7 +1,6 @@
 // `ambit waypoint apply|list|status|delete` as an operator types them against a cluster (the test API
 // server, a test double speaking the real REST protocol), with the waypoint controller running: the
 // Gateway istioctl would write, the namespace enrolled, PROGRAMMED flipping to True, and deletion.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,8 +8,8 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WaypointController } from '../controllers/waypoint.js';
-import { distPath } from './harness/topology.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
+import { ambit as runAmbit } from './demo-run.js';
 
 let api: TestKubernetesApiServer;
 let kc: KubeConfig;
@@ -18,21 +17,9 @@ let dir: string;
 let kubeconfig: string;
 let controller: WaypointController | undefined;
 
-function ambit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [distPath('cli/ambit.ts'), ...args],
-      { timeout: 30_000, env: { ...process.env, AMBIT_DEMO_DIR: join(dir, 'no-demo') } },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
-          stdout: String(stdout),
-          stderr: String(stderr),
-        }),
-    );
-  });
-}
+/** The built `ambit`, kept away from any demo on this machine. */
+const ambit = (args: string[]) =>
+  runAmbit(args, { timeoutMs: 30_000, env: { ...process.env, AMBIT_DEMO_DIR: join(dir, 'no-demo') } });
 
 beforeAll(async () => {
   api = new TestKubernetesApiServer();

@@ -1,7 +1,6 @@
 // `ambit ztunnel-config` in a cluster, as istioctl reaches ztunnel: the ztunnel pod of a node (--node) or
 // of a pod's node (--pod), through a port-forward of the Kubernetes API (the test API server relays
 // `pods/<name>/portforward` over WebSocket to each ztunnel's real admin server, ztunnel/admin.ts).
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +10,8 @@ import { FlowEvents } from '../core/telemetry/flow-events.js';
 import { TrafficMetrics } from '../core/telemetry/metrics.js';
 import { AdminServer } from '../ztunnel/admin.js';
 import { LoggerFamily } from '../ztunnel/logging.js';
-import { distPath } from './harness/topology.js';
 import { TestKubernetesApiServer } from './k8s-api-server/server.js';
+import { ambit as runAmbit } from './demo-run.js';
 
 let api: TestKubernetesApiServer;
 let dir: string;
@@ -71,21 +70,9 @@ async function ztunnelAdmin(node: string, workload: string, sa: string, ip: stri
   return { server, logs };
 }
 
-function ambit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [distPath('cli/ambit.ts'), ...args],
-      { timeout: 30_000, env: { ...process.env, AMBIT_DEMO_DIR: join(dir, 'no-demo') } },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
-          stdout: String(stdout),
-          stderr: String(stderr),
-        }),
-    );
-  });
-}
+/** The built `ambit`, kept away from any demo on this machine. */
+const ambit = (args: string[]) =>
+  runAmbit(args, { timeoutMs: 30_000, env: { ...process.env, AMBIT_DEMO_DIR: join(dir, 'no-demo') } });
 
 async function pod(ns: string, name: string, node: string, ip: string, labels: Record<string, string>) {
   const core = kc().makeApiClient(CoreV1Api);
